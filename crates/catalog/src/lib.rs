@@ -1,0 +1,1 @@
+//! SQLite implementation of [`blockback_core::catalog::Catalog`]. Being written.

@@ -1,0 +1,63 @@
+//! The catalog of volumes and backups, as a trait.
+//!
+//! The engine records every backup here; `blockback-catalog` implements it
+//! on SQLite. Times are Unix seconds (UTC) as `f64`.
+
+mod record;
+
+pub use record::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
+
+use uuid::Uuid;
+
+/// Catalog failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("backup {0} not found in the catalog; `blockback backup list` shows the known ones")]
+    BackupNotFound(String),
+    #[error("volume {0} not found in the catalog")]
+    VolumeNotFound(String),
+    #[error("catalog {path}: {msg}")]
+    Database { path: String, msg: String },
+    #[error("catalog {path} was written by a newer blockback (schema {found}, this one knows {known}); upgrade blockback")]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+pub type CatalogResult<T> = std::result::Result<T, CatalogError>;
+
+/// Storage of volume and backup records. Implementations must make each
+/// call atomic and durable before returning.
+pub trait Catalog: Send + Sync {
+    /// The volume whose source is `source`, if one is known.
+    fn volume_by_source(&self, source: &str) -> CatalogResult<Option<VolumeRecord>>;
+    fn volume(&self, id: Uuid) -> CatalogResult<VolumeRecord>;
+    fn insert_volume(&self, volume: &VolumeRecord) -> CatalogResult<()>;
+    fn list_volumes(&self) -> CatalogResult<Vec<VolumeRecord>>;
+
+    fn insert_backup(&self, backup: &BackupRecord) -> CatalogResult<()>;
+    /// Replaces the stored record with the same id.
+    fn update_backup(&self, backup: &BackupRecord) -> CatalogResult<()>;
+    fn remove_backup(&self, id: Uuid) -> CatalogResult<()>;
+    fn backup(&self, id: Uuid) -> CatalogResult<BackupRecord>;
+    /// Backups, oldest first; only those of `volume` when given.
+    fn list_backups(&self, volume: Option<Uuid>) -> CatalogResult<Vec<BackupRecord>>;
+}
+
+/// Resolves a user-given backup id: a full UUID or a unique prefix.
+pub fn resolve_backup(catalog: &dyn Catalog, given: &str) -> CatalogResult<BackupRecord> {
+    if let Ok(id) = Uuid::parse_str(given) {
+        return catalog.backup(id);
+    }
+    let given_lower = given.to_ascii_lowercase();
+    let mut matches = catalog
+        .list_backups(None)?
+        .into_iter()
+        .filter(|b| !given.is_empty() && b.id.to_string().starts_with(&given_lower));
+    match (matches.next(), matches.next()) {
+        (Some(b), None) => Ok(b),
+        _ => Err(CatalogError::BackupNotFound(given.to_string())),
+    }
+}

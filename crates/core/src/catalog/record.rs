@@ -1,0 +1,94 @@
+//! Catalog records.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// A backed-up volume: one source, identified by a stable id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub id: Uuid,
+    /// The source as the user gave it, resolved (absolute path, `rbd:pool/image`).
+    pub source: String,
+    pub name: String,
+    pub created_at: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupStatus {
+    Creating,
+    Available,
+    Error,
+    Deleting,
+    Restoring,
+}
+
+macro_rules! str_enum {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(BackupKind { Full => "full", Incremental => "incremental" });
+str_enum!(BackupStatus {
+    Creating => "creating",
+    Available => "available",
+    Error => "error",
+    Deleting => "deleting",
+    Restoring => "restoring",
+});
+
+/// One backup of one volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub id: Uuid,
+    pub volume_id: Uuid,
+    pub source: String,
+    /// Volume size at the backup's point in time.
+    pub size: u64,
+    /// The previous backup of the same chain (incrementals only).
+    pub parent: Option<Uuid>,
+    pub kind: BackupKind,
+    pub status: BackupStatus,
+    /// The backup store, as given (`/path/to/store`, `rbd:backups`).
+    pub store: String,
+    /// Base image of the chain in the store.
+    pub image: String,
+    /// This backup's snapshot on the base image.
+    pub snapshot: String,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub bytes_stored: u64,
+    /// Checksum of the logical volume (see [`crate::checksum`]).
+    pub checksum: Option<String>,
+    pub created_at: f64,
+    pub updated_at: f64,
+    pub completed_at: Option<f64>,
+    pub error: Option<String>,
+    /// Process that runs the operation while status is creating/deleting/restoring.
+    pub pid: Option<u32>,
+    /// Whether this backup created its chain's base image.
+    pub created_base: bool,
+    /// Volume metadata stored with the backup (name, size, user key/values).
+    pub metadata: BTreeMap<String, String>,
+}

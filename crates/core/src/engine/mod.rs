@@ -1,0 +1,1 @@
+//! Backup, restore, verify, delete and gc. Being written.

@@ -1,0 +1,1 @@
+//! The conformance suite every image backend runs. Being written.

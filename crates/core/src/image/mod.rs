@@ -1,0 +1,116 @@
+//! The block-image model.
+//!
+//! One narrow trait family, modelled on librbd so that the RBD backend fits it
+//! without translation:
+//! - [`Image`]: one point in time of one image (HEAD, or a snapshot opened
+//!   read-only): size, positional read/write, write-zeroes, flush, resize and
+//!   the changed extents between a snapshot (or nothing) and this point.
+//! - [`Snapshots`]: the snapshot operations of an image that has them.
+//! - [`Pool`]: a container of named images (a local store, an RBD pool).
+//!
+//! # Contract
+//! - Every method takes `&self` and may be called from several threads at
+//!   once; backends serialise internally where they must. The engine keeps
+//!   several requests in flight by calling from several threads.
+//! - `read_at` fills the whole buffer or fails; reading past `size()` fails
+//!   with [`ImageError::Invalid`].
+//! - `write_zeroes` makes the range read back as zeros. It never degrades to a
+//!   discard that could leave old bytes behind.
+//! - Writes through a handle opened at a snapshot fail with
+//!   [`ImageError::ReadOnly`].
+//! - `changed_extents(from, range, visit)` reports, in ascending order and
+//!   without overlap, every extent of `range` that may differ between `from`
+//!   and this handle's point; `from == None` means "from nothing", i.e. the
+//!   allocated extents. Extents flagged [`ExtentKind::Zero`] read as zeros at
+//!   this point. Reporting an unchanged extent is allowed (it costs a copy),
+//!   missing a changed one is not.
+//! - A flushed write is durable: it survives a crash of the process.
+
+mod error;
+mod extent;
+pub mod file;
+
+#[doc(hidden)]
+pub mod conformance;
+
+pub use error::{ImageError, Result};
+pub use extent::{Extent, ExtentKind};
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+/// One snapshot of an image, as listed by [`Snapshots::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    /// The image size at the time the snapshot was taken.
+    pub size: u64,
+    pub timestamp: SystemTime,
+}
+
+/// Receives changed extents; returning an error stops the iteration.
+pub type ExtentVisitor<'a> = dyn FnMut(Extent) -> Result<()> + 'a;
+
+/// One point in time of one block image (see the module docs for the contract).
+pub trait Image: Send + Sync {
+    /// A name for messages: a path, `store:image@snap`, `pool/image@snap`.
+    fn describe(&self) -> String;
+    fn size(&self) -> Result<u64>;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    fn changed_extents(
+        &self,
+        from_snap: Option<&str>,
+        range: Range<u64>,
+        visit: &mut ExtentVisitor<'_>,
+    ) -> Result<()>;
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()>;
+    fn flush(&self) -> Result<()>;
+    fn resize(&self, size: u64) -> Result<()>;
+    /// The snapshot operations, or `None` for backends without snapshots
+    /// (raw files and block devices).
+    fn snapshots(&self) -> Option<&dyn Snapshots>;
+}
+
+/// Snapshot operations of an image (librbd's `rbd_snap_*`).
+pub trait Snapshots: Send + Sync {
+    /// All snapshots, oldest first.
+    fn list(&self) -> Result<Vec<SnapshotInfo>>;
+    /// Flushes, then records the current HEAD under `name` (fails with
+    /// [`ImageError::Exists`] when the name is taken).
+    fn create(&self, name: &str) -> Result<()>;
+    fn remove(&self, name: &str) -> Result<()>;
+    /// Opens the image as it was at snapshot `name`, read-only.
+    fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>>;
+    /// Makes HEAD equal to snapshot `name` again (`rbd snap rollback`).
+    fn rollback(&self, name: &str) -> Result<()>;
+}
+
+/// A container of named images: a local store, an RBD pool.
+pub trait Pool: Send + Sync {
+    fn describe(&self) -> String;
+    fn list(&self) -> Result<Vec<String>>;
+    fn exists(&self, name: &str) -> Result<bool> {
+        Ok(self.list()?.iter().any(|n| n == name))
+    }
+    /// Creates an empty (all-zero) image; [`ImageError::Exists`] if taken.
+    fn create(&self, name: &str, size: u64) -> Result<()>;
+    /// Opens HEAD read-write.
+    fn open(&self, name: &str) -> Result<Box<dyn Image>>;
+    /// Opens HEAD or snapshot `snap` read-only.
+    fn open_read_only(&self, name: &str, snap: Option<&str>) -> Result<Box<dyn Image>>;
+    /// Removes an image; [`ImageError::HasSnapshots`] while it has snapshots,
+    /// [`ImageError::Busy`] while it is open elsewhere (where detectable).
+    fn remove(&self, name: &str) -> Result<()>;
+}
+
+/// Checks `offset..offset+len` against `size`, naming `what` on failure.
+pub fn check_range(what: &dyn Fn() -> String, offset: u64, len: u64, size: u64) -> Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(ImageError::Invalid {
+            what: what(),
+            why: format!("range {offset}+{len} is beyond the image size {size}"),
+        }),
+    }
+}

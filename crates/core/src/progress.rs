@@ -1,0 +1,25 @@
+//! Progress reporting: the core reports, front ends display.
+
+/// Receives progress of a long operation. The CLI shows a bar or log lines;
+/// a service updates its job row.
+pub trait Progress: Send + Sync {
+    /// A new phase begins; `total` bytes are expected (0 when unknown).
+    fn begin(&self, phase: &str, total: u64);
+    /// `bytes` more bytes of the current phase are done.
+    fn advance(&self, bytes: u64);
+    /// The current phase has ended.
+    fn end(&self);
+    /// A notable event the user should see (e.g. why a backup is full).
+    fn note(&self, message: &str);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn begin(&self, _phase: &str, _total: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    fn end(&self) {}
+    fn note(&self, _message: &str) {}
+}

@@ -1,0 +1,1 @@
+//! The embedded local store (see docs/design.md). Being written.

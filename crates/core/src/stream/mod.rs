@@ -1,0 +1,1 @@
+//! Ceph's diff and export stream formats. Being written.

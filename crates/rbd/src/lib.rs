@@ -1,0 +1,1 @@
+//! Ceph RBD backend. Being written.

@@ -1,0 +1,97 @@
+//! Command-line arguments as parsed (the "low" args); `config` resolves them.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Block-volume backups: fast, exact, deduplicated, verified.
+#[derive(Debug, Parser)]
+#[command(name = "blockback", version, about)]
+pub struct Cli {
+    /// Backup store directory [default: $XDG_DATA_HOME/blockback/store].
+    #[arg(long, global = true, env = "BLOCKBACK_STORE")]
+    pub store: Option<PathBuf>,
+    /// Catalog database [default: $XDG_DATA_HOME/blockback/catalog.sqlite].
+    #[arg(long, global = true, env = "BLOCKBACK_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// Machine-readable JSON output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress and no notes; errors only.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, restore, list, show and delete backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Re-read and re-hash a backup, or every backup and chunk of the store.
+    Verify {
+        /// Backup id (or unique prefix); the whole store when omitted.
+        backup: Option<String>,
+    },
+    /// Reclaim the space of data no backup references any more.
+    Gc,
+    /// Create or inspect the backup store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up a volume (image file or block device); incremental when the
+    /// volume has a previous backup in this store.
+    Create(CreateArgs),
+    /// Restore a backup into a new file or onto an existing file or device.
+    Restore {
+        /// Backup id (or unique prefix).
+        backup: String,
+        /// New file to create, or existing file/block device (at least the backup's size).
+        target: PathBuf,
+    },
+    /// List backups, oldest first.
+    List {
+        /// Only backups of this source (path as given at backup time).
+        #[arg(long)]
+        source: Option<PathBuf>,
+    },
+    /// Show one backup in full.
+    Show { backup: String },
+    /// Delete a backup; `gc` then reclaims its space.
+    Delete {
+        backup: String,
+        /// Seconds between retries while the backup image is busy.
+        #[arg(long, default_value_t = 5.0)]
+        retry_delay: f64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Image file or block device to back up.
+    pub source: PathBuf,
+    /// Name recorded for the volume [default: the source's file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Volume metadata stored with the backup, as KEY=VALUE (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Start a new chain with a full backup.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create an empty store.
+    Init {
+        /// Chunk size in bytes (a power of two, 4 KiB to 4 MiB).
+        #[arg(long)]
+        chunk_size: Option<u64>,
+    },
+    /// Sizes, counts, deduplication and compression of the store.
+    Stats,
+}

@@ -239,3 +239,54 @@ fn write_unit(job: &Job<'_>, at: u64, bytes: &[u8]) -> Result<()> {
     job.counters.written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     job.dst.write_at(at, bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::checksum_of;
+    use crate::image::file::FileImage;
+    use crate::progress::NoProgress;
+
+    fn image_with(dir: &std::path::Path, name: &str, size: u64, writes: &[(u64, &[u8])]) -> FileImage {
+        let img = FileImage::create(dir.join(name), size).unwrap();
+        for (off, data) in writes {
+            img.write_at(*off, data).unwrap();
+        }
+        img
+    }
+
+    fn contents(img: &FileImage) -> Vec<u8> {
+        let mut buf = vec![0u8; img.size().unwrap() as usize];
+        img.read_at(0, &mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn full_copy_is_exact_and_its_checksum_matches_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 3 * SEGMENT + 12345;
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8 + 1).collect();
+        let src = image_with(dir.path(), "src", size, &[(100, &data), (2 * SEGMENT - 5, &data[..9999])]);
+        let dst = FileImage::create(dir.path().join("dst"), size).unwrap();
+        let plan = TransferPlan::full(&src).unwrap();
+        let opts = CopyOptions { target_is_zero: true, ..CopyOptions::default() };
+        let stats = copy(&src, &dst, &plan, opts, &NoProgress).unwrap();
+        let expected = contents(&src);
+        assert_eq!(contents(&dst), expected);
+        assert_eq!(stats.checksum.as_deref(), Some(checksum_of(&expected).as_str()));
+    }
+
+    #[test]
+    fn compare_mode_rewrites_only_differing_units_and_zeroes_stale_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 2 * SEGMENT;
+        let ones = vec![1u8; 8192];
+        let src = image_with(dir.path(), "src", size, &[(0, &ones)]);
+        let dst = image_with(dir.path(), "dst", size, &[(0, &ones), (SEGMENT + 4096, &ones)]);
+        let plan = TransferPlan::full(&src).unwrap();
+        let opts = CopyOptions { compare_target: true, ..CopyOptions::default() };
+        let stats = copy(&src, &dst, &plan, opts, &NoProgress).unwrap();
+        assert_eq!(stats.bytes_written, 0, "equal data is not rewritten");
+        assert_eq!(contents(&dst), contents(&src), "stale data beyond is zeroed");
+    }
+}

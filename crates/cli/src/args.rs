@@ -7,9 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "blockback", version, about)]
 pub struct Cli {
-    /// Backup store directory [default: $XDG_DATA_HOME/blockback/store].
+    /// Backup store: a directory, or `rbd:POOL` [default: $XDG_DATA_HOME/blockback/store].
     #[arg(long, global = true, env = "BLOCKBACK_STORE")]
-    pub store: Option<PathBuf>,
+    pub store: Option<String>,
     /// Catalog database [default: $XDG_DATA_HOME/blockback/catalog.sqlite].
     #[arg(long, global = true, env = "BLOCKBACK_CATALOG")]
     pub catalog: Option<PathBuf>,
@@ -19,8 +19,34 @@ pub struct Cli {
     /// No progress and no notes; errors only.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub ceph: CephArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Cluster settings of the store endpoint and of the volume endpoint
+/// (source of a backup, target of a restore), which may be different clusters.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CephArgs {
+    /// ceph.conf of the store's cluster [default: $CEPH_CONF or /etc/ceph/ceph.conf].
+    #[arg(long, global = true)]
+    pub ceph_conf: Option<PathBuf>,
+    /// Ceph client id of the store's cluster (without `client.`).
+    #[arg(long, global = true, default_value = "admin")]
+    pub ceph_id: String,
+    /// Keyring for the store's cluster.
+    #[arg(long, global = true)]
+    pub keyring: Option<PathBuf>,
+    /// ceph.conf of the volume's cluster [default: the store's].
+    #[arg(long, global = true)]
+    pub volume_ceph_conf: Option<PathBuf>,
+    /// Ceph client id of the volume's cluster [default: the store's].
+    #[arg(long, global = true)]
+    pub volume_ceph_id: Option<String>,
+    /// Keyring for the volume's cluster [default: the store's].
+    #[arg(long, global = true)]
+    pub volume_keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,14 +75,15 @@ pub enum BackupCommand {
     Restore {
         /// Backup id (or unique prefix).
         backup: String,
-        /// New file to create, or existing file/block device (at least the backup's size).
-        target: PathBuf,
+        /// New file or `rbd:POOL/IMAGE` to create, or an existing file, block
+        /// device or RBD image (at least the backup's size).
+        target: String,
     },
     /// List backups, oldest first.
     List {
-        /// Only backups of this source (path as given at backup time).
+        /// Only backups of this source.
         #[arg(long)]
-        source: Option<PathBuf>,
+        source: Option<String>,
     },
     /// Show one backup in full.
     Show { backup: String },
@@ -71,8 +98,8 @@ pub enum BackupCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Image file or block device to back up.
-    pub source: PathBuf,
+    /// Image file, block device, or `rbd:POOL/IMAGE[@SNAP]` to back up.
+    pub source: String,
     /// Name recorded for the volume [default: the source's file name].
     #[arg(long)]
     pub name: Option<String>,

@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod config;
+mod endpoint;
 mod output;
 mod progress;
 mod session;

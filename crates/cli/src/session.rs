@@ -1,13 +1,13 @@
 //! What every command opens: the catalog, the store, the engine.
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
+use crate::endpoint::{open_store, StoreHandle};
 use crate::progress::CliProgress;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use blockback_catalog::SqliteCatalog;
+use blockback_core::catalog::BackupRecord;
 use blockback_core::engine::{Engine, LockDir};
 use blockback_core::image::Pool;
-use blockback_core::store::LocalStore;
-use std::path::Path;
 
 pub struct Session {
     pub config: Config,
@@ -29,15 +29,24 @@ impl Session {
         Engine::new(&self.catalog, LockDir::new(self.config.lock_dir()), &self.progress)
     }
 
-    /// Opens the configured store; creates it first when `create` and the
-    /// directory does not exist yet.
-    pub fn store(&self, create: bool) -> Result<LocalStore> {
-        open_store(&self.config.store, create)
+    /// Opens the configured store; a local one is created first when
+    /// `create` and it does not exist yet.
+    pub fn store(&self, create: bool) -> Result<StoreHandle> {
+        open_store(&self.config.store, &self.config.store_ceph, create)
+    }
+
+    /// Opens the store a backup was written to.
+    pub fn store_of(&self, backup: &BackupRecord) -> Result<StoreHandle> {
+        open_store(&StoreLocation::parse(&backup.store)?, &self.config.store_ceph, false)
     }
 
     fn recover(&self) -> Result<()> {
         let open = |label: &str| -> Option<Box<dyn Pool>> {
-            LocalStore::open(Path::new(label)).ok().map(|s| Box::new(s) as Box<dyn Pool>)
+            let location = StoreLocation::parse(label).ok()?;
+            match open_store(&location, &self.config.store_ceph, false).ok()? {
+                StoreHandle::Local(s) => Some(Box::new(s)),
+                StoreHandle::Rbd(p) => Some(Box::new(p)),
+            }
         };
         for r in self.engine().recover_interrupted(&open)? {
             tracing::warn!("backup {} was {}: {}", r.backup, r.was, r.note);
@@ -47,13 +56,4 @@ impl Session {
         }
         Ok(())
     }
-}
-
-/// Opens the store at `path`, creating it when `create` and it is absent.
-pub fn open_store(path: &Path, create: bool) -> Result<LocalStore> {
-    if create && !path.exists() {
-        return LocalStore::init(path, Default::default())
-            .with_context(|| format!("cannot create the store at {}", path.display()));
-    }
-    Ok(LocalStore::open(path)?)
 }

@@ -1,6 +1,6 @@
 //! `store init`, `store stats`, `verify`, `gc`.
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::output::emit;
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
@@ -12,48 +12,58 @@ pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
     if let Some(size) = chunk_size {
         options.chunk_size = size;
     }
-    let store = LocalStore::init(&config.store, options)
-        .with_context(|| format!("cannot create the store at {}", config.store.display()))?;
+    let StoreLocation::Local(path) = &config.store else {
+        bail!("store init creates local stores; an RBD pool is created with `ceph osd pool create` and `rbd pool init`");
+    };
+    let store = LocalStore::init(path, options).with_context(|| format!("cannot create the store at {}", path.display()))?;
     let stats = store.stats()?;
-    emit(config.json, &stats, || format!("initialised store {}", config.store.display()))
+    emit(config.json, &stats, || format!("initialised store {}", path.display()))
 }
 
 pub fn stats(session: &Session) -> Result<()> {
-    let stats = session.store(false)?.stats()?;
+    let store = session.store(false)?;
+    let stats = store.local("store stats")?.stats()?;
     emit(session.config.json, &stats, || serde_json::to_string_pretty(&stats).unwrap_or_default())
 }
 
 pub fn gc(session: &Session) -> Result<()> {
-    let stats = session.store(false)?.gc(&session.progress)?;
+    let store = session.store(false)?;
+    let stats = store.local("gc")?.gc(&session.progress)?;
     emit(session.config.json, &stats, || serde_json::to_string_pretty(&stats).unwrap_or_default())
 }
 
 /// Verifies one backup, or every backup of the store and then every chunk.
 pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
-    let store = session.store(false)?;
-    let backups = match backup {
-        Some(id) => vec![resolve_backup(&session.catalog, id)?],
-        None => store_backups(session)?,
+    let (store, backups) = match backup {
+        Some(id) => {
+            let record = resolve_backup(&session.catalog, id)?;
+            (session.store_of(&record)?, vec![record])
+        }
+        None => (session.store(false)?, store_backups(session)?),
     };
     let mut problems = Vec::new();
     let mut outcomes = Vec::new();
     for record in &backups {
-        let scope = VerifyScope::Snapshot { image: record.image.clone(), snapshot: record.snapshot.clone() };
-        let report = store.verify(&scope, &session.progress)?;
-        problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
-        match session.engine().verify(record, &store) {
+        if let Ok(local) = store.local("verify") {
+            let scope = VerifyScope::Snapshot { image: record.image.clone(), snapshot: record.snapshot.clone() };
+            let report = local.verify(&scope, &session.progress)?;
+            problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
+        }
+        match session.engine().verify(record, store.pool()) {
             Ok(o) => outcomes.push(o),
             Err(e) => problems.push(format!("backup {}: {e}", record.id)),
         }
     }
-    if backup.is_none() {
-        let report = store.verify(&VerifyScope::All, &session.progress)?;
+    if let (None, Ok(local)) = (backup, store.local("verify")) {
+        let report = local.verify(&VerifyScope::All, &session.progress)?;
         problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
     }
+    problems.sort();
     problems.dedup();
     let result = serde_json::json!({ "verified": outcomes, "problems": problems });
     emit(session.config.json, &result, || {
-        let mut lines: Vec<String> = outcomes.iter().map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read)).collect();
+        let mut lines: Vec<String> =
+            outcomes.iter().map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read)).collect();
         lines.extend(problems.iter().map(|p| format!("PROBLEM: {p}")));
         lines.join("\n")
     })?;
@@ -64,7 +74,7 @@ pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
 }
 
 fn store_backups(session: &Session) -> Result<Vec<BackupRecord>> {
-    let label = session.config.store_label();
+    let label = session.config.store.label();
     Ok(session
         .catalog
         .list_backups(None)?

@@ -5,13 +5,14 @@ use crate::output::emit;
 use crate::session::Session;
 use anyhow::Result;
 use blockback_core::catalog::{resolve_backup, Catalog};
-use std::path::Path;
+use crate::endpoint::Volume;
 
-pub fn list(session: &Session, source: Option<&Path>) -> Result<()> {
+pub fn list(session: &Session, source: Option<&str>) -> Result<()> {
     let mut backups = session.catalog.list_backups(None)?;
     if let Some(source) = source {
-        let wanted = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
-        backups.retain(|b| Path::new(&b.source) == wanted);
+        let volume = Volume::parse(source)?;
+        let wanted = volume.label().unwrap_or_else(|_| source.to_string());
+        backups.retain(|b| b.source == wanted);
     }
     emit(session.config.json, &backups, || {
         backups.iter().map(summary_line).collect::<Vec<_>>().join("\n")

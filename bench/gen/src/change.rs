@@ -3,7 +3,7 @@
 //! changed (the union of the written ranges, since writes may overlap).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::content::Content;
 use crate::layout::BLOCK;
+use crate::rbd_diff::DiffWriter;
 
 const MAX_WRITE_BLOCKS: u64 = (1 << 20) / BLOCK;
 /// Stream of the content rng, so contents do not reuse the plan's numbers.
@@ -50,17 +51,29 @@ pub fn plan(size: u64, percent: f64, seed: u64) -> io::Result<Vec<Range<u64>>> {
     Ok(writes)
 }
 
-/// Applies [`plan`] to the file at `path` with fresh random data.
-pub fn apply(path: &Path, percent: f64, seed: u64) -> io::Result<ChangeSummary> {
+/// Applies [`plan`] to the file at `path` with fresh random data; with
+/// `diff`, also writes the same change there as an `rbd diff v1` stream.
+pub fn apply(
+    path: &Path,
+    percent: f64,
+    seed: u64,
+    diff: Option<&mut dyn Write>,
+) -> io::Result<ChangeSummary> {
     let file = File::options().write(true).open(path)?;
-    let writes = plan(file.metadata()?.len(), percent, seed)?;
+    let size = file.metadata()?.len();
+    let writes = plan(size, percent, seed)?;
+    let mut diff = diff.map(|out| DiffWriter::new(out, size)).transpose()?;
     let mut content = Content::new(seed, CONTENT_STREAM);
     let mut buf = vec![0u8; (MAX_WRITE_BLOCKS * BLOCK) as usize];
     for range in &writes {
         let chunk = &mut buf[..(range.end - range.start) as usize];
         content.fill_random(chunk);
         file.write_all_at(chunk, range.start)?;
+        if let Some(diff) = diff.as_mut() {
+            diff.write(range.start, chunk)?;
+        }
     }
+    diff.map(DiffWriter::finish).transpose()?;
     Ok(ChangeSummary {
         writes: writes.len() as u64,
         written_bytes: writes.iter().map(|r| r.end - r.start).sum(),
@@ -134,7 +147,7 @@ mod tests {
         let (orig, changed) = (dir.path().join("v1"), dir.path().join("v2"));
         write_base(&orig, 32 << 20, 1).unwrap();
         std::fs::copy(&orig, &changed).unwrap();
-        let summary = apply(&changed, 10.0, 2).unwrap();
+        let summary = apply(&changed, 10.0, 2, None).unwrap();
         let (a, b) = (
             std::fs::read(&orig).unwrap(),
             std::fs::read(&changed).unwrap(),
@@ -157,8 +170,21 @@ mod tests {
         let [a, b] = ["a", "b"].map(|n| dir.path().join(n));
         for path in [&a, &b] {
             write_base(path, 16 << 20, 1).unwrap();
-            apply(path, 5.0, 4).unwrap();
+            apply(path, 5.0, 4, None).unwrap();
         }
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+    }
+
+    #[test]
+    fn the_rbd_diff_stream_makes_the_same_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (orig, changed) = (dir.path().join("v1"), dir.path().join("v2"));
+        write_base(&orig, 16 << 20, 1).unwrap();
+        std::fs::copy(&orig, &changed).unwrap();
+        let mut stream = Vec::new();
+        apply(&changed, 5.0, 3, Some(&mut stream)).unwrap();
+        let mut image = std::fs::read(&orig).unwrap();
+        crate::rbd_diff::tests::apply(&stream, &mut image);
+        assert!(image == std::fs::read(&changed).unwrap());
     }
 }

@@ -3,7 +3,8 @@
 //! - `bench-gen base OUT --size 4G --seed 1`: a sparse image, ~40% random
 //!   data, ~20% text, the rest holes, in scattered 1-4 MiB extents.
 //! - `bench-gen change FILE --percent 2 --seed 2`: scattered random writes in
-//!   place; prints `changed_bytes=N` (the union of the written ranges).
+//!   place; prints `changed_bytes=N` (the union of the written ranges);
+//!   `--rbd-diff PATH` also writes the change as an `rbd diff v1` stream.
 //! - `bench-gen extents FILE`: the data extents, one `OFFSET LENGTH` a line.
 //! - `bench-gen compare-layout SOURCE COPY`: whether COPY's data/hole map
 //!   matches SOURCE's within a tolerance (exit status 1 when not).
@@ -13,6 +14,7 @@ mod change;
 mod content;
 mod extents;
 mod layout;
+mod rbd_diff;
 mod size;
 
 use std::fs::File;
@@ -50,6 +52,9 @@ enum Command {
         percent: f64,
         #[arg(long, default_value_t = 2)]
         seed: u64,
+        /// Also write the change as an `rbd diff v1` stream (for `rbd import-diff`).
+        #[arg(long)]
+        rbd_diff: Option<PathBuf>,
     },
     /// Print FILE's data extents (SEEK_DATA/SEEK_HOLE) as `OFFSET LENGTH`.
     Extents { file: PathBuf },
@@ -80,7 +85,8 @@ fn run(command: Command) -> Result<ExitCode> {
             file,
             percent,
             seed,
-        } => cmd_change(&file, percent, seed),
+            rbd_diff,
+        } => cmd_change(&file, percent, seed, rbd_diff.as_deref()),
         Command::Extents { file } => cmd_extents(&file),
         Command::CompareLayout {
             source,
@@ -100,9 +106,20 @@ fn cmd_base(out: &Path, size: u64, seed: u64) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_change(file: &Path, percent: f64, seed: u64) -> Result<ExitCode> {
-    let summary = change::apply(file, percent, seed)
-        .with_context(|| format!("changing {}", file.display()))?;
+fn cmd_change(file: &Path, percent: f64, seed: u64, rbd_diff: Option<&Path>) -> Result<ExitCode> {
+    let mut diff = match rbd_diff {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let summary = change::apply(
+        file,
+        percent,
+        seed,
+        diff.as_mut().map(|w| w as &mut dyn Write),
+    )
+    .with_context(|| format!("changing {}", file.display()))?;
     eprintln!(
         "writes={} written_bytes={}",
         summary.writes, summary.written_bytes

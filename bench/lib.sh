@@ -129,13 +129,13 @@ verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "inf" && r <= t) ? "PAS
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
 # row NAME BASELINE_LABEL BASELINE BLOCKBACK TARGET EXTRA [FORMATTER]: one
-# table row; EXTRA is the last column (borg's figure, or -).
+# table row; EXTRA is the last column (a number is formatted like the others).
 row() {
     local name=$1 label=$2 base=$3 bb=$4 target=$5 borg=$6 fmt=${7:-secs} r
     r=$(ratio "$bb" "$base")
     printf '| %s | %s %s | %s | %s | <= %s | %s | %s |\n' "$name" "$label" \
         "$($fmt "$base")" "$($fmt "$bb")" "$r" "$target" "$(verdict "$r" "$target")" \
-        "$([[ $borg == - ]] && echo - || $fmt "$borg")"
+        "$([[ $borg =~ ^[0-9.]+$ ]] && $fmt "$borg" || echo "$borg")"
 }
 
 secs() { [[ $1 == - ]] && echo - || echo "$1 s"; }

@@ -191,7 +191,7 @@ report() {
     row "full backup, file -> rbd:$BACKUP_POOL" "rbd import" "$(median "${T_IMPORT[@]}")" \
         "$(median "${T_BB_FULL[@]}")" "$TARGET_FULL" -
     row "incremental, RBD -> RBD" "snap + export-diff / import-diff" "$(median "${T_DIFF[@]}")" \
-        "$(median "${T_BB_INC[@]}")" "$TARGET_INCREMENTAL" "snap create $(median "${T_SNAP[@]}") s"
+        "$(median "${T_BB_INC[@]}")" "$TARGET_INCREMENTAL" "of which snap create $(median "${T_SNAP[@]}") s"
     row "restore to a new file" "rbd export" "$(median "${T_EXPORT[@]}")" \
         "$(median "${T_BB_RESTORE[@]}")" "$TARGET_RESTORE" -
     check_rows

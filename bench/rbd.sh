@@ -6,10 +6,11 @@
 #
 # STATUS: SKELETON. The blockback side is UNTESTED: the RBD part of the
 # blockback CLI does not exist yet, and the command lines below are the
-# assumed ones (`--store rbd:POOL`, sources `rbd:POOL/IMAGE`, the cluster
-# found through CEPH_CONF/CEPH_ARGS, which librados reads itself). The rbd CLI
-# baselines and the image preparation were run against a throwaway
-# single-node cluster (scripts/ceph-cluster.sh) with a stand-in blockback.
+# ones the CLI's argument parser in main declares (`--store rbd:POOL`,
+# sources `rbd:POOL/IMAGE`, `--ceph-conf`, `--ceph-id`, `backup delete`); main
+# did not compile yet, so they never ran. The rbd CLI baselines, the image
+# preparation and the cleanup ran against a throwaway single-node cluster
+# (scripts/ceph-cluster.sh) with bench/standin-blockback.sh.
 #
 # Rows (blockback vs baseline):
 #   full backup    v1.img into rbd:BACKUP_POOL  vs  rbd import
@@ -21,7 +22,8 @@
 #   restore        that incremental backup to a new file  vs  rbd export
 #
 # Environment:
-#   CEPH_CONF    ceph.conf of the cluster (required); CEPH_ARGS e.g. "--id blockback"
+#   CEPH_CONF    ceph.conf of the cluster (required; its keyring setting is used)
+#   CEPH_ID      client id for rbd and blockback (default admin)
 #   POOL         pool of the source volume (default volumes)
 #   BACKUP_POOL  pool the backups go to (default backups); use a throwaway
 #                cluster: the script creates and removes bench-* images there
@@ -47,12 +49,13 @@ setup() {
     export CEPH_CONF
     POOL=${POOL:-volumes}
     BACKUP_POOL=${BACKUP_POOL:-backups}
+    CEPH_ID=${CEPH_ID:-admin}
     setup_common
     command -v rbd >/dev/null || { echo "$SCRIPT: rbd CLI missing (apt-get install ceph-common)" >&2; exit 2; }
     rbd ls "$POOL" >/dev/null && rbd ls "$BACKUP_POOL" >/dev/null
 }
 
-r() { rbd --conf "$CEPH_CONF" "$@"; }
+r() { rbd --conf "$CEPH_CONF" --id "$CEPH_ID" "$@"; }
 
 # Removes an image and its snapshots if it exists.
 remove_image() {
@@ -81,10 +84,12 @@ one_run() {
     RUN_DIR=$BENCH_DIR/rbd-run
     rm -rf "$RUN_DIR"
     mkdir -p "$RUN_DIR"
-    BB=("$BLOCKBACK" --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.db")
+    BB=("$BLOCKBACK" --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.db"
+        --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID")
     BACKUP_IDS=()
     remove_bench_images
-    "${BB[@]}" --quiet store init >/dev/null
+    # No `store init`: the first backup creates the store, and an RBD store
+    # left by an earlier run (emptied by its delete + gc) is reused.
     log "run $run/$RUNS: full backup"
     in_turn "$run" full_baseline full_blockback
     log "run $run/$RUNS: incremental backup"

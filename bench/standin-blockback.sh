@@ -12,6 +12,8 @@ while [[ $# -gt 0 ]]; do
         --catalog) catalog=$2; shift 2 ;;
         --json) json=1; shift ;;
         --quiet) shift ;;
+        --ceph-conf) export CEPH_CONF=$2; shift 2 ;;
+        --ceph-id) export CEPH_ARGS="--id $2"; shift 2 ;;
         *) break ;;
     esac
 done

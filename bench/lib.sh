@@ -87,7 +87,6 @@ json_id() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])' <"$RUN_DIR/stdout"
 }
 
-
 # ---- images -----------------------------------------------------------------
 
 # v1.img (the base), v2.img (v1 + the change) and change.rbd-diff (the same
@@ -102,9 +101,9 @@ generate() {
     log "changed_bytes=$CHANGED_BYTES"
 }
 
-# check_restored RUN SOURCE FILE: FILE's content must equal v2, its data/hole
-# map SOURCE's within
-# LAYOUT_TOLERANCE per differing region (sets SHA_OK[RUN], LAYOUT[RUN]).
+# check_restored RUN SOURCE FILE: FILE's content must equal v2 and its
+# data/hole map SOURCE's, within LAYOUT_TOLERANCE per differing region
+# (sets SHA_OK[RUN] and LAYOUT[RUN]; the table counts the failures).
 check_restored() {
     local run=$1 source=$2 file=$3
     [[ $(sha256sum "$file" | cut -d' ' -f1) == "$V2_SHA" ]] && SHA_OK[run]=1 || SHA_OK[run]=0

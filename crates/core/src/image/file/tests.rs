@@ -175,3 +175,35 @@ fn concurrent_writers_share_one_handle() {
         }
     }
 }
+
+/// Runs against a real block device (e.g. a loop device), whose contents it
+/// destroys: `BLOCKBACK_TEST_BLOCK_DEVICE=/dev/loop0 cargo test -- --ignored`.
+#[test]
+#[ignore = "needs a scratch block device in BLOCKBACK_TEST_BLOCK_DEVICE"]
+fn block_device() {
+    let path = std::env::var("BLOCKBACK_TEST_BLOCK_DEVICE")
+        .expect("set BLOCKBACK_TEST_BLOCK_DEVICE to a scratch block device");
+    let img = FileImage::open(&path, true).unwrap();
+    assert!(img.is_block_device());
+    let size = img.size().unwrap();
+    assert!(size >= 4 * MIB, "device too small: {size}");
+    img.write_at(0, &vec![9u8; 4 * MIB as usize]).unwrap();
+    // Unaligned at both ends: the middle goes through BLKZEROOUT.
+    img.write_zeroes(1000, MIB + 3).unwrap();
+    img.flush().unwrap();
+    let mut buf = vec![0u8; 4 * MIB as usize];
+    img.read_at(0, &mut buf).unwrap();
+    let zeroed = 1000..1000 + MIB as usize + 3;
+    for (i, b) in buf.iter().enumerate() {
+        assert_eq!(*b == 0, zeroed.contains(&i), "byte {i} is {b}");
+    }
+    assert_eq!(extents(&img), vec![(0, size)]);
+    let res = img.resize(size + MIB);
+    assert!(
+        matches!(res, Err(ImageError::Unsupported { .. })),
+        "{res:?}"
+    );
+    let mut one = [0u8; 1];
+    let res = img.read_at(size, &mut one);
+    assert!(matches!(res, Err(ImageError::Invalid { .. })), "{res:?}");
+}

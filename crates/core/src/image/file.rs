@@ -10,7 +10,7 @@ use super::{check_range, Extent, ExtentVisitor, Image, ImageError, Result, Snaps
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,6 @@ impl FileImage {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
-            .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
         let kind = kind_of(&path, &file)?;

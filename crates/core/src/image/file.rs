@@ -139,6 +139,14 @@ impl FileImage {
         }
     }
 
+    /// Punches a hole, or writes zeros where the filesystem cannot.
+    fn zero_file_range(&self, offset: u64, len: u64) -> Result<()> {
+        if self.punch_hole(offset, len)? {
+            return Ok(());
+        }
+        self.write_zero_bytes(offset, len)
+    }
+
     /// Zeros the sector-aligned middle of the range with BLKZEROOUT and the
     /// unaligned edges (or everything, if the ioctl fails) by writing.
     fn zero_block_range(&self, offset: u64, len: u64) -> Result<()> {
@@ -259,8 +267,7 @@ impl Image for FileImage {
             return Ok(());
         }
         match self.kind {
-            Kind::Regular if self.punch_hole(offset, len)? => Ok(()),
-            Kind::Regular => self.write_zero_bytes(offset, len),
+            Kind::Regular => self.zero_file_range(offset, len),
             Kind::BlockDevice => self.zero_block_range(offset, len),
         }
     }

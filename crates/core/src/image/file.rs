@@ -42,12 +42,16 @@ impl FileImage {
     /// Opens an existing file or block device, read-write when `writable`.
     pub fn open(path: impl AsRef<Path>, writable: bool) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        // Checked before opening too: opening a FIFO would block.
+        let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
+        kind_of(&path, &meta)?;
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        let kind = kind_of(&path, &file)?;
+        let meta = file.metadata().map_err(|e| io_error(&path, e))?;
+        let kind = kind_of(&path, &meta)?;
         Ok(FileImage {
             file,
             path,
@@ -293,8 +297,8 @@ impl Image for FileImage {
 }
 
 /// Only regular files and block devices hold images.
-fn kind_of(path: &Path, file: &File) -> Result<Kind> {
-    let ft = file.metadata().map_err(|e| io_error(path, e))?.file_type();
+fn kind_of(path: &Path, meta: &std::fs::Metadata) -> Result<Kind> {
+    let ft = meta.file_type();
     if ft.is_file() {
         Ok(Kind::Regular)
     } else if ft.is_block_device() {

@@ -68,6 +68,18 @@ fn character_device_is_invalid() {
     assert!(matches!(err, ImageError::Invalid { .. }), "{err:?}");
 }
 
+/// Opening a FIFO would block forever; it must be refused up front.
+#[test]
+fn fifo_is_invalid() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let err = FileImage::open(&path, false).unwrap_err();
+    assert!(matches!(err, ImageError::Invalid { .. }), "{err:?}");
+}
+
 #[test]
 fn missing_file_is_not_found() {
     let dir = TempDir::new().unwrap();

@@ -182,7 +182,9 @@ impl FileImage {
                 SeekTo::Unsupported => return visit(Extent::data(pos, range.end - pos)),
             };
             let hole = match self.lseek(data, libc::SEEK_HOLE)? {
-                SeekTo::Found(h) => h.min(range.end),
+                // At least one byte, so a file changing underneath cannot
+                // make this loop spin; reporting extra bytes is allowed.
+                SeekTo::Found(h) => h.clamp(data + 1, range.end),
                 SeekTo::PastEnd | SeekTo::Unsupported => range.end,
             };
             visit(Extent::data(data, hole - data))?;

@@ -13,6 +13,7 @@
 //! they succeed.
 
 mod basic;
+mod concurrency;
 mod extents;
 #[cfg(test)]
 mod mem;
@@ -67,6 +68,7 @@ const CHECKS: &[Check] = &[
     check("flush_keeps_data", basic::flush_keeps_data),
     check("resize_grow_reads_zero", basic::resize_grow_reads_zero),
     check("resize_shrink_then_grow", basic::resize_shrink_then_grow),
+    check("concurrent_writes", concurrency::concurrent_writes),
     check("extents_cover_all_data", extents::cover_all_data),
     check("extents_within_subrange", extents::within_subrange),
     check("extents_not_beyond_size", extents::not_beyond_size),
@@ -97,9 +99,15 @@ pub fn run_image_suite(factory: &dyn ImageFactory) {
 
 /// Runs the checks that apply to the backend; one line per failure.
 fn run_checks(factory: &dyn ImageFactory) -> Vec<String> {
+    run_selected(factory, &|_| true)
+}
+
+/// Runs the applicable checks whose name `select` accepts.
+fn run_selected(factory: &dyn ImageFactory, select: &dyn Fn(&str) -> bool) -> Vec<String> {
     CHECKS
         .iter()
         .filter(|c| factory.has_snapshots() || !c.needs_snapshots)
+        .filter(|c| select(c.name))
         .filter_map(|c| (c.run)(factory).err().map(|e| format!("  {}: {e}", c.name)))
         .collect()
 }

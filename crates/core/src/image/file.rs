@@ -10,7 +10,7 @@ use super::{check_range, Extent, ExtentVisitor, Image, ImageError, Result, Snaps
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -42,13 +42,16 @@ impl FileImage {
     /// Opens an existing file or block device, read-write when `writable`.
     pub fn open(path: impl AsRef<Path>, writable: bool) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        // Checked before opening too: opening a FIFO would block.
+        let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
+        kind_of(&path, &meta)?;
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
-            .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| io_error(&path, e))?;
-        let kind = kind_of(&path, &file)?;
+        let meta = file.metadata().map_err(|e| io_error(&path, e))?;
+        let kind = kind_of(&path, &meta)?;
         Ok(FileImage {
             file,
             path,
@@ -140,6 +143,14 @@ impl FileImage {
         }
     }
 
+    /// Punches a hole, or writes zeros where the filesystem cannot.
+    fn zero_file_range(&self, offset: u64, len: u64) -> Result<()> {
+        if self.punch_hole(offset, len)? {
+            return Ok(());
+        }
+        self.write_zero_bytes(offset, len)
+    }
+
     /// Zeros the sector-aligned middle of the range with BLKZEROOUT and the
     /// unaligned edges (or everything, if the ioctl fails) by writing.
     fn zero_block_range(&self, offset: u64, len: u64) -> Result<()> {
@@ -171,7 +182,9 @@ impl FileImage {
                 SeekTo::Unsupported => return visit(Extent::data(pos, range.end - pos)),
             };
             let hole = match self.lseek(data, libc::SEEK_HOLE)? {
-                SeekTo::Found(h) => h.min(range.end),
+                // At least one byte, so a file changing underneath cannot
+                // make this loop spin; reporting extra bytes is allowed.
+                SeekTo::Found(h) => h.clamp(data + 1, range.end),
                 SeekTo::PastEnd | SeekTo::Unsupported => range.end,
             };
             visit(Extent::data(data, hole - data))?;
@@ -260,8 +273,7 @@ impl Image for FileImage {
             return Ok(());
         }
         match self.kind {
-            Kind::Regular if self.punch_hole(offset, len)? => Ok(()),
-            Kind::Regular => self.write_zero_bytes(offset, len),
+            Kind::Regular => self.zero_file_range(offset, len),
             Kind::BlockDevice => self.zero_block_range(offset, len),
         }
     }
@@ -287,8 +299,8 @@ impl Image for FileImage {
 }
 
 /// Only regular files and block devices hold images.
-fn kind_of(path: &Path, file: &File) -> Result<Kind> {
-    let ft = file.metadata().map_err(|e| io_error(path, e))?.file_type();
+fn kind_of(path: &Path, meta: &std::fs::Metadata) -> Result<Kind> {
+    let ft = meta.file_type();
     if ft.is_file() {
         Ok(Kind::Regular)
     } else if ft.is_block_device() {

@@ -68,6 +68,18 @@ fn character_device_is_invalid() {
     assert!(matches!(err, ImageError::Invalid { .. }), "{err:?}");
 }
 
+/// Opening a FIFO would block forever; it must be refused up front.
+#[test]
+fn fifo_is_invalid() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let err = FileImage::open(&path, false).unwrap_err();
+    assert!(matches!(err, ImageError::Invalid { .. }), "{err:?}");
+}
+
 #[test]
 fn missing_file_is_not_found() {
     let dir = TempDir::new().unwrap();
@@ -173,5 +185,55 @@ fn concurrent_writers_share_one_handle() {
                 .unwrap();
             assert!(buf.iter().all(|b| *b == t + 1));
         }
+    }
+}
+
+/// Runs against a real block device (e.g. a loop device), whose contents it
+/// destroys: `BLOCKBACK_TEST_BLOCK_DEVICE=/dev/loop0 cargo test -- --ignored`.
+#[test]
+#[ignore = "needs a scratch block device in BLOCKBACK_TEST_BLOCK_DEVICE"]
+fn block_device() {
+    let path = std::env::var("BLOCKBACK_TEST_BLOCK_DEVICE")
+        .expect("set BLOCKBACK_TEST_BLOCK_DEVICE to a scratch block device");
+    let img = FileImage::open(&path, true).unwrap();
+    assert!(img.is_block_device());
+    let size = img.size().unwrap();
+    assert!(size >= 4 * MIB, "device too small: {size}");
+    img.write_at(0, &vec![9u8; 4 * MIB as usize]).unwrap();
+    // Unaligned at both ends: the middle goes through BLKZEROOUT.
+    img.write_zeroes(1000, MIB + 3).unwrap();
+    img.flush().unwrap();
+    let mut buf = vec![0u8; 4 * MIB as usize];
+    img.read_at(0, &mut buf).unwrap();
+    let zeroed = 1000..1000 + MIB as usize + 3;
+    for (i, b) in buf.iter().enumerate() {
+        assert_eq!(*b == 0, zeroed.contains(&i), "byte {i} is {b}");
+    }
+    assert_eq!(extents(&img), vec![(0, size)]);
+    let res = img.resize(size + MIB);
+    assert!(
+        matches!(res, Err(ImageError::Unsupported { .. })),
+        "{res:?}"
+    );
+    let mut one = [0u8; 1];
+    let res = img.read_at(size, &mut one);
+    assert!(matches!(res, Err(ImageError::Invalid { .. })), "{res:?}");
+}
+
+/// The fallback for filesystems without hole punching, called directly
+/// (every filesystem the tests run on can punch holes).
+#[test]
+fn zero_writing_fallback_is_exact() {
+    let dir = TempDir::new().unwrap();
+    let img = FileImage::create(dir.path().join("a"), 4 * MIB).unwrap();
+    img.write_at(0, &vec![5u8; 4 * MIB as usize]).unwrap();
+    // Longer than the 1 MiB zero buffer and unaligned at both ends.
+    let (off, len) = (12_345u64, 2 * MIB + 777);
+    img.write_zero_bytes(off, len).unwrap();
+    let mut buf = vec![0u8; 4 * MIB as usize];
+    img.read_at(0, &mut buf).unwrap();
+    for (i, b) in buf.iter().enumerate() {
+        let zeroed = (off..off + len).contains(&(i as u64));
+        assert_eq!(*b == 0, zeroed, "byte {i} is {b}");
     }
 }

@@ -64,6 +64,43 @@ pub enum Command {
     /// Create or inspect the backup store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Write the changes of IMAGE[@SNAP] since --from-snap as an `rbd diff v1` stream.
+    ExportDiff {
+        /// File, block device, local:IMAGE[@SNAP], backup:ID or rbd:POOL/IMAGE[@SNAP].
+        source: String,
+        /// Output file, or - for stdout.
+        out: String,
+        /// Only changes since this snapshot (absent: the whole image).
+        #[arg(long)]
+        from_snap: Option<String>,
+    },
+    /// Apply an `rbd diff v1` (or v2) stream to an existing image.
+    ImportDiff {
+        /// Input file, or - for stdin.
+        input: String,
+        /// File, block device, local:IMAGE or rbd:POOL/IMAGE.
+        target: String,
+        /// Apply even if the from-snapshot is missing, HEAD changed since
+        /// it, or the end snapshot exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Export an image with its snapshots as an `rbd image v2` stream.
+    Export {
+        source: String,
+        out: String,
+        #[arg(long = "export-format", alias = "format", default_value_t = 2)]
+        format: u8,
+    },
+    /// Import an `rbd image v2` stream into a new image, snapshots included.
+    Import {
+        input: String,
+        target: String,
+        #[arg(long = "export-format", alias = "format", default_value_t = 2)]
+        format: u8,
+    },
+    /// Merge two `rbd diff v1` streams (first may be -, second a file).
+    MergeDiff { first: String, second: String, out: String },
 }
 
 #[derive(Debug, Subcommand)]

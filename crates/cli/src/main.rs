@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
 
+mod address;
 mod args;
 mod commands;
 mod config;

@@ -3,6 +3,7 @@
 mod backup;
 mod maintenance;
 mod show;
+mod stream;
 
 use crate::args::{BackupCommand, Cli, Command, StoreCommand};
 use crate::config::Config;
@@ -25,5 +26,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Gc => maintenance::gc(&session),
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
         Command::Store(StoreCommand::Init { .. }) => unreachable!("handled before the catalog is opened"),
+        Command::ExportDiff { source, out, from_snap } => stream::export_diff(&session, &source, from_snap.as_deref(), &out),
+        Command::ImportDiff { input, target, force } => stream::import_diff(&session, &input, &target, force),
+        Command::Export { source, out, format } => stream::export(&session, &source, &out, format),
+        Command::Import { input, target, format } => stream::import(&session, &input, &target, format),
+        Command::MergeDiff { first, second, out } => stream::merge_diff(&session, &first, &second, &out),
     }
 }

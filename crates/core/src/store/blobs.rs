@@ -203,7 +203,16 @@ impl Blobs {
         raw_len: u32,
         compressed: bool,
     ) -> Result<()> {
-        self.append_inner(Blob { id, kind, stored, raw_len, compressed }, false)
+        self.append_inner(
+            Blob {
+                id,
+                kind,
+                stored,
+                raw_len,
+                compressed,
+            },
+            false,
+        )
     }
 
     /// Appends a copy of a stored blob and points the map at the copy (gc).
@@ -215,7 +224,16 @@ impl Blobs {
         raw_len: u32,
         compressed: bool,
     ) -> Result<()> {
-        self.append_inner(Blob { id, kind, stored, raw_len, compressed }, true)
+        self.append_inner(
+            Blob {
+                id,
+                kind,
+                stored,
+                raw_len,
+                compressed,
+            },
+            true,
+        )
     }
 
     fn append_inner(&self, b: Blob<'_>, relocate: bool) -> Result<()> {

@@ -164,10 +164,11 @@ impl PageStore for Store {
 /// Checks that `path` is writable by this process.
 pub fn check_writable(path: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| StoreError::Invalid {
-        what: "store path".into(),
-        why: "contains a NUL byte".into(),
-    })?;
+    let c =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| StoreError::Invalid {
+            what: "store path".into(),
+            why: "contains a NUL byte".into(),
+        })?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
     let rc = unsafe { libc::access(c.as_ptr(), libc::W_OK) };
     if rc != 0 {

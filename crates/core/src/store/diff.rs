@@ -119,7 +119,11 @@ impl Walker<'_, '_, '_> {
             if level > 0 {
                 self.node(ca, cb, level - 1, child)?;
             } else {
-                let kind = if cb.is_null() { ExtentKind::Zero } else { ExtentKind::Data };
+                let kind = if cb.is_null() {
+                    ExtentKind::Zero
+                } else {
+                    ExtentKind::Data
+                };
                 self.out.emit(child, kind)?;
             }
         }

@@ -74,7 +74,11 @@ fn mark(store: &Store, progress: &dyn Progress) -> Result<HashSet<ChunkId>> {
 }
 
 /// Splits the packs into (delete, repack); packs not listed stay.
-fn plan(index: &Index, live: &HashSet<ChunkId>, stats: &mut GcStats) -> (Vec<PackPlan>, Vec<PackPlan>) {
+fn plan(
+    index: &Index,
+    live: &HashSet<ChunkId>,
+    stats: &mut GcStats,
+) -> (Vec<PackPlan>, Vec<PackPlan>) {
     let mut per_pack: HashMap<u32, Vec<ChunkId>> = HashMap::new();
     let mut live_bytes: HashMap<u32, u64> = HashMap::new();
     for (id, loc) in index.map.iter().filter(|(id, _)| live.contains(*id)) {

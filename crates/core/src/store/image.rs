@@ -134,8 +134,8 @@ impl StoreImage {
             return Ok(());
         }
         let levels = self.store.levels_for_size(head.size);
-        let leaf = tree::load_leaf(&*self.store, head.root, levels, leaf_no)
-            .map_err(|e| self.err(e))?;
+        let leaf =
+            tree::load_leaf(&*self.store, head.root, levels, leaf_no).map_err(|e| self.err(e))?;
         if leaf[slot] == id {
             return Ok(());
         }
@@ -155,8 +155,8 @@ impl StoreImage {
             return Ok(());
         }
         let levels = self.store.levels_for_size(head.size);
-        head.root = tree::rebuild(&*self.store, head.root, levels, &head.dirty)
-            .map_err(|e| self.err(e))?;
+        head.root =
+            tree::rebuild(&*self.store, head.root, levels, &head.dirty).map_err(|e| self.err(e))?;
         head.dirty.clear();
         Ok(())
     }
@@ -365,7 +365,8 @@ impl Image for StoreImage {
         self.check_writable()?;
         let cs = self.cs();
         let old_size = self.lock().size;
-        if new_size < old_size && new_size % cs != 0 {
+        let tail = new_size % cs;
+        if new_size < old_size && tail > 0 {
             // Zero the tail of the new last chunk so that growing later
             // reads zeros there.
             let tail_end = (new_size / cs + 1) * cs;

@@ -65,7 +65,9 @@ pub fn store_shared(root: &Path) -> Result<File> {
 /// Exclusive store lock of gc (waits up to `wait` for writers).
 pub fn store_exclusive(root: &Path, wait: Duration) -> Result<File> {
     let why = "images are open for writing; retry gc when backups have finished";
-    acquire(&root.join(LOCK_FILE), wait, why, |f| FileExt::try_lock_exclusive(f))
+    acquire(&root.join(LOCK_FILE), wait, why, |f| {
+        FileExt::try_lock_exclusive(f)
+    })
 }
 
 /// Exclusive image lock of the writer; Busy at once when held elsewhere.

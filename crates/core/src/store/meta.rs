@@ -48,7 +48,11 @@ pub fn check_image_name(name: &str) -> Result<()> {
 pub fn check_snap_name(name: &str) -> Result<()> {
     check_component(name, "snapshot name")?;
     if !crate::naming::is_valid_snap_name(name) {
-        return Err(invalid(name, "snapshot name", "use letters, digits, '.', '_' and '-'"));
+        return Err(invalid(
+            name,
+            "snapshot name",
+            "use letters, digits, '.', '_' and '-'",
+        ));
     }
     Ok(())
 }
@@ -58,7 +62,11 @@ fn check_component(name: &str, what: &str) -> Result<()> {
         return Err(invalid(name, what, "must be 1 to 200 bytes"));
     }
     if name.starts_with('.') || name.contains('/') || name.contains('\0') {
-        return Err(invalid(name, what, "must not contain '/' or start with '.'"));
+        return Err(invalid(
+            name,
+            what,
+            "must not contain '/' or start with '.'",
+        ));
     }
     Ok(())
 }
@@ -75,7 +83,9 @@ pub fn image_dir(root: &Path, image: &str) -> PathBuf {
 }
 
 fn snap_path(root: &Path, image: &str, snap: &str) -> PathBuf {
-    image_dir(root, image).join(SNAPS_DIR).join(format!("{snap}.json"))
+    image_dir(root, image)
+        .join(SNAPS_DIR)
+        .join(format!("{snap}.json"))
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably.
@@ -118,7 +128,10 @@ pub fn write_head(root: &Path, image: &str, v: &Version) -> Result<()> {
 
 pub fn read_snap(root: &Path, image: &str, snap: &str) -> Result<SnapRecord> {
     check_snap_name(snap)?;
-    read_json(&snap_path(root, image, snap), &format!("snapshot {image}@{snap}"))
+    read_json(
+        &snap_path(root, image, snap),
+        &format!("snapshot {image}@{snap}"),
+    )
 }
 
 pub fn write_snap(root: &Path, image: &str, rec: &SnapRecord) -> Result<()> {

@@ -102,7 +102,11 @@ impl LocalStore {
             });
         }
         let config = Config::load(path)?;
-        for dir in [PathBuf::from(path), path.join(PACKS_DIR), path.join(meta::IMAGES_DIR)] {
+        for dir in [
+            PathBuf::from(path),
+            path.join(PACKS_DIR),
+            path.join(meta::IMAGES_DIR),
+        ] {
             check_writable(&dir)?;
         }
         let store = Store::new(path.to_path_buf(), &config)?;
@@ -125,7 +129,11 @@ impl LocalStore {
         let users = verify::users_of(&self.inner, &[*id].into_iter().collect())?;
         Ok(users
             .get(id)
-            .map(|us| us.iter().map(|u| (u.image.clone(), u.snapshot.clone())).collect())
+            .map(|us| {
+                us.iter()
+                    .map(|u| (u.image.clone(), u.snapshot.clone()))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -158,7 +166,9 @@ impl LocalStore {
 
     #[cfg(test)]
     fn page_loads(&self) -> u64 {
-        self.inner.page_loads.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .page_loads
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -206,7 +216,10 @@ impl Pool for LocalStore {
     }
 
     fn open_read_only(&self, name: &str, snap: Option<&str>) -> ImageResult<Box<dyn Image>> {
-        let v = self.inner.version(name, snap).map_err(|e| self.err(name, e))?;
+        let v = self
+            .inner
+            .version(name, snap)
+            .map_err(|e| self.err(name, e))?;
         let version = Version {
             size: v.size,
             root: v.root,

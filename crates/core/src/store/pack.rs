@@ -188,9 +188,8 @@ pub fn read_index(path: &Path) -> Result<(File, Vec<Entry>, u64)> {
     if &footer[48..56] != FOOTER_MAGIC {
         return Err(corrupt("footer magic missing (not a sealed pack)".into()));
     }
-    let word = |r: std::ops::Range<usize>| {
-        u64::from_le_bytes(footer[r].try_into().unwrap_or([0; 8]))
-    };
+    let word =
+        |r: std::ops::Range<usize>| u64::from_le_bytes(footer[r].try_into().unwrap_or([0; 8]));
     let (index_offset, count) = (word(0..8), word(8..16));
     let index_len = count
         .checked_mul(ENTRY_LEN as u64)
@@ -235,7 +234,9 @@ mod tests {
     fn sealed_pack_describes_its_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = PackWriter::create(dir.path(), "p1".into()).unwrap();
-        let a = w.append(id(1), BlobKind::Chunk, b"hello", 5, false).unwrap();
+        let a = w
+            .append(id(1), BlobKind::Chunk, b"hello", 5, false)
+            .unwrap();
         let b = w.append(id(2), BlobKind::Page, b"zz", 100, true).unwrap();
         let path = w.seal(dir.path()).unwrap();
         assert!(!dir.path().join("p1.part").exists());

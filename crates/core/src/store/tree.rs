@@ -122,7 +122,8 @@ fn rebuild_node(
     touched.dedup();
     for slot in touched {
         let child_first = first_leaf + slot * child_leaves;
-        page[slot as usize] = rebuild_node(ps, page[slot as usize], level - 1, child_first, leaves)?;
+        page[slot as usize] =
+            rebuild_node(ps, page[slot as usize], level - 1, child_first, leaves)?;
     }
     ps.store(&page)
 }
@@ -164,7 +165,11 @@ fn truncate_node(
     for (slot, child) in page.iter_mut().enumerate() {
         let child_first = first + slot as u64 * span;
         *child = if level == 0 {
-            if child_first >= keep { ChunkId::NULL } else { *child }
+            if child_first >= keep {
+                ChunkId::NULL
+            } else {
+                *child
+            }
         } else {
             truncate_node(ps, *child, level - 1, child_first, keep)?
         };

@@ -5,7 +5,7 @@
 use super::core::{Store, VersionRef};
 use super::error::{Result, StoreError};
 use super::id::ChunkId;
-use super::tree::{FANOUT, PageStore};
+use super::tree::{PageStore, FANOUT};
 use crate::progress::Progress;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: u64 = 64 << 20;
@@ -98,6 +98,9 @@ pub struct Blobs {
     level: i32,
     index: RwLock<Index>,
     writer: Mutex<Option<(u32, PackWriter)>>,
+    /// Held by gc while it rewrites the map, so that a concurrent refresh
+    /// does not renumber packs under it.
+    maint: Mutex<()>,
 }
 
 thread_local! {
@@ -113,6 +116,7 @@ impl Blobs {
             level,
             index: RwLock::new(Index::default()),
             writer: Mutex::new(None),
+            maint: Mutex::new(()),
         };
         blobs.refresh()?;
         Ok(blobs)
@@ -138,43 +142,75 @@ impl Blobs {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads packs that appeared on disk since the last look (written by
-    /// another process) and forgets packs that disappeared (gc elsewhere).
+    /// Brings the map up to date with the packs on disk: loads packs that
+    /// appeared (written by another process) and, when packs disappeared
+    /// (gc elsewhere), rebuilds the map from scratch so that no id points
+    /// into a deleted pack and no surviving copy is missed. An open pack
+    /// whose `.part` file was removed (by gc, while this process had no
+    /// writer) is abandoned, so its blobs are stored again when needed.
     pub fn refresh(&self) -> Result<()> {
-        let names: HashSet<String> = list_packs(&self.dir)?.into_iter().collect();
-        let known: HashSet<String> = self.read_index().by_name.keys().cloned().collect();
-        let writing = self.lock_writer().as_ref().map(|(n, _)| *n);
-        for name in names.iter().filter(|n| !known.contains(*n)) {
-            let path = self.dir.join(format!("{name}.{PACK_EXT}"));
-            let (file, entries, bytes) = match pack::read_index(&path) {
-                Ok(found) => found,
-                // Deleted by a concurrent gc between listing and opening.
-                Err(StoreError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e),
-            };
-            let mut index = self.write_index();
-            let slot = PackSlot {
-                name: name.clone(),
-                file: Arc::new(file),
-                bytes,
-                sealed: true,
-            };
-            let num = index.add_pack(slot);
-            entries.iter().for_each(|e| index.add_entry(num, e));
+        let _maint = match self.maint.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // This process's gc is rewriting the map; it is authoritative.
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        let mut writer = self.lock_writer();
+        if let Some((num, w)) = writer.as_ref() {
+            if !w.part_exists() {
+                self.write_index().drop_pack(*num);
+                *writer = None;
+            }
         }
-        let mut index = self.write_index();
-        let gone: Vec<u32> = index
-            .by_name
-            .iter()
-            .filter(|(n, num)| !names.contains(*n) && Some(**num) != writing)
-            .map(|(_, num)| *num)
-            .collect();
-        gone.into_iter().for_each(|num| index.drop_pack(num));
+        let names: HashSet<String> = list_packs(&self.dir)?.into_iter().collect();
+        let rebuild = {
+            let index = self.read_index();
+            index
+                .packs
+                .iter()
+                .flatten()
+                .any(|slot| slot.sealed && !names.contains(&slot.name))
+        };
+        if rebuild {
+            let mut fresh = Index::default();
+            if let Some((num, w)) = writer.as_mut() {
+                *num = fresh.add_pack(w.slot());
+                w.entries().iter().for_each(|e| fresh.add_entry(*num, e));
+            }
+            *self.write_index() = fresh;
+        }
+        let known: HashSet<String> = self.read_index().by_name.keys().cloned().collect();
+        for name in names.iter().filter(|n| !known.contains(*n)) {
+            self.load_pack(name)?;
+        }
         Ok(())
+    }
+
+    fn load_pack(&self, name: &str) -> Result<()> {
+        let path = self.dir.join(format!("{name}.{PACK_EXT}"));
+        let (file, entries, bytes) = match pack::read_index(&path) {
+            Ok(found) => found,
+            // Deleted by a concurrent gc between listing and opening.
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        let mut index = self.write_index();
+        let slot = PackSlot {
+            name: name.to_string(),
+            file: Arc::new(file),
+            bytes,
+            sealed: true,
+        };
+        let num = index.add_pack(slot);
+        entries.iter().for_each(|e| index.add_entry(num, e));
+        Ok(())
+    }
+
+    /// Excludes [`Blobs::refresh`] while gc rewrites the map.
+    pub fn maintenance(&self) -> MutexGuard<'_, ()> {
+        self.maint.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
@@ -267,14 +303,8 @@ impl Blobs {
 
     fn new_pack(&self) -> Result<(u32, PackWriter)> {
         let name = uuid::Uuid::new_v4().simple().to_string();
-        let w = PackWriter::create(&self.dir, name.clone())?;
-        let slot = PackSlot {
-            name,
-            file: w.file.clone(),
-            bytes: w.len(),
-            sealed: false,
-        };
-        Ok((self.write_index().add_pack(slot), w))
+        let w = PackWriter::create(&self.dir, name)?;
+        Ok((self.write_index().add_pack(w.slot()), w))
     }
 
     /// Seals the open pack, if any: after this every blob in the map is in a

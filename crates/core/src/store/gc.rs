@@ -43,6 +43,7 @@ pub fn run(store: &Store, progress: &dyn Progress, wait: Duration) -> Result<GcS
     let _lock = super::lock::store_exclusive(&store.root, wait)?;
     store.blobs.seal()?;
     store.blobs.refresh()?;
+    let _maint = store.blobs.maintenance();
     let live = mark(store, progress)?;
     let mut stats = GcStats {
         live_blobs: live.len() as u64,

@@ -207,6 +207,10 @@ impl Pool for LocalStore {
             meta::check_image_name(name)?;
             let store_lock = lock::store_shared(root)?;
             let image_lock = lock::image_exclusive(root, name)?;
+            // A gc (maybe in another process) may have run since we last
+            // looked: the map must not claim blobs that are gone, or new
+            // writes would dedup against them.
+            self.inner.blobs.refresh()?;
             let head = meta::read_head(root, name)?;
             Ok((head, vec![store_lock, image_lock]))
         };

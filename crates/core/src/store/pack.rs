@@ -103,6 +103,25 @@ impl PackWriter {
         })
     }
 
+    /// The pack-table slot describing this (unsealed) pack.
+    pub fn slot(&self) -> super::blobs::PackSlot {
+        super::blobs::PackSlot {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            bytes: self.offset,
+            sealed: false,
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// False when the `.part` file was removed behind our back (gc).
+    pub fn part_exists(&self) -> bool {
+        self.part_path.exists()
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.offset

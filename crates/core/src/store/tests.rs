@@ -565,3 +565,150 @@ fn a_second_store_instance_sees_published_data() {
     img.flush().unwrap();
     assert_eq!(read_all(&*b.open_read_only("img", None).unwrap()), data);
 }
+
+#[test]
+fn a_stale_instance_does_not_dedup_against_chunks_gc_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = small_store(dir.path());
+    let data = random(4 * CS as usize, 21);
+    a.create("old", 4 * CS).unwrap();
+    let img = a.open("old").unwrap();
+    img.write_at(0, &data).unwrap();
+    img.flush().unwrap();
+    drop(img);
+    let b = LocalStore::open(dir.path()).unwrap(); // knows the chunks
+    a.remove("old").unwrap();
+    assert!(a.gc(&NoProgress).unwrap().packs_deleted >= 1);
+    b.create("new", 4 * CS).unwrap();
+    let img = b.open("new").unwrap();
+    img.write_at(0, &data).unwrap();
+    img.flush().unwrap();
+    drop(img);
+    let fresh = LocalStore::open(dir.path()).unwrap();
+    assert_eq!(read_all(&*fresh.open_read_only("new", None).unwrap()), data);
+}
+
+#[test]
+fn an_interrupted_repack_leaves_a_readable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let keep = random(4 * CS as usize, 1);
+    store.create("keep", 4 * CS).unwrap();
+    store.create("drop", 12 * CS).unwrap();
+    // Both images in one pack: after "drop" goes the pack is mostly dead.
+    let (k, d) = (store.open("keep").unwrap(), store.open("drop").unwrap());
+    k.write_at(0, &keep).unwrap();
+    d.write_at(0, &random(12 * CS as usize, 2)).unwrap();
+    k.flush().unwrap();
+    d.flush().unwrap();
+    drop((k, d));
+    let packs_dir = dir.path().join("packs");
+    let saved: Vec<_> = std::fs::read_dir(&packs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    store.remove("drop").unwrap();
+    let stats = store.gc(&NoProgress).unwrap();
+    assert!(stats.packs_repacked >= 1, "{stats:?}");
+    // Simulate a kill after the new pack was written but before the old
+    // ones were deleted: both exist.
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let store = LocalStore::open(dir.path()).unwrap();
+    assert_eq!(
+        read_all(&*store.open_read_only("keep", None).unwrap()),
+        keep
+    );
+    store.gc(&NoProgress).unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    assert_eq!(
+        read_all(&*store.open_read_only("keep", None).unwrap()),
+        keep
+    );
+    assert!(store
+        .verify(&VerifyScope::Store, &NoProgress)
+        .unwrap()
+        .is_ok());
+    assert_eq!(store.stats().unwrap().chunks, 4);
+}
+
+#[test]
+fn diff_across_a_resize_that_changes_the_tree_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    store.create("img", 4 * CS).unwrap();
+    let img = store.open("img").unwrap();
+    let snaps = img.snapshots().unwrap();
+    img.write_at(0, &random(2 * CS as usize, 1)).unwrap();
+    snaps.create("small").unwrap();
+    let big = 8u64 << 30;
+    img.resize(big).unwrap();
+    img.write_at(big - CS, &random(CS as usize, 2)).unwrap();
+    assert_eq!(
+        extents(&*img, Some("small")),
+        vec![Extent::data(big - CS, CS)]
+    );
+    snaps.create("big").unwrap();
+    img.resize(4 * CS).unwrap();
+    img.write_zeroes(0, CS).unwrap();
+    assert_eq!(extents(&*img, Some("big")), vec![Extent::zero(0, CS)]);
+    assert_eq!(extents(&*img, Some("small")), vec![Extent::zero(0, CS)]);
+}
+
+/// Throughput smoke test: `cargo test --release -p blockback-core --lib
+/// store::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::init(dir.path(), InitOptions::default()).unwrap();
+    let size = 1u64 << 30;
+    store.create("img", size).unwrap();
+    let img = store.open("img").unwrap();
+    let req = 1usize << 20;
+    let mut block = random(req, 1);
+    for (i, c) in block.chunks_mut(32 << 10).enumerate() {
+        match i % 3 {
+            0 => {}
+            1 => c.fill(0),
+            _ => c
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, b)| *b = b"some text "[j % 10]),
+        }
+    }
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for th in 0..4u64 {
+            let (img, block) = (&img, &block);
+            s.spawn(move || {
+                let mut buf = block.clone();
+                for i in (th..size / req as u64).step_by(4) {
+                    for (k, c) in buf.chunks_mut(32 << 10).enumerate() {
+                        if k % 3 != 1 {
+                            c[..8].copy_from_slice(&(i * 64 + k as u64).to_le_bytes());
+                        }
+                    }
+                    img.write_at(i * req as u64, &buf).unwrap();
+                }
+            });
+        }
+    });
+    img.flush().unwrap();
+    let w = t.elapsed();
+    let t = std::time::Instant::now();
+    let mut buf = vec![0u8; req];
+    for i in 0..size / req as u64 {
+        img.read_at(i * req as u64, &mut buf).unwrap();
+    }
+    let r = t.elapsed();
+    let mb = (size >> 20) as f64;
+    println!(
+        "write {:.0} MiB/s, read {:.0} MiB/s",
+        mb / w.as_secs_f64(),
+        mb / r.as_secs_f64()
+    );
+    println!("{:?}", store.stats().unwrap());
+}

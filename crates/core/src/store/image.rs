@@ -148,6 +148,16 @@ impl StoreImage {
         Ok(())
     }
 
+    /// Makes every chunk of leaf `leaf_no` a hole.
+    fn null_leaf(&self, leaf_no: u64) -> Result<()> {
+        let mut head = self.lock();
+        head.dirty.insert(leaf_no, tree::empty_page());
+        if head.dirty.len() > DIRTY_LEAF_LIMIT {
+            self.materialize(&mut head)?;
+        }
+        Ok(())
+    }
+
     /// Writes the dirty leaves and their paths as pages (into the open
     /// pack, unpublished) and makes the result the in-memory root.
     fn materialize(&self, head: &mut Head) -> Result<()> {
@@ -236,6 +246,16 @@ impl StoreImage {
         while done < src.len() {
             let pos = offset + done as u64;
             let (idx, within) = (pos / cs, (pos % cs) as usize);
+            let leaf_bytes = FANOUT * cs as usize;
+            if matches!(src, Src::Zeros(_))
+                && pos % leaf_bytes as u64 == 0
+                && src.len() - done >= leaf_bytes
+            {
+                // Zeroing a whole leaf: no per-chunk work.
+                self.null_leaf(idx / FANOUT as u64)?;
+                done += leaf_bytes;
+                continue;
+            }
             let n = (cs as usize - within).min(src.len() - done);
             let piece = match src {
                 Src::Data(d) => Src::Data(&d[done..done + n]),
@@ -264,6 +284,16 @@ impl StoreImage {
             return Ok(head.published);
         }
         meta::read_head(&self.store.root, &self.name).map_err(|e| self.err(e))
+    }
+
+    /// Keeps gc out while a metadata record is written (gc removes
+    /// dot-named temp files). Writers already hold the lock.
+    fn metadata_lock(&self) -> Result<Option<File>> {
+        if self.writable {
+            return Ok(None);
+        }
+        let lock = super::lock::store_shared(&self.store.root).map_err(|e| self.err(e))?;
+        Ok(Some(lock))
     }
 
     fn tree_ref(&self, size: u64, root: ChunkId) -> TreeRef {
@@ -408,6 +438,7 @@ impl Snapshots for StoreImage {
                 what: format!("{} {}@{}", self.store.describe(), self.name, name),
             });
         }
+        let _gc = self.metadata_lock()?;
         let v = self.version_to_snapshot()?;
         let last = snaps.last().map_or(0, |s| s.created_ns);
         let rec = SnapRecord {
@@ -420,6 +451,7 @@ impl Snapshots for StoreImage {
     }
 
     fn remove(&self, name: &str) -> Result<()> {
+        let _gc = self.metadata_lock()?;
         meta::remove_snap(&self.store.root, &self.name, name).map_err(|e| self.err(e))
     }
 

@@ -197,8 +197,14 @@ impl Pool for LocalStore {
     }
 
     fn create(&self, name: &str, size: u64) -> ImageResult<()> {
-        meta::check_image_name(name).map_err(|e| self.err(name, e))?;
-        meta::create_image(&self.inner.root, name, size).map_err(|e| self.err(name, e))
+        let root = &self.inner.root;
+        let create = || -> Result<(), StoreError> {
+            meta::check_image_name(name)?;
+            // gc removes dot-named leftovers: keep it out meanwhile.
+            let _gc = lock::store_shared(root)?;
+            meta::create_image(root, name, size)
+        };
+        create().map_err(|e| self.err(name, e))
     }
 
     fn open(&self, name: &str) -> ImageResult<Box<dyn Image>> {

@@ -657,6 +657,24 @@ fn diff_across_a_resize_that_changes_the_tree_depth() {
     assert_eq!(extents(&*img, Some("small")), vec![Extent::zero(0, CS)]);
 }
 
+#[test]
+fn zeroing_whole_leaves_makes_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let leaf = tree::FANOUT as u64 * CS;
+    store.create("img", 3 * leaf).unwrap();
+    let img = store.open("img").unwrap();
+    img.write_at(leaf - CS, &random(2 * CS as usize, 1))
+        .unwrap();
+    img.write_at(2 * leaf + 5 * CS, &random(CS as usize, 2))
+        .unwrap();
+    img.write_zeroes(CS, 3 * leaf - 2 * CS).unwrap();
+    assert!(extents(&*img, None).is_empty());
+    let mut buf = vec![1u8; 3 * leaf as usize];
+    img.read_at(0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+}
+
 /// Throughput smoke test: `cargo test --release -p blockback-core --lib
 /// store::tests::throughput -- --ignored --nocapture`.
 #[test]

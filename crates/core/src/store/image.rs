@@ -248,7 +248,7 @@ impl StoreImage {
             let (idx, within) = (pos / cs, (pos % cs) as usize);
             let leaf_bytes = FANOUT * cs as usize;
             if matches!(src, Src::Zeros(_))
-                && pos % leaf_bytes as u64 == 0
+                && pos & (leaf_bytes as u64 - 1) == 0
                 && src.len() - done >= leaf_bytes
             {
                 // Zeroing a whole leaf: no per-chunk work.

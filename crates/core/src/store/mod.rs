@@ -1,1 +1,255 @@
-//! The embedded local store (see docs/design.md). Being written.
+//! The embedded local store: a directory that behaves like an RBD pool.
+//!
+//! Images have a mutable HEAD and immutable snapshots. Data is cut into
+//! fixed-size chunks identified by keyed BLAKE3, deduplicated across all
+//! images and versions, zstd-compressed when that pays, and appended to
+//! pack files. Each version is a hashed radix tree of index pages (see
+//! [`tree`]), so snapshots are O(1) after a flush and diffs cost what
+//! changed. The on-disk format, crash safety and locking are described in
+//! docs/store.md.
+//!
+//! ```text
+//! <store>/config.json      format version, chunk size, hash key
+//! <store>/lock             store lock (writers shared, gc exclusive)
+//! <store>/packs/*.pack     sealed packs; *.part = being written (or garbage)
+//! <store>/images/<image>/  head.json, snaps/<snap>.json, lock
+//! ```
+
+mod blobs;
+mod codec;
+mod config;
+mod core;
+mod diff;
+mod error;
+mod gc;
+mod id;
+mod image;
+mod lock;
+mod meta;
+mod pack;
+mod stats;
+mod tree;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::config::{DEFAULT_CHUNK_SIZE, FORMAT_VERSION};
+pub use self::error::StoreError;
+pub use self::gc::GcStats;
+pub use self::id::ChunkId;
+pub use self::stats::StoreStats;
+pub use self::verify::{BadBlob, ChunkUser, VerifyReport, VerifyScope};
+
+use self::config::{Config, CONFIG_FILE};
+use self::core::{check_writable, Store, PACKS_DIR};
+use self::image::StoreImage;
+use self::meta::Version;
+use crate::image::{Image, ImageError, Pool, Result as ImageResult};
+use crate::progress::Progress;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Options of [`LocalStore::init`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitOptions {
+    /// Chunk size in bytes: a power of two from 4 KiB to 4 MiB.
+    pub chunk_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// An open local store. Cheap to clone; clones share caches and the open
+/// pack.
+#[derive(Clone)]
+pub struct LocalStore {
+    inner: Arc<Store>,
+}
+
+impl LocalStore {
+    /// Creates a store in `path` (created if missing; must be empty).
+    pub fn init(path: &Path, opts: InitOptions) -> Result<Self, StoreError> {
+        let config = Config::new(opts.chunk_size, config::random_key()?)?;
+        std::fs::create_dir_all(path).map_err(|e| StoreError::io_path(path, e))?;
+        check_empty(path)?;
+        for dir in [PACKS_DIR, meta::IMAGES_DIR] {
+            let p = path.join(dir);
+            std::fs::create_dir(&p).map_err(|e| StoreError::io_path(&p, e))?;
+        }
+        let lock = path.join(meta::LOCK_FILE);
+        std::fs::File::create(&lock).map_err(|e| StoreError::io_path(&lock, e))?;
+        let bytes = serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Invalid {
+            what: "config".into(),
+            why: e.to_string(),
+        })?;
+        // config.json last: its presence marks a complete store.
+        meta::write_atomic(path, CONFIG_FILE, &bytes)?;
+        Self::open(path)
+    }
+
+    /// Opens an existing store: checks its format and that it is writable,
+    /// then loads the pack indexes (only their trailers are read).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if !path.join(CONFIG_FILE).exists() {
+            return Err(StoreError::NotAStore {
+                path: path.to_path_buf(),
+            });
+        }
+        let config = Config::load(path)?;
+        for dir in [
+            PathBuf::from(path),
+            path.join(PACKS_DIR),
+            path.join(meta::IMAGES_DIR),
+        ] {
+            check_writable(&dir)?;
+        }
+        let store = Store::new(path.to_path_buf(), &config)?;
+        Ok(LocalStore {
+            inner: Arc::new(store),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.inner.chunk_size
+    }
+
+    /// The versions (image, snapshot; `None` = HEAD) whose data uses chunk
+    /// (or page) `id`, so a corruption can be traced to backups.
+    pub fn chunk_users(&self, id: &ChunkId) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let users = verify::users_of(&self.inner, &[*id].into_iter().collect())?;
+        Ok(users
+            .get(id)
+            .map(|us| {
+                us.iter()
+                    .map(|u| (u.image.clone(), u.snapshot.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Deletes packs with no live data and repacks mostly-dead or small
+    /// ones. Waits up to 10 s for writers, then fails with `Busy`.
+    pub fn gc(&self, progress: &dyn Progress) -> Result<GcStats, StoreError> {
+        gc::run(&self.inner, progress, lock::GC_WAIT)
+    }
+
+    /// Re-reads and re-hashes every page and chunk reachable from `scope`.
+    pub fn verify(
+        &self,
+        scope: &VerifyScope,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, StoreError> {
+        verify::run(&self.inner, scope, progress)
+    }
+
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        stats::collect(&self.inner)
+    }
+
+    fn what(&self, image: &str) -> String {
+        format!("{} {}", self.inner.describe(), image)
+    }
+
+    fn err(&self, image: &str, e: StoreError) -> ImageError {
+        e.into_image(self.what(image))
+    }
+
+    #[cfg(test)]
+    fn page_loads(&self) -> u64 {
+        self.inner
+            .page_loads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn check_empty(path: &Path) -> Result<(), StoreError> {
+    if path.join(CONFIG_FILE).exists() {
+        return Err(StoreError::Exists {
+            what: format!("store {}", path.display()),
+        });
+    }
+    let mut rd = std::fs::read_dir(path).map_err(|e| StoreError::io_path(path, e))?;
+    if rd.next().is_some() {
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+impl Pool for LocalStore {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn list(&self) -> ImageResult<Vec<String>> {
+        meta::list_images(&self.inner.root).map_err(|e| e.into_image(self.describe()))
+    }
+
+    fn create(&self, name: &str, size: u64) -> ImageResult<()> {
+        let root = &self.inner.root;
+        let create = || -> Result<(), StoreError> {
+            meta::check_image_name(name)?;
+            // gc removes dot-named leftovers: keep it out meanwhile.
+            let _gc = lock::store_shared(root)?;
+            meta::create_image(root, name, size)
+        };
+        create().map_err(|e| self.err(name, e))
+    }
+
+    fn open(&self, name: &str) -> ImageResult<Box<dyn Image>> {
+        let root = &self.inner.root;
+        let open = || -> Result<_, StoreError> {
+            meta::check_image_name(name)?;
+            let store_lock = lock::store_shared(root)?;
+            let image_lock = lock::image_exclusive(root, name)?;
+            // A gc (maybe in another process) may have run since we last
+            // looked: the map must not claim blobs that are gone, or new
+            // writes would dedup against them.
+            self.inner.blobs.refresh()?;
+            let head = meta::read_head(root, name)?;
+            Ok((head, vec![store_lock, image_lock]))
+        };
+        let (head, locks) = open().map_err(|e| self.err(name, e))?;
+        let img = StoreImage::new(self.inner.clone(), name, None, head, locks);
+        Ok(Box::new(img))
+    }
+
+    fn open_read_only(&self, name: &str, snap: Option<&str>) -> ImageResult<Box<dyn Image>> {
+        let v = self
+            .inner
+            .version(name, snap)
+            .map_err(|e| self.err(name, e))?;
+        let version = Version {
+            size: v.size,
+            root: v.root,
+        };
+        let img = StoreImage::new(self.inner.clone(), name, snap, version, Vec::new());
+        Ok(Box::new(img))
+    }
+
+    fn remove(&self, name: &str) -> ImageResult<()> {
+        let root = &self.inner.root;
+        let remove = || -> Result<(), StoreError> {
+            meta::check_image_name(name)?;
+            let _lock = lock::image_exclusive(root, name)?;
+            if !meta::list_snaps(root, name)?.is_empty() {
+                return Err(StoreError::HasSnapshots {
+                    what: format!("image {name}"),
+                });
+            }
+            meta::remove_image_dir(root, name)
+        };
+        remove().map_err(|e| self.err(name, e))
+    }
+}

@@ -1,0 +1,282 @@
+//! Pack files: blobs (chunks and index pages) appended back to back, sealed
+//! with an index and a footer so that each pack describes itself.
+//!
+//! ```text
+//! header  "BBPACK\0\x01"                                   8 bytes
+//! blobs   stored bytes (zstd or raw), back to back
+//! index   one ENTRY_LEN record per blob:
+//!         id[32] kind u8 flags u8 pad[2] len u32 raw_len u32 offset u64
+//! footer  index_offset u64, count u64, blake3(index)[32], "BBPKEND1"
+//! ```
+//! All integers little-endian. A pack is written under a `.part` name,
+//! fsynced, then renamed to `<name>.pack` and the directory fsynced, so a
+//! `.pack` file is always complete.
+
+use super::error::{Result, StoreError};
+use super::id::ChunkId;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const PACK_EXT: &str = "pack";
+pub const PART_EXT: &str = "part";
+const HEADER: &[u8; 8] = b"BBPACK\0\x01";
+const FOOTER_MAGIC: &[u8; 8] = b"BBPKEND1";
+const FOOTER_LEN: u64 = 8 + 8 + 32 + 8;
+const ENTRY_LEN: usize = 32 + 1 + 1 + 2 + 4 + 4 + 8;
+const FLAG_COMPRESSED: u8 = 1;
+
+/// What a blob is: a data chunk or an index page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    Chunk = 0,
+    Page = 1,
+}
+
+/// One blob of a pack, as recorded in its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: ChunkId,
+    pub kind: BlobKind,
+    pub compressed: bool,
+    pub offset: u64,
+    pub len: u32,
+    pub raw_len: u32,
+}
+
+impl Entry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.push(self.kind as u8);
+        out.push(if self.compressed { FLAG_COMPRESSED } else { 0 });
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+    }
+
+    fn decode(rec: &[u8]) -> Option<Entry> {
+        let kind = match rec.get(32)? {
+            0 => BlobKind::Chunk,
+            1 => BlobKind::Page,
+            _ => return None,
+        };
+        Some(Entry {
+            id: ChunkId(rec.get(..32)?.try_into().ok()?),
+            kind,
+            compressed: rec.get(33)? & FLAG_COMPRESSED != 0,
+            len: u32::from_le_bytes(rec.get(36..40)?.try_into().ok()?),
+            raw_len: u32::from_le_bytes(rec.get(40..44)?.try_into().ok()?),
+            offset: u64::from_le_bytes(rec.get(44..52)?.try_into().ok()?),
+        })
+    }
+}
+
+/// A pack being written (under its `.part` name).
+pub struct PackWriter {
+    pub name: String,
+    pub file: Arc<File>,
+    part_path: PathBuf,
+    offset: u64,
+    entries: Vec<Entry>,
+}
+
+impl PackWriter {
+    /// Creates `<dir>/<name>.part` with the header.
+    pub fn create(dir: &Path, name: String) -> Result<Self> {
+        let part_path = dir.join(format!("{name}.{PART_EXT}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&part_path)
+            .map_err(|e| StoreError::io_path(&part_path, e))?;
+        file.write_all_at(HEADER, 0)
+            .map_err(|e| StoreError::io_path(&part_path, e))?;
+        Ok(PackWriter {
+            name,
+            file: Arc::new(file),
+            part_path,
+            offset: HEADER.len() as u64,
+            entries: Vec::new(),
+        })
+    }
+
+    /// The pack-table slot describing this (unsealed) pack.
+    pub fn slot(&self) -> super::blobs::PackSlot {
+        super::blobs::PackSlot {
+            name: self.name.clone(),
+            file: self.file.clone(),
+            bytes: self.offset,
+            sealed: false,
+        }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// False when the `.part` file was removed behind our back (gc).
+    pub fn part_exists(&self) -> bool {
+        self.part_path.exists()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends one blob (one positional write, no fsync) and returns its entry.
+    pub fn append(
+        &mut self,
+        id: ChunkId,
+        kind: BlobKind,
+        stored: &[u8],
+        raw_len: u32,
+        compressed: bool,
+    ) -> Result<Entry> {
+        let too_big = |_| StoreError::Invalid {
+            what: "blob".into(),
+            why: "larger than 4 GiB".into(),
+        };
+        let entry = Entry {
+            id,
+            kind,
+            compressed,
+            offset: self.offset,
+            len: u32::try_from(stored.len()).map_err(too_big)?,
+            raw_len,
+        };
+        self.file
+            .write_all_at(stored, self.offset)
+            .map_err(|e| StoreError::io_path(&self.part_path, e))?;
+        self.offset += stored.len() as u64;
+        self.entries.push(entry);
+        Ok(entry)
+    }
+
+    /// Deletes the `.part` file of a pack that received no blobs.
+    pub fn discard(self) -> Result<()> {
+        std::fs::remove_file(&self.part_path).map_err(|e| StoreError::io_path(&self.part_path, e))
+    }
+
+    /// Writes index and footer, fsyncs, renames to `<name>.pack` and fsyncs
+    /// the directory. Returns the final path.
+    pub fn seal(self, dir: &Path) -> Result<PathBuf> {
+        let io = |e| StoreError::io_path(&self.part_path, e);
+        let mut tail = Vec::with_capacity(self.entries.len() * ENTRY_LEN + FOOTER_LEN as usize);
+        for entry in &self.entries {
+            entry.encode(&mut tail);
+        }
+        let digest = blake3::hash(&tail);
+        tail.extend_from_slice(&self.offset.to_le_bytes());
+        tail.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        tail.extend_from_slice(digest.as_bytes());
+        tail.extend_from_slice(FOOTER_MAGIC);
+        self.file.write_all_at(&tail, self.offset).map_err(io)?;
+        self.file.sync_all().map_err(io)?;
+        let final_path = dir.join(format!("{}.{PACK_EXT}", self.name));
+        std::fs::rename(&self.part_path, &final_path).map_err(io)?;
+        sync_dir(dir)?;
+        Ok(final_path)
+    }
+}
+
+/// Reads the index of the sealed pack at `path` (two reads: footer, index).
+pub fn read_index(path: &Path) -> Result<(File, Vec<Entry>, u64)> {
+    let file = File::open(path).map_err(|e| StoreError::io_path(path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::io_path(path, e))?
+        .len();
+    let corrupt = |why: String| StoreError::Corrupt {
+        what: format!("pack {}", path.display()),
+        why,
+    };
+    if len < HEADER.len() as u64 + FOOTER_LEN {
+        return Err(corrupt(format!("{len} bytes is too short for a pack")));
+    }
+    let mut footer = [0u8; FOOTER_LEN as usize];
+    file.read_exact_at(&mut footer, len - FOOTER_LEN)
+        .map_err(|e| StoreError::io_path(path, e))?;
+    if &footer[48..56] != FOOTER_MAGIC {
+        return Err(corrupt("footer magic missing (not a sealed pack)".into()));
+    }
+    let word =
+        |r: std::ops::Range<usize>| u64::from_le_bytes(footer[r].try_into().unwrap_or([0; 8]));
+    let (index_offset, count) = (word(0..8), word(8..16));
+    let index_len = count
+        .checked_mul(ENTRY_LEN as u64)
+        .filter(|n| index_offset.checked_add(*n) == Some(len - FOOTER_LEN))
+        .ok_or_else(|| corrupt("index bounds do not match the file size".into()))?;
+    let mut index = vec![0u8; index_len as usize];
+    file.read_exact_at(&mut index, index_offset)
+        .map_err(|e| StoreError::io_path(path, e))?;
+    if blake3::hash(&index).as_bytes() != &footer[16..48] {
+        return Err(corrupt("index checksum mismatch".into()));
+    }
+    let entries = index
+        .chunks_exact(ENTRY_LEN)
+        .map(Entry::decode)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| corrupt("bad index entry".into()))?;
+    if entries
+        .iter()
+        .any(|e| e.offset + u64::from(e.len) > index_offset)
+    {
+        return Err(corrupt("index entry points beyond the blob area".into()));
+    }
+    Ok((file, entries, len))
+}
+
+/// Fsyncs a directory so that renames and unlinks in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io_path(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId([n; 32])
+    }
+
+    #[test]
+    fn sealed_pack_describes_its_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::create(dir.path(), "p1".into()).unwrap();
+        let a = w
+            .append(id(1), BlobKind::Chunk, b"hello", 5, false)
+            .unwrap();
+        let b = w.append(id(2), BlobKind::Page, b"zz", 100, true).unwrap();
+        let path = w.seal(dir.path()).unwrap();
+        assert!(!dir.path().join("p1.part").exists());
+        let (file, entries, _) = read_index(&path).unwrap();
+        assert_eq!(entries, vec![a, b]);
+        let mut buf = [0u8; 5];
+        file.read_exact_at(&mut buf, a.offset).unwrap();
+        assert_eq!(&buf, b"hello");
+    }
+
+    #[test]
+    fn damaged_index_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::create(dir.path(), "p".into()).unwrap();
+        w.append(id(1), BlobKind::Chunk, b"abc", 3, false).unwrap();
+        let path = w.seal(dir.path()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[11] ^= 0xff; // inside the index (header 8 + blob 3)
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(read_index(&path), Err(StoreError::Corrupt { .. })));
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(read_index(&path), Err(StoreError::Corrupt { .. })));
+    }
+}

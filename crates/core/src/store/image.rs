@@ -422,6 +422,10 @@ impl Image for StoreImage {
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         Some(self)
     }
+
+    fn io_granularity(&self) -> u64 {
+        self.store.chunk_size
+    }
 }
 
 impl Snapshots for StoreImage {

@@ -252,4 +252,25 @@ impl Pool for LocalStore {
         };
         remove().map_err(|e| self.err(name, e))
     }
+
+    /// The bytes of the pack files: what the store occupies on disk
+    /// (metadata files are a few KiB).
+    fn usage(&self) -> ImageResult<Option<u64>> {
+        let dir = self.inner.root.join(PACKS_DIR);
+        let what = || format!("{} packs", self.inner.describe());
+        let mut total = 0;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(|e| ImageError::from_io(what(), e))? {
+                let entry = entry.map_err(|e| ImageError::from_io(what(), e))?;
+                let meta = entry.metadata().map_err(|e| ImageError::from_io(what(), e))?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    total += meta.len();
+                }
+            }
+        }
+        Ok(Some(total))
+    }
 }

@@ -57,12 +57,13 @@ pub fn import_diff(
         force: opts.force,
         verify_head: true,
         trust_from: false,
+        expect_from: None,
     };
     apply_diff(&mut r, target, rules, progress)
 }
 
 /// How [`apply_diff`] checks the target.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ApplyRules {
     pub force: bool,
     /// Compare HEAD with the from-snapshot before writing.
@@ -70,6 +71,9 @@ pub(crate) struct ApplyRules {
     /// The from-snapshot was just written by us (image v2 import): a target
     /// without snapshots is fine.
     pub trust_from: bool,
+    /// The from-snapshot the stream must name (`Some(None)`: none), checked
+    /// before anything is written (image v2 diffs form a chain).
+    pub expect_from: Option<Option<String>>,
 }
 
 /// Applies the rest of the stream behind `r` to `target`.
@@ -169,10 +173,24 @@ impl Applier<'_> {
     fn check_once(&mut self) -> Result<()> {
         if !self.checked {
             self.checked = true;
+            self.check_chain()?;
             self.check_from()?;
             self.check_to()?;
         }
         Ok(())
+    }
+
+    fn check_chain(&self) -> Result<()> {
+        match &self.rules.expect_from {
+            Some(want) if *want != self.report.from_snap => Err(StreamError::Inconsistent {
+                what: "image v2 stream".into(),
+                why: format!(
+                    "a diff starts from snapshot {:?}, expected {:?}",
+                    self.report.from_snap, want
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn check_from(&mut self) -> Result<()> {

@@ -6,27 +6,35 @@
 //! - [`merge_diff`]: `rbd merge-diff` for two v1 streams.
 //! - [`export_image_v2`] / [`import_image_v2`]: whole images with snapshots.
 //!
-//! Byte layouts and the rbd CLI's behaviour: `docs/streams.md`.
+//! Byte layouts, the rbd CLI's behaviour and where we differ: `docs/streams.md`.
 
+mod bytes;
 mod error;
+mod export;
 pub mod format;
+mod imagev2;
+mod import;
+mod merge;
+mod readahead;
 mod reader;
+mod v2header;
+mod verify;
+mod writepool;
 mod writer;
 pub mod zeros;
 
-pub use error::{Result, StreamError};
-pub use format::DiffFormat;
-pub use reader::{DiffReader, Record};
-pub use writer::DiffWriter;
-
-mod export;
-mod readahead;
 #[cfg(test)]
 pub(crate) mod testimage;
+#[cfg(test)]
+mod tests;
 
+pub use error::{Result, StreamError};
 pub use export::{export_diff, ExportReport};
-mod import;
-mod verify;
-mod writepool;
-
+pub use format::DiffFormat;
+pub use imagev2::{
+    export_image_v2, import_image_v2, ImageV2Header, ImageV2Report, ImportedSnapshot,
+};
 pub use import::{import_diff, ImportOptions, ImportReport};
+pub use merge::merge_diff;
+pub use reader::{DiffReader, Record};
+pub use writer::DiffWriter;

@@ -7,8 +7,9 @@
 //! reads exactly the bytes of the stream and nothing after `e`, so diffs
 //! concatenated inside an "rbd image v2" stream can be read one by one.
 
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 
+use super::bytes::ByteReader;
 use super::error::{Result, StreamError};
 use super::format::{tag, DiffFormat, MAX_SNAP_NAME};
 
@@ -35,10 +36,8 @@ pub enum Record {
 
 /// Reads records from a diff stream (see the module docs).
 pub struct DiffReader<R: Read> {
-    inner: R,
+    src: ByteReader<R>,
     format: DiffFormat,
-    /// Bytes consumed so far, plus the base given at construction.
-    pos: u64,
     size: Option<u64>,
     data_left: u64,
     ended: bool,
@@ -55,9 +54,8 @@ impl<R: Read> DiffReader<R> {
     /// one format.
     pub fn at_offset(inner: R, base: u64, require: Option<DiffFormat>) -> Result<Self> {
         let mut r = DiffReader {
-            inner,
+            src: ByteReader::new(inner, base),
             format: DiffFormat::V1,
-            pos: base,
             size: None,
             data_left: 0,
             ended: false,
@@ -72,7 +70,7 @@ impl<R: Read> DiffReader<R> {
 
     /// The stream offset of the next unread byte.
     pub fn position(&self) -> u64 {
-        self.pos
+        self.src.position()
     }
 
     /// The size from the last `s` record, if any.
@@ -86,12 +84,12 @@ impl<R: Read> DiffReader<R> {
     }
 
     pub fn into_inner(self) -> R {
-        self.inner
+        self.src.into_inner()
     }
 
     /// The next record, skipping any unread payload of the previous one.
     pub fn next_record(&mut self) -> Result<Record> {
-        self.skip(self.data_left, "a w record's data")?;
+        self.src.skip(self.data_left, "a w record's data")?;
         self.data_left = 0;
         if self.ended {
             return Ok(Record::End);
@@ -107,15 +105,15 @@ impl<R: Read> DiffReader<R> {
     /// is exhausted.
     pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize> {
         let n = (buf.len() as u64).min(self.data_left) as usize;
-        self.fill(&mut buf[..n], "a w record's data")?;
+        self.src.fill(&mut buf[..n], "a w record's data")?;
         self.data_left -= n as u64;
         Ok(n)
     }
 
     fn read_banner(&mut self, require: Option<DiffFormat>) -> Result<DiffFormat> {
-        let start = self.pos;
+        let start = self.position();
         let mut b = [0u8; 12];
-        let got = self.read_up_to(&mut b)?;
+        let got = self.src.read_up_to(&mut b)?;
         let candidates: &[DiffFormat] = match require {
             Some(f) => &[f][..],
             None => &[DiffFormat::V1, DiffFormat::V2][..],
@@ -126,7 +124,7 @@ impl<R: Read> DiffReader<R> {
         let prefix_ok = candidates.iter().any(|f| f.banner().starts_with(&b[..got]));
         if got < b.len() && prefix_ok {
             return Err(StreamError::Truncated {
-                offset: self.pos,
+                offset: self.position(),
                 what: "the banner",
             });
         }
@@ -139,8 +137,8 @@ impl<R: Read> DiffReader<R> {
 
     /// One record, or `None` for a skipped unknown v2 record.
     fn read_record(&mut self) -> Result<Option<Record>> {
-        let start = self.pos;
-        let t = self.u8("a record tag")?;
+        let start = self.position();
+        let t = self.src.u8("a record tag")?;
         if t == tag::END {
             self.ended = true;
             return Ok(Some(Record::End));
@@ -148,7 +146,7 @@ impl<R: Read> DiffReader<R> {
         // v2 lengths are ignored for known tags, as rbd does (Ceph 16
         // writes `p` with length 8 but one payload byte).
         let v2_len = match self.format {
-            DiffFormat::V2 => Some(self.u64("a record length")?),
+            DiffFormat::V2 => Some(self.src.u64("a record length")?),
             DiffFormat::V1 => None,
         };
         let rec = match t {
@@ -158,7 +156,7 @@ impl<R: Read> DiffReader<R> {
             tag::WRITE => self.extent(start, true)?,
             tag::ZERO => self.extent(start, false)?,
             tag::PROTECTED if self.format == DiffFormat::V2 => {
-                Record::Protected(self.u8("a p record")? != 0)
+                Record::Protected(self.src.u8("a p record")? != 0)
             }
             _ => return self.unknown(start, t, v2_len),
         };
@@ -168,7 +166,7 @@ impl<R: Read> DiffReader<R> {
     fn unknown(&mut self, start: u64, t: u8, v2_len: Option<u64>) -> Result<Option<Record>> {
         match v2_len {
             Some(len) => {
-                self.skip(len, "an unknown record")?;
+                self.src.skip(len, "an unknown record")?;
                 Ok(None)
             }
             None => Err(StreamError::UnknownTag {
@@ -179,15 +177,15 @@ impl<R: Read> DiffReader<R> {
     }
 
     fn size_record(&mut self) -> Result<Record> {
-        let s = self.u64("an s record")?;
+        let s = self.src.u64("an s record")?;
         self.size = Some(s);
         Ok(Record::Size(s))
     }
 
     fn extent(&mut self, start: u64, data: bool) -> Result<Record> {
         let what = if data { "a w record" } else { "a z record" };
-        let offset = self.u64(what)?;
-        let len = self.u64(what)?;
+        let offset = self.src.u64(what)?;
+        let len = self.src.u64(what)?;
         let end = offset
             .checked_add(len)
             .ok_or_else(|| StreamError::Malformed {
@@ -211,74 +209,15 @@ impl<R: Read> DiffReader<R> {
     }
 
     fn name(&mut self, start: u64) -> Result<String> {
-        let mut n = [0u8; 4];
-        self.fill(&mut n, "a snapshot name")?;
-        let len = u64::from(u32::from_le_bytes(n));
+        let len = u64::from(self.src.u32("a snapshot name")?);
         if len > MAX_SNAP_NAME {
             return Err(StreamError::NameTooLong { offset: start, len });
         }
-        let mut name = vec![0u8; len as usize];
-        self.fill(&mut name, "a snapshot name")?;
+        let name = self.src.vec(len, "a snapshot name")?;
         String::from_utf8(name).map_err(|_| StreamError::Malformed {
             offset: start,
             why: "snapshot name is not UTF-8".into(),
         })
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8> {
-        let mut b = [0u8; 1];
-        self.fill(&mut b, what)?;
-        Ok(b[0])
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64> {
-        let mut b = [0u8; 8];
-        self.fill(&mut b, what)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn skip(&mut self, mut len: u64, what: &'static str) -> Result<()> {
-        let mut scratch = [0u8; 8192];
-        while len > 0 {
-            let n = len.min(scratch.len() as u64) as usize;
-            self.fill(&mut scratch[..n], what)?;
-            len -= n as u64;
-        }
-        Ok(())
-    }
-
-    /// Fills `buf` completely or fails with `Truncated` at the end offset.
-    fn fill(&mut self, buf: &mut [u8], what: &'static str) -> Result<()> {
-        let got = self.read_up_to(buf)?;
-        if got < buf.len() {
-            return Err(StreamError::Truncated {
-                offset: self.pos,
-                what,
-            });
-        }
-        Ok(())
-    }
-
-    /// Reads until `buf` is full or the input ends; returns the count.
-    fn read_up_to(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let mut got = 0;
-        while got < buf.len() {
-            match self.inner.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    self.pos += n as u64;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(StreamError::Read {
-                        offset: self.pos,
-                        source,
-                    })
-                }
-            }
-        }
-        Ok(got)
     }
 }
 

@@ -9,6 +9,8 @@ use crate::image::{
 };
 
 const BLOCK: u64 = 4096;
+/// Larger sizes (from corrupted streams) fail instead of exhausting memory.
+const MAX_SIZE: u64 = 256 << 20;
 
 #[derive(Default)]
 struct State {
@@ -213,6 +215,12 @@ impl Image for MemImage {
 
     fn resize(&self, size: u64) -> Result<()> {
         self.writable()?;
+        if size > MAX_SIZE {
+            return Err(ImageError::Invalid {
+                what: self.describe(),
+                why: format!("test images stay below {MAX_SIZE} bytes"),
+            });
+        }
         let mut st = self.lock();
         st.head.resize(size as usize, 0);
         st.writes += 1;

@@ -1,10 +1,10 @@
 //! `export_diff`: an image's changes since a snapshot (or all its data) as
 //! an "rbd diff" stream, like `rbd export-diff`.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 
 use super::error::{Result, StreamError};
-use super::format::{DiffFormat, MAX_RECORD};
+use super::format::{DiffFormat, IO_BUFFER, MAX_RECORD};
 use super::readahead::{for_each_piece, Piece};
 use super::writer::DiffWriter;
 use crate::image::{Extent, ExtentKind, Image};
@@ -35,6 +35,7 @@ pub fn export_diff(
 ) -> Result<ExportReport> {
     let size = image.size()?;
     let extents = changed_extents(image, from_snap, size)?;
+    let out = BufWriter::with_capacity(IO_BUFFER, out);
     let mut w = DiffWriter::new(out, DiffFormat::V1)?;
     write_header(&mut w, from_snap, to_snap, size)?;
     let report = write_extents(image, &extents, &mut w, progress)?;
@@ -77,7 +78,7 @@ fn check_extents(image: &dyn Image, extents: &[Extent], size: u64) -> Result<()>
     let mut prev_end = 0u64;
     for e in extents {
         let end = e.offset.checked_add(e.len);
-        if e.offset < prev_end || end.map_or(true, |end| end > size) {
+        if e.offset < prev_end || end.is_none_or(|end| end > size) {
             return Err(StreamError::Inconsistent {
                 what: image.describe(),
                 why: format!(

@@ -13,6 +13,9 @@ pub const IMAGE_DIFFS_V2_BANNER: &[u8; 19] = b"rbd image diffs v2\n";
 pub const MAX_RECORD: u64 = 4 << 20;
 /// rbd rejects longer snapshot names.
 pub const MAX_SNAP_NAME: u64 = 4096;
+/// Buffer size the operations wrap their plain `Read`/`Write` in: records
+/// are made of many small fields.
+pub const IO_BUFFER: usize = 1 << 20;
 /// Granularity of zero-run detection inside data.
 pub const ZERO_BLOCK: u64 = 4096;
 

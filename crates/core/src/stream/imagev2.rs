@@ -2,12 +2,12 @@
 //! one diff v2 per snapshot (oldest first) and one for HEAD.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 
 use super::bytes::ByteReader;
 use super::error::{Result, StreamError};
 use super::export::{changed_extents, write_extents, write_header};
-use super::format::DiffFormat;
+use super::format::{DiffFormat, IO_BUFFER};
 use super::import::{apply_diff, ApplyRules, ImportReport};
 use super::reader::DiffReader;
 use super::v2header;
@@ -63,13 +63,14 @@ pub struct ImageV2Report {
 pub fn export_image_v2(
     image: &dyn Image,
     header: &ImageV2Header,
-    mut out: impl Write,
+    out: impl Write,
     progress: &dyn Progress,
 ) -> Result<()> {
     let snaps: Vec<String> = match image.snapshots() {
         Some(s) => s.list()?.into_iter().map(|i| i.name).collect(),
         None => Vec::new(),
     };
+    let mut out = BufWriter::with_capacity(IO_BUFFER, out);
     v2header::write(&mut out, header, snaps.len() as u64 + 1)?;
     let mut prev: Option<&str> = None;
     for name in &snaps {
@@ -115,7 +116,7 @@ pub fn import_image_v2(
     target: &dyn Image,
     progress: &dyn Progress,
 ) -> Result<ImageV2Report> {
-    let mut src = ByteReader::new(reader, 0);
+    let mut src = ByteReader::new(BufReader::with_capacity(IO_BUFFER, reader), 0);
     let (header, ndiffs) = v2header::read(&mut src)?;
     let mut snapshots: Vec<ImportedSnapshot> = Vec::new();
     let mut pos = src.position();

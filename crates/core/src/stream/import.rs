@@ -1,10 +1,10 @@
 //! `import_diff`: applies an "rbd diff" stream to an image, like
 //! `rbd import-diff` but refusing to apply on top of the wrong state.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 
 use super::error::{Result, StreamError};
-use super::format::MAX_RECORD;
+use super::format::{IO_BUFFER, MAX_RECORD};
 use super::reader::{DiffReader, Record};
 use super::verify::{head_equals_snapshot, snapshot_exists};
 use super::writepool::{with_pool, Job, WritePool};
@@ -52,7 +52,7 @@ pub fn import_diff(
     opts: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-    let mut r = DiffReader::new(reader)?;
+    let mut r = DiffReader::new(BufReader::with_capacity(IO_BUFFER, reader))?;
     let rules = ApplyRules {
         force: opts.force,
         verify_head: true,
@@ -123,8 +123,8 @@ impl Applier<'_> {
         loop {
             let at = r.position();
             match r.next_record()? {
-                Record::FromSnap(name) => self.from_snap(name, at)?,
-                Record::ToSnap(name) => self.to_snap(name)?,
+                Record::FromSnap(name) => self.on_from_snap(name, at)?,
+                Record::ToSnap(name) => self.on_to_snap(name)?,
                 Record::Protected(p) => self.report.protected = Some(p),
                 Record::Size(size) => {
                     self.before_change()?;
@@ -146,7 +146,7 @@ impl Applier<'_> {
         }
     }
 
-    fn from_snap(&mut self, name: String, at: u64) -> Result<()> {
+    fn on_from_snap(&mut self, name: String, at: u64) -> Result<()> {
         if self.checked && !self.rules.force {
             return Err(self.refused(format!(
                 "the from-snapshot record at byte {at} comes after data, so the target cannot be checked first"
@@ -156,7 +156,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn to_snap(&mut self, name: String) -> Result<()> {
+    fn on_to_snap(&mut self, name: String) -> Result<()> {
         self.report.to_snap = Some(name);
         if self.checked {
             self.check_to()?;
@@ -200,7 +200,7 @@ impl Applier<'_> {
         let lenient = self.rules.force || self.rules.trust_from;
         let Some(snaps) = self.target.snapshots() else {
             if lenient {
-                return Ok(self.note(format!("not checking from-snapshot {from}: no snapshots")));
+                return self.noted(format!("not checking from-snapshot {from}: no snapshots"));
             }
             return Err(self.refused(format!(
                 "it has no snapshots, so the stream's from-snapshot {from} cannot be checked (force applies anyway)"
@@ -208,7 +208,7 @@ impl Applier<'_> {
         };
         if !snapshot_exists(snaps, &from)? {
             if self.rules.force {
-                return Ok(self.note(format!("from-snapshot {from} is missing; applying anyway")));
+                return self.noted(format!("from-snapshot {from} is missing; applying anyway"));
             }
             return Err(self.refused(format!(
                 "its snapshot {from} (the stream's from-snapshot) does not exist"
@@ -232,16 +232,16 @@ impl Applier<'_> {
         };
         self.create_to = false;
         let Some(snaps) = self.target.snapshots() else {
-            return Ok(self.note(format!(
+            return self.noted(format!(
                 "{} has no snapshots; end snapshot {to} is not created",
                 self.target.describe()
-            )));
+            ));
         };
         if snapshot_exists(snaps, &to)? {
             if self.rules.force {
-                return Ok(self.note(format!(
+                return self.noted(format!(
                     "snapshot {to} exists already; it is not created again"
-                )));
+                ));
             }
             return Err(self.refused(format!(
                 "its snapshot {to} (the stream's end snapshot) already exists"
@@ -335,7 +335,9 @@ impl Applier<'_> {
         }
     }
 
-    fn note(&self, msg: String) {
+    /// Tells the user about a check that was skipped.
+    fn noted(&self, msg: String) -> Result<()> {
         self.progress.note(&msg);
+        Ok(())
     }
 }

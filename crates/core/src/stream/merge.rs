@@ -5,10 +5,10 @@
 //! input's `w`/`z` records in ascending order (what rbd writes) and its
 //! header records before its data; other inputs are rejected.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 
 use super::error::{Result, StreamError};
-use super::format::{DiffFormat, MAX_RECORD};
+use super::format::{DiffFormat, IO_BUFFER, MAX_RECORD};
 use super::reader::{DiffReader, Record};
 use super::writer::DiffWriter;
 
@@ -53,6 +53,8 @@ struct Cursor<R: Read> {
 
 /// Writes to `out` the v1 diff equal to applying `first` then `second`.
 pub fn merge_diff(first: impl Read, second: impl Read, out: impl Write) -> Result<()> {
+    let first = BufReader::with_capacity(IO_BUFFER, first);
+    let second = BufReader::with_capacity(IO_BUFFER, second);
     let mut a = DiffReader::at_offset(first, 0, Some(DiffFormat::V1))?;
     let mut b = DiffReader::at_offset(second, 0, Some(DiffFormat::V1))?;
     let (ha, first_rec_a) = read_header(&mut a)?;
@@ -67,7 +69,7 @@ pub fn merge_diff(first: impl Read, second: impl Read, out: impl Write) -> Resul
         });
     }
     let (size_a, size_b) = (require_size(&ha, "first")?, require_size(&hb, "second")?);
-    let mut w = DiffWriter::new(out, DiffFormat::V1)?;
+    let mut w = DiffWriter::new(BufWriter::with_capacity(IO_BUFFER, out), DiffFormat::V1)?;
     super::export::write_header(&mut w, ha.from.as_deref(), hb.to.as_deref(), size_b)?;
     let tail = (size_a < size_b).then(|| Piece {
         kind: Kind::Zero,

@@ -91,7 +91,10 @@ impl Enc {
 }
 
 /// Every record up to `e`, each `w` with its payload (read in small pieces).
-pub fn decode_all(bytes: impl Read) -> Result<(Vec<(Record, Vec<u8>)>, u64)> {
+/// Decoded records, each with its `w` payload (empty for others).
+pub type Decoded = Vec<(Record, Vec<u8>)>;
+
+pub fn decode_all(bytes: impl Read) -> Result<(Decoded, u64)> {
     let mut r = DiffReader::new(bytes)?;
     let mut out = Vec::new();
     loop {
@@ -155,7 +158,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .wrapping_add(1442695040888963407);
     let mut v = Vec::with_capacity(len);
     for i in 0..len {
-        if (i / 4096 + seed as usize) % 3 == 0 {
+        if (i / 4096 + seed as usize).is_multiple_of(3) {
             v.push(0);
             continue;
         }

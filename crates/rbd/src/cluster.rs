@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blockback_core::image::{ImageError, Result};
 
@@ -81,14 +82,20 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// Unreachable monitors fail after this long instead of librados' 300 s
-/// (the conf file or CEPH_ARGS may still override it).
-const MOUNT_TIMEOUT_SECS: &str = "30";
+/// Unreachable monitors and wrong keys (which librados retries rather than
+/// reporting) fail after this long instead of librados' 300 s. The conf file
+/// or CEPH_ARGS may still override it.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Cluster {
     /// Connects as `client.<id>` (`rados_create2` + conf file + `CEPH_ARGS`
     /// + keyring + `rados_connect`).
     pub fn connect(config: &ClusterConfig) -> Result<Arc<Cluster>> {
+        Self::connect_with_timeout(config, DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// [`Cluster::connect`] giving up after `timeout` (`client_mount_timeout`).
+    pub fn connect_with_timeout(config: &ClusterConfig, timeout: Duration) -> Result<Arc<Cluster>> {
         config.validate()?;
         ffi::ensure_loaded().map_err(libs_missing)?;
         let what = config.describe();
@@ -96,8 +103,12 @@ impl Cluster {
         let rados = Rados::create(&user)
             .map_err(libs_missing)?
             .map_err(|e| from_errno(e, what.clone()))?;
+        let secs = timeout.as_secs().max(1).to_string();
+        set(&rados, "client_mount_timeout", &secs, &what)?;
         configure(&rados, config, &what)?;
-        rados.connect().map_err(|e| connect_error(e, config, &what))?;
+        rados
+            .connect()
+            .map_err(|e| connect_error(e, config, &what))?;
         tracing::debug!("connected to {what}");
         Ok(Arc::new(Cluster {
             rados: Arc::new(rados),
@@ -120,7 +131,6 @@ impl Cluster {
 }
 
 fn configure(rados: &Rados, config: &ClusterConfig, what: &str) -> Result<()> {
-    set(rados, "client_mount_timeout", MOUNT_TIMEOUT_SECS, what)?;
     let conf = config.conf_path();
     require_file(&conf, "Ceph configuration file")?;
     let conf_c = cstr(&conf.to_string_lossy(), what)?;
@@ -182,7 +192,11 @@ fn connect_error(e: Errno, config: &ClusterConfig, what: &str) -> ImageError {
         (libc::EACCES | libc::EPERM, _) => {
             "authentication refused: wrong user or key (check --id and --keyring)"
         }
-        (libc::ETIMEDOUT, _) => "timed out reaching the monitors (check mon_host in the conf)",
+        // librados retries a refused key until the timeout instead of failing.
+        (libc::ETIMEDOUT, _) => {
+            "timed out: the monitors are unreachable or refused the key \
+             (check mon_host in the conf, --id and --keyring)"
+        }
         _ => "connect failed",
     };
     let what = format!("{what}: {hint}");

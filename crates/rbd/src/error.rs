@@ -52,10 +52,19 @@ mod tests {
         assert!(matches!(map(libc::ENOENT), ImageError::NotFound { .. }));
         assert!(matches!(map(libc::EEXIST), ImageError::Exists { .. }));
         assert!(matches!(map(libc::EBUSY), ImageError::Busy { .. }));
-        assert!(matches!(map(libc::ENOTEMPTY), ImageError::HasSnapshots { .. }));
+        assert!(matches!(
+            map(libc::ENOTEMPTY),
+            ImageError::HasSnapshots { .. }
+        ));
         assert!(matches!(map(libc::EROFS), ImageError::ReadOnly { .. }));
-        assert!(matches!(map(libc::EACCES), ImageError::PermissionDenied { .. }));
-        assert!(matches!(map(libc::EPERM), ImageError::PermissionDenied { .. }));
+        assert!(matches!(
+            map(libc::EACCES),
+            ImageError::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            map(libc::EPERM),
+            ImageError::PermissionDenied { .. }
+        ));
         assert!(matches!(map(libc::EINVAL), ImageError::Invalid { .. }));
     }
 

@@ -3,9 +3,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use blockback_core::image::{
-    check_range, ExtentVisitor, Image, ImageError, Result, Snapshots,
-};
+use blockback_core::image::{check_range, ExtentVisitor, Image, ImageError, Result, Snapshots};
 
 use crate::cluster::cstr;
 use crate::diff;
@@ -108,7 +106,10 @@ impl RbdImage {
         let mut ops = Vec::with_capacity(reads.len());
         for (offset, buf) in reads.iter_mut() {
             self.check(*offset, buf.len())?;
-            ops.push(AioOp::Read { offset: *offset, buf });
+            ops.push(AioOp::Read {
+                offset: *offset,
+                buf,
+            });
         }
         self.handle.aio_batch(&mut ops).map_err(|e| self.err(e))
     }
@@ -122,6 +123,12 @@ impl RbdImage {
             ops.push(AioOp::Write { offset, data });
         }
         self.handle.aio_batch(&mut ops).map_err(|e| self.err(e))
+    }
+}
+
+impl std::fmt::Debug for RbdImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RbdImage({})", self.describe())
     }
 }
 

@@ -21,7 +21,7 @@ mod pool;
 mod snapshots;
 mod spec;
 
-pub use cluster::{Cluster, ClusterConfig};
+pub use cluster::{Cluster, ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use image::RbdImage;
 pub use pool::{features, librbd_version, CreateOptions, RbdPool};
 pub use spec::RbdSpec;

@@ -117,7 +117,10 @@ impl RbdPool {
         let c_name = cstr(name, &what)?;
         let mut last = Errno(libc::EINVAL);
         for features in options.feature_sets() {
-            match self.io.create_image(&c_name, size, &options.options(features)) {
+            match self
+                .io
+                .create_image(&c_name, size, &options.options(features))
+            {
                 Ok(()) => return Ok(()),
                 // EINVAL/ENOSYS/EOPNOTSUPP: this feature set is not supported here.
                 Err(e) if is_unsupported(e) => {
@@ -138,6 +141,12 @@ impl RbdPool {
     /// Opens HEAD or a snapshot read-only, typed.
     pub fn open_image_read_only(&self, name: &str, snap: Option<&str>) -> Result<RbdImage> {
         RbdImage::open(&self.io, &self.name, name, snap, true)
+    }
+}
+
+impl std::fmt::Debug for RbdPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RbdPool({})", self.name)
     }
 }
 

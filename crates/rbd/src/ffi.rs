@@ -24,7 +24,7 @@ type ImageT = *mut c_void;
 type OptionsT = *mut c_void;
 type CompletionT = *mut c_void;
 type DiffCb = extern "C" fn(u64, usize, c_int, *mut c_void) -> c_int;
-type ProgressCb = Option<extern "C" fn(u64, u64, *mut c_void) -> c_int>;
+type ProgressCb = extern "C" fn(u64, u64, *mut c_void) -> c_int;
 type AioCb = Option<extern "C" fn(CompletionT, *mut c_void)>;
 
 #[repr(C)]
@@ -456,8 +456,9 @@ impl RbdHandle {
     }
 
     pub(crate) fn resize(&self, size: u64) -> Result<(), Errno> {
-        // Safety: live image; no progress callback.
-        check(unsafe { (self.api.rbd_resize2)(self.ptr, size, true, None, ptr::null_mut()) })
+        // Safety: live image; librbd calls the progress callback
+        // unconditionally (a null one crashes), so pass a no-op.
+        check(unsafe { (self.api.rbd_resize2)(self.ptr, size, true, no_progress, ptr::null_mut()) })
     }
 
     /// All snapshots (any order; see `rbd_snap_list`'s spare-slot rule).
@@ -575,15 +576,15 @@ impl RbdHandle {
         let mut first_err = Ok(());
         for op in ops.iter_mut() {
             match self.aio_submit(op) {
-                Ok(c) => pending.push((c, op.expected_len())),
+                Ok(c) => pending.push((c, op.expected_len(), matches!(op, AioOp::Read { .. }))),
                 Err(e) => {
                     first_err = Err(e);
                     break;
                 }
             }
         }
-        for (c, expected) in pending {
-            let r = self.aio_finish(c, expected);
+        for (c, expected, read) in pending {
+            let r = self.aio_finish(c, expected, read);
             if first_err.is_ok() {
                 first_err = r;
             }
@@ -628,7 +629,7 @@ impl RbdHandle {
         Ok(c)
     }
 
-    fn aio_finish(&self, c: CompletionT, expected: usize) -> Result<(), Errno> {
+    fn aio_finish(&self, c: CompletionT, expected: usize, read: bool) -> Result<(), Errno> {
         // Safety: `c` is a submitted completion, released exactly once here.
         let rc = unsafe {
             (self.api.rbd_aio_wait_for_complete)(c);
@@ -636,9 +637,10 @@ impl RbdHandle {
             (self.api.rbd_aio_release)(c);
             rc
         };
-        match check_len(rc)? {
-            // Reads and writes return their length.
-            n if n == expected => Ok(()),
+        match (check_len(rc)?, read) {
+            // A read returns its length; a write returns 0 (or its length).
+            (n, _) if n == expected => Ok(()),
+            (0, false) => Ok(()),
             _ => Err(Errno(libc::EIO)),
         }
     }
@@ -668,6 +670,10 @@ impl AioOp<'_> {
             AioOp::Write { data, .. } => data.len(),
         }
     }
+}
+
+extern "C" fn no_progress(_done: u64, _total: u64, _arg: *mut c_void) -> c_int {
+    0
 }
 
 struct DiffCtx<'a, 'b> {

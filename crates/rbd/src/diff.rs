@@ -67,7 +67,7 @@ fn snap_cstring(img: &RbdImage, snap: &str) -> Result<CString> {
     cstr(snap, &what)
 }
 
-fn fast_diff_usable(h: &RbdHandle) -> std::result::Result<bool, Errno> {
+pub(crate) fn fast_diff_usable(h: &RbdHandle) -> std::result::Result<bool, Errno> {
     let invalid = FLAG_OBJECT_MAP_INVALID | FLAG_FAST_DIFF_INVALID;
     Ok(h.features()? & FAST_DIFF != 0 && h.flags()? & invalid == 0)
 }

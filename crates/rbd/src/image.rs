@@ -75,6 +75,12 @@ impl RbdImage {
         Ok(self.handle.layout().map_err(|e| self.err(e))?.object_size)
     }
 
+    /// Whether changed_extents takes the hybrid path (fast-diff enabled and
+    /// its object map valid at this handle's point).
+    pub fn uses_fast_diff(&self) -> Result<bool> {
+        diff::fast_diff_usable(&self.handle).map_err(|e| self.err(e))
+    }
+
     pub(crate) fn err(&self, e: Errno) -> ImageError {
         from_errno(e, self.describe())
     }

@@ -149,7 +149,7 @@ fn aio_batches_read_and_write() {
         .collect();
     h.read_many(&mut reads).unwrap();
     assert_eq!(bufs, chunks);
-    let mut past_end = vec![0u8; 10];
+    let mut past_end = [0u8; 10];
     let err = h
         .read_many(&mut [(8 * MIB - 1, &mut past_end[..])])
         .unwrap_err();

@@ -184,28 +184,31 @@ fn conf_error(e: Errno, conf: &Path) -> ImageError {
 /// Connect failures say what to check: they are nearly always the user,
 /// the keyring or an unreachable monitor.
 fn connect_error(e: Errno, config: &ClusterConfig, what: &str) -> ImageError {
-    let hint = match (e.0, &config.keyring) {
-        (libc::ENOENT, None) => {
-            "no keyring found for this user (pass a keyring or check the conf's keyring setting)"
-        }
-        (libc::ENOENT, Some(_)) => "the keyring has no key for this user",
-        (libc::EACCES | libc::EPERM, _) => {
-            "authentication refused: wrong user or key (check --id and --keyring)"
-        }
+    let user = format!("client.{}", config.id);
+    let conf = config.conf_path();
+    match (e.0, &config.keyring) {
+        (libc::ENOENT, None) => ImageError::NotFound {
+            what: format!(
+                "keyring for {user} (conf {}; pass --keyring or set keyring in the conf)",
+                conf.display()
+            ),
+        },
+        (libc::ENOENT, Some(k)) => ImageError::NotFound {
+            what: format!("key for {user} in keyring {}", k.display()),
+        },
+        (libc::EACCES | libc::EPERM, _) => ImageError::PermissionDenied {
+            what: format!("{what} (wrong user or key: check --id and --keyring)"),
+        },
         // librados retries a refused key until the timeout instead of failing.
-        (libc::ETIMEDOUT, _) => {
-            "timed out: the monitors are unreachable or refused the key \
-             (check mon_host in the conf, --id and --keyring)"
-        }
-        _ => "connect failed",
-    };
-    let what = format!("{what}: {hint}");
-    match e.0 {
-        libc::EACCES | libc::EPERM => ImageError::PermissionDenied { what },
-        libc::ENOENT => ImageError::NotFound { what },
-        n => ImageError::Backend {
-            what,
-            msg: errno_text(n),
+        (libc::ETIMEDOUT, _) => ImageError::Backend {
+            what: what.into(),
+            msg: "timed out: the monitors are unreachable or refused the key \
+                  (check mon_host in the conf, --id and --keyring)"
+                .into(),
+        },
+        (n, _) => ImageError::Backend {
+            what: what.into(),
+            msg: format!("connect failed: {}", errno_text(n)),
         },
     }
 }

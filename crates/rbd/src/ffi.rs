@@ -132,21 +132,23 @@ pub(crate) const MISSING_LIBS: &str =
     "Ceph support needs librbd1 and librados2: apt-get install ceph-common";
 
 fn load_api() -> Result<Api, String> {
+    load_api_from("librados.so.2", "librbd.so.1")
+}
+
+fn load_api_from(rados: &str, rbd: &str) -> Result<Api, String> {
+    let missing = |e: libloading::Error| format!("{MISSING_LIBS} ({e})");
     // Safety: loading the system's librados/librbd runs their initialisers,
     // which have no preconditions; the table's signatures follow the 16.2
     // headers (stable C ABI since Luminous).
     unsafe {
-        let rados = Library::new("librados.so.2").map_err(|e| e.to_string())?;
-        let rbd = Library::new("librbd.so.1").map_err(|e| e.to_string())?;
-        Api::resolve(Libs { rados, rbd }).map_err(|e| e.to_string())
+        let rados = Library::new(rados).map_err(missing)?;
+        let rbd = Library::new(rbd).map_err(missing)?;
+        Api::resolve(Libs { rados, rbd }).map_err(missing)
     }
 }
 
 fn api() -> Result<&'static Api, String> {
-    match API.get_or_init(load_api) {
-        Ok(api) => Ok(api),
-        Err(e) => Err(format!("{MISSING_LIBS} ({e})")),
-    }
+    API.get_or_init(load_api).as_ref().map_err(Clone::clone)
 }
 
 /// Loads the libraries once; the error text is ready to show to users.
@@ -696,5 +698,19 @@ extern "C" fn diff_callback(offset: u64, len: usize, exists: c_int, arg: *mut c_
             ctx.panic = Some(payload);
             -libc::ECANCELED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_libraries_give_the_install_hint() {
+        let err = load_api_from("libblockback-no-such-rados.so.2", "librbd.so.1")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.starts_with(MISSING_LIBS), "{err}");
+        assert!(err.contains("libblockback-no-such-rados.so.2"), "{err}");
     }
 }

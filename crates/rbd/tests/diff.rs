@@ -103,6 +103,10 @@ fn incremental_hybrid_is_exact_inside_changed_objects() {
     assert!(total(&ext, 0..4 * MIB) < MIB, "{ext:?}");
     // Object 2 (8..12 MiB) was not touched.
     assert_eq!(total(&ext, 8 * MIB..12 * MIB), 0, "{ext:?}");
+    // Object 1, zeroed whole, is gone at HEAD: librbd says exists=0.
+    assert!(ext.contains(&Extent::zero(4 * MIB, 4 * MIB)), "{ext:?}");
+    // The new object's 10 bytes are reported byte-exact.
+    assert_eq!(ext.last(), Some(&Extent::data(12 * MIB, 10)), "{ext:?}");
 }
 
 #[test]
@@ -115,6 +119,7 @@ fn incremental_exact_path_without_fast_diff() {
     let ext = check_incremental(&pool, &opts, "dexact", false);
     assert!(total(&ext, 0..4 * MIB) < MIB, "{ext:?}");
     assert_eq!(total(&ext, 8 * MIB..12 * MIB), 0, "{ext:?}");
+    assert!(ext.contains(&Extent::zero(4 * MIB, 4 * MIB)), "{ext:?}");
 }
 
 #[test]

@@ -26,6 +26,11 @@ log() { echo "ceph-cluster: $*" >&2; }
 die() {
     log "FAILED: $*"
     dump_logs
+    # A half-started cluster would hold its ports and files: stop it.
+    if [[ "${STARTING:-0}" == 1 ]]; then
+        STARTING=0
+        cmd_stop || true
+    fi
     exit 1
 }
 
@@ -230,6 +235,7 @@ cmd_start() {
     fi
     cmd_stop >/dev/null 2>&1 || true
     have_packages || die "Ceph is not installed: run '$0 install'"
+    STARTING=1
     wipe_dir
     mkdir -p "$DIR/run" "$DIR/log"
     local fsid port
@@ -243,6 +249,7 @@ cmd_start() {
     make_pools
     make_client_user
     wait_for "the cluster to serve I/O" probe_io
+    STARTING=0
     log "ready"
     conf
 }

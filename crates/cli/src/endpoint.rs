@@ -36,7 +36,11 @@ impl StoreHandle {
 }
 
 /// Opens a store; a local one is created first when `create` and absent.
-pub fn open_store(location: &StoreLocation, ceph: &ClusterConfig, create: bool) -> Result<StoreHandle> {
+pub fn open_store(
+    location: &StoreLocation,
+    ceph: &ClusterConfig,
+    create: bool,
+) -> Result<StoreHandle> {
     match location {
         StoreLocation::Local(path) => open_local(path, create).map(StoreHandle::Local),
         StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(Cluster::connect(ceph)?.open_pool(pool)?)),
@@ -79,7 +83,9 @@ impl Volume {
     /// A short name for the volume record.
     pub fn short_name(&self) -> String {
         match self {
-            Volume::File(p) => p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
+            Volume::File(p) => p
+                .file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
             Volume::Rbd(spec) => spec.image.clone().unwrap_or_default(),
         }
     }
@@ -98,9 +104,13 @@ impl Volume {
 
 /// Canonicalises a source file, refusing directories.
 fn resolve_file(path: &Path) -> Result<PathBuf> {
-    let resolved = std::fs::canonicalize(path).with_context(|| format!("source {}", path.display()))?;
+    let resolved =
+        std::fs::canonicalize(path).with_context(|| format!("source {}", path.display()))?;
     if resolved.is_dir() {
-        bail!("source {} is a directory; give an image file or block device", path.display());
+        bail!(
+            "source {} is a directory; give an image file or block device",
+            path.display()
+        );
     }
     Ok(resolved)
 }

@@ -20,13 +20,21 @@ impl Session {
     pub fn open(config: Config) -> Result<Self> {
         let catalog = SqliteCatalog::open(&config.catalog)?;
         let progress = CliProgress::new(config.quiet || config.json);
-        let session = Session { config, catalog, progress };
+        let session = Session {
+            config,
+            catalog,
+            progress,
+        };
         session.recover()?;
         Ok(session)
     }
 
     pub fn engine(&self) -> Engine<'_> {
-        Engine::new(&self.catalog, LockDir::new(self.config.lock_dir()), &self.progress)
+        Engine::new(
+            &self.catalog,
+            LockDir::new(self.config.lock_dir()),
+            &self.progress,
+        )
     }
 
     /// Opens the configured store; a local one is created first when
@@ -37,7 +45,11 @@ impl Session {
 
     /// Opens the store a backup was written to.
     pub fn store_of(&self, backup: &BackupRecord) -> Result<StoreHandle> {
-        open_store(&StoreLocation::parse(&backup.store)?, &self.config.store_ceph, false)
+        open_store(
+            &StoreLocation::parse(&backup.store)?,
+            &self.config.store_ceph,
+            false,
+        )
     }
 
     fn recover(&self) -> Result<()> {
@@ -51,7 +63,10 @@ impl Session {
         for r in self.engine().recover_interrupted(&open)? {
             tracing::warn!("backup {} was {}: {}", r.backup, r.was, r.note);
             if !self.config.quiet {
-                eprintln!("note: backup {} was {} by a process that died: {}", r.backup, r.was, r.note);
+                eprintln!(
+                    "note: backup {} was {} by a process that died: {}",
+                    r.backup, r.was, r.note
+                );
             }
         }
         Ok(())

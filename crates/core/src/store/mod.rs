@@ -263,7 +263,9 @@ impl Pool for LocalStore {
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).map_err(|e| ImageError::from_io(what(), e))? {
                 let entry = entry.map_err(|e| ImageError::from_io(what(), e))?;
-                let meta = entry.metadata().map_err(|e| ImageError::from_io(what(), e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| ImageError::from_io(what(), e))?;
                 if meta.is_dir() {
                     stack.push(entry.path());
                 } else {

@@ -209,6 +209,7 @@ make_client_user() {
     c_ceph auth get-or-create client.blockback mon 'profile rbd' \
         osd "profile rbd pool=${POOLS[0]}, profile rbd pool=${POOLS[1]}" \
         -o "$DIR/ceph.client.blockback.keyring" >&2 || die "client.blockback"
+    chmod 600 "$DIR/ceph.client.blockback.keyring"
 }
 
 # The cluster serves I/O once an image can be created and removed.

@@ -8,9 +8,10 @@
 //! those objects' ranges. Objects gone at the end point (`exists=0`) are
 //! reported as zero extents straight from the first pass.
 //!
-//! Work proceeds in windows of whole object sets so memory stays bounded and
-//! extents can be sorted (librbd's order is per object, which is not image
-//! order for striped images).
+//! Work proceeds in windows of whole object sets (64 GiB for whole-object
+//! passes, 1 GiB for exact ones) so memory stays bounded and extents can be
+//! sorted (librbd's order is per object, which is not image order for striped
+//! images) before the visitor sees them.
 
 use std::ffi::CString;
 use std::ops::Range;
@@ -28,8 +29,12 @@ use crate::spec::require_name;
 const FLAG_OBJECT_MAP_INVALID: u64 = 1;
 const FLAG_FAST_DIFF_INVALID: u64 = 2;
 
-/// Target window size; rounded up to whole object sets.
-const WINDOW: u64 = 1 << 30;
+/// Window of an exact pass (memory: its extents); rounded up to whole object sets.
+const EXACT_WINDOW: u64 = 1 << 30;
+
+/// Window of a whole-object pass: at most 16384 4-MiB objects, and few
+/// enough calls that a TiB costs 16 object-map reads, not 1024.
+const COARSE_WINDOW: u64 = 64 << 30;
 
 pub(crate) fn changed_extents(
     img: &RbdImage,
@@ -42,21 +47,23 @@ pub(crate) fn changed_extents(
     if range.start >= end {
         return Ok(());
     }
+    let set = object_set_size(&img.handle).map_err(|e| img.err(e))?;
     let walker = Walker {
         img,
         from: from.as_deref(),
         from_name: from_snap,
-        hybrid: fast_diff_usable(&img.handle).map_err(|e| img.err(e))?,
+        exact_window: round_up(EXACT_WINDOW, set),
     };
-    let window = window_size(&img.handle).map_err(|e| img.err(e))?;
-    let mut pos = range.start;
-    while pos < end {
-        // Windows are aligned so that object sets are never split.
-        let next = ((pos / window) + 1).saturating_mul(window).min(end);
-        for extent in walker.window(pos..next)? {
-            visit(extent)?;
+    if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
+        return walker.exact(range.start..end, visit);
+    }
+    for window in windows(range.start..end, round_up(COARSE_WINDOW, set)) {
+        for object in walker.pass(window, true)? {
+            match object.kind {
+                ExtentKind::Zero => visit(object)?,
+                ExtentKind::Data => walker.exact(object.offset..object.end(), visit)?,
+            }
         }
-        pos = next;
     }
     Ok(())
 }
@@ -72,37 +79,50 @@ pub(crate) fn fast_diff_usable(h: &RbdHandle) -> std::result::Result<bool, Errno
     Ok(h.features()? & FAST_DIFF != 0 && h.flags()? & invalid == 0)
 }
 
-/// A multiple of the object set size (object size x stripe count) near WINDOW.
-fn window_size(h: &RbdHandle) -> std::result::Result<u64, Errno> {
+/// Object size x stripe count: the unit that maps to a fixed set of objects.
+fn object_set_size(h: &RbdHandle) -> std::result::Result<u64, Errno> {
     let layout = h.layout()?;
-    let set = layout
+    Ok(layout
         .object_size
         .max(1)
-        .saturating_mul(layout.stripe_count.max(1));
-    Ok(WINDOW.div_ceil(set).max(1).saturating_mul(set))
+        .saturating_mul(layout.stripe_count.max(1)))
+}
+
+/// `n` rounded up to a multiple of `unit`.
+fn round_up(n: u64, unit: u64) -> u64 {
+    n.div_ceil(unit).max(1).saturating_mul(unit)
+}
+
+/// `range` cut at multiples of `window`, so object sets are never split.
+fn windows(range: Range<u64>, window: u64) -> impl Iterator<Item = Range<u64>> {
+    let mut pos = range.start;
+    std::iter::from_fn(move || {
+        if pos >= range.end {
+            return None;
+        }
+        let next = (pos / window + 1).saturating_mul(window).min(range.end);
+        let w = pos..next;
+        pos = next;
+        Some(w)
+    })
 }
 
 struct Walker<'a> {
     img: &'a RbdImage,
     from: Option<&'a std::ffi::CStr>,
     from_name: Option<&'a str>,
-    hybrid: bool,
+    exact_window: u64,
 }
 
 impl Walker<'_> {
-    /// The changed extents of one window, sorted and non-overlapping.
-    fn window(&self, range: Range<u64>) -> Result<Vec<Extent>> {
-        if !self.hybrid {
-            return self.pass(range, false);
-        }
-        let mut out = Vec::new();
-        for object in self.pass(range, true)? {
-            match object.kind {
-                ExtentKind::Zero => out.push(object),
-                ExtentKind::Data => out.extend(self.pass(object.offset..object.end(), false)?),
+    /// Exact passes over `range`, window by window, visiting in order.
+    fn exact(&self, range: Range<u64>, visit: &mut ExtentVisitor<'_>) -> Result<()> {
+        for window in windows(range, self.exact_window) {
+            for extent in self.pass(window, false)? {
+                visit(extent)?;
             }
         }
-        Ok(normalize(out))
+        Ok(())
     }
 
     /// One `rbd_diff_iterate2` pass over `range`, sorted and merged.
@@ -213,6 +233,14 @@ mod tests {
     fn data_wins_over_zero_at_the_same_offset() {
         let got = normalize(vec![Extent::zero(0, 10), Extent::data(0, 4)]);
         assert_eq!(got, vec![Extent::data(0, 4), Extent::zero(4, 6)]);
+    }
+
+    #[test]
+    fn windows_are_aligned_and_cover_the_range() {
+        let w: Vec<_> = windows(5..25, 10).collect();
+        assert_eq!(w, vec![5..10, 10..20, 20..25]);
+        assert_eq!(windows(7..7, 10).count(), 0);
+        assert_eq!(round_up(1 << 30, 3 << 20), 342 * (3 << 20));
     }
 
     #[test]

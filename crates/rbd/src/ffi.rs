@@ -167,7 +167,7 @@ pub(crate) fn rbd_version() -> Result<(i32, i32, i32), String> {
 
 fn check(rc: c_int) -> Result<(), Errno> {
     if rc < 0 {
-        Err(Errno(-rc))
+        Err(Errno(rc.wrapping_neg()))
     } else {
         Ok(())
     }
@@ -175,7 +175,7 @@ fn check(rc: c_int) -> Result<(), Errno> {
 
 fn check_len(rc: isize) -> Result<usize, Errno> {
     if rc < 0 {
-        Err(Errno(i32::try_from(-rc).unwrap_or(libc::EIO)))
+        Err(Errno(i32::try_from(rc.unsigned_abs()).unwrap_or(libc::EIO)))
     } else {
         Ok(rc as usize)
     }
@@ -625,7 +625,7 @@ impl RbdHandle {
             };
             if rc < 0 {
                 (self.api.rbd_aio_release)(c);
-                return Err(Errno(-rc));
+                return Err(Errno(rc.wrapping_neg()));
             }
         }
         Ok(c)

@@ -204,3 +204,18 @@ fn striped_images_can_be_created() {
         .unwrap_err();
     assert!(matches!(err, ImageError::Invalid { .. }), "{err}");
 }
+
+#[test]
+fn listing_grows_past_the_first_buffer() {
+    let Some(cluster) = admin() else { return };
+    // The other pool, so parallel tests' images do not change the count.
+    let pool = cluster.open_pool(OTHER_POOL).unwrap();
+    let before = pool.list().unwrap().len();
+    // More than rbd_list2's first buffer of 64 entries.
+    let imgs: Vec<_> = (0..70)
+        .map(|_| TempImage::create(&pool, "many", MIB))
+        .collect();
+    let names = pool.list().unwrap();
+    assert!(names.len() >= before + imgs.len(), "{} names", names.len());
+    assert!(imgs.iter().all(|i| names.contains(&i.name)));
+}

@@ -93,3 +93,18 @@ fn read_only_head_refuses_writes() {
     assert!(matches!(err, ImageError::ReadOnly { .. }), "{err}");
     assert_eq!(read(ro.as_ref(), 0, 10), vec![0; 10]);
 }
+
+#[test]
+fn listing_grows_past_the_first_buffer() {
+    let Some(pool) = pool() else { return };
+    let img = TempImage::create(&pool, "manysnaps", MIB);
+    let h = img.open();
+    let snaps = h.snapshots().unwrap();
+    // More than rbd_snap_list's first buffer of 16 entries.
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    for n in &names {
+        snaps.create(n).unwrap();
+    }
+    let listed: Vec<String> = snaps.list().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(listed, names);
+}

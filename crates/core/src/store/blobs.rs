@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: u64 = 64 << 20;
@@ -98,6 +98,10 @@ pub struct Blobs {
     level: i32,
     index: RwLock<Index>,
     writer: Mutex<Option<(u32, PackWriter)>>,
+    /// Packs being sealed outside the writer lock, so that one writer's
+    /// fsync does not stall the others; [`Blobs::seal`] waits for them.
+    sealing: Mutex<usize>,
+    sealed: Condvar,
     /// Held by gc while it rewrites the map, so that a concurrent refresh
     /// does not renumber packs under it.
     maint: Mutex<()>,
@@ -116,6 +120,8 @@ impl Blobs {
             level,
             index: RwLock::new(Index::default()),
             writer: Mutex::new(None),
+            sealing: Mutex::new(0),
+            sealed: Condvar::new(),
             maint: Mutex::new(()),
         };
         blobs.refresh()?;
@@ -296,7 +302,14 @@ impl Blobs {
             }
         }
         if full {
-            self.seal_locked(&mut writer)?;
+            let taken = writer.take();
+            *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            drop(writer);
+            let result = self.seal_taken(taken);
+            let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+            *sealing -= 1;
+            self.sealed.notify_all();
+            return result;
         }
         Ok(())
     }
@@ -307,15 +320,21 @@ impl Blobs {
         Ok((self.write_index().add_pack(w.slot()), w))
     }
 
-    /// Seals the open pack, if any: after this every blob in the map is in a
-    /// durable, complete pack.
+    /// Seals the open pack, if any, and waits for packs other writers are
+    /// sealing: after this every blob in the map is in a durable, complete
+    /// pack.
     pub fn seal(&self) -> Result<()> {
-        let mut writer = self.lock_writer();
-        self.seal_locked(&mut writer)
+        let taken = self.lock_writer().take();
+        self.seal_taken(taken)?;
+        let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        while *sealing > 0 {
+            sealing = self.sealed.wait(sealing).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
     }
 
-    fn seal_locked(&self, writer: &mut Option<(u32, PackWriter)>) -> Result<()> {
-        let Some((num, w)) = writer.take() else {
+    fn seal_taken(&self, taken: Option<(u32, PackWriter)>) -> Result<()> {
+        let Some((num, w)) = taken else {
             return Ok(());
         };
         if w.is_empty() {

@@ -1,5 +1,4 @@
 //! blockback_core's image conformance suite, run against RBD images.
-#![cfg(feature = "conformance")]
 
 mod common;
 

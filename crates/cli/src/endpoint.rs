@@ -8,6 +8,26 @@ use blockback_core::image::{Image, Pool};
 use blockback_core::store::LocalStore;
 use blockback_rbd::{Cluster, ClusterConfig, RbdSpec};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Cluster connections of one command: each cluster is connected once and
+/// reused by every step (store and volume share it when they match).
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<Vec<(ClusterConfig, Arc<Cluster>)>>,
+}
+
+impl Connections {
+    pub fn get(&self, config: &ClusterConfig) -> Result<Arc<Cluster>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, cluster)) = open.iter().find(|(c, _)| c == config) {
+            return Ok(cluster.clone());
+        }
+        let cluster = Cluster::connect(config)?;
+        open.push((config.clone(), cluster.clone()));
+        Ok(cluster)
+    }
+}
 
 /// An open backup store.
 pub enum StoreHandle {
@@ -39,11 +59,12 @@ impl StoreHandle {
 pub fn open_store(
     location: &StoreLocation,
     ceph: &ClusterConfig,
+    connections: &Connections,
     create: bool,
 ) -> Result<StoreHandle> {
     match location {
         StoreLocation::Local(path) => open_local(path, create).map(StoreHandle::Local),
-        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(Cluster::connect(ceph)?.open_pool(pool)?)),
+        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(connections.get(ceph)?.open_pool(pool)?)),
     }
 }
 
@@ -91,11 +112,11 @@ impl Volume {
     }
 
     /// Opens the volume read-only (a backup source).
-    pub fn open_source(&self, ceph: &ClusterConfig) -> Result<Box<dyn Image>> {
+    pub fn open_source(&self, ceph: &ClusterConfig, connections: &Connections) -> Result<Box<dyn Image>> {
         match self {
             Volume::File(p) => Ok(Box::new(FileImage::open(resolve_file(p)?, false)?)),
             Volume::Rbd(spec) => {
-                let pool = Cluster::connect(ceph)?.open_pool(&spec.pool)?;
+                let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
                 Ok(pool.open_read_only(spec.require_image()?, spec.snap.as_deref())?)
             }
         }

@@ -1,7 +1,7 @@
 //! What every command opens: the catalog, the store, the engine.
 
 use crate::config::{Config, StoreLocation};
-use crate::endpoint::{open_store, StoreHandle};
+use crate::endpoint::{open_store, Connections, StoreHandle};
 use crate::progress::CliProgress;
 use anyhow::Result;
 use blockback_catalog::SqliteCatalog;
@@ -13,6 +13,7 @@ pub struct Session {
     pub config: Config,
     pub catalog: SqliteCatalog,
     pub progress: CliProgress,
+    pub connections: Connections,
 }
 
 impl Session {
@@ -24,6 +25,7 @@ impl Session {
             config,
             catalog,
             progress,
+            connections: Connections::default(),
         };
         session.recover()?;
         Ok(session)
@@ -40,7 +42,7 @@ impl Session {
     /// Opens the configured store; a local one is created first when
     /// `create` and it does not exist yet.
     pub fn store(&self, create: bool) -> Result<StoreHandle> {
-        open_store(&self.config.store, &self.config.store_ceph, create)
+        open_store(&self.config.store, &self.config.store_ceph, &self.connections, create)
     }
 
     /// Opens the store a backup was written to.
@@ -48,6 +50,7 @@ impl Session {
         open_store(
             &StoreLocation::parse(&backup.store)?,
             &self.config.store_ceph,
+            &self.connections,
             false,
         )
     }
@@ -55,7 +58,7 @@ impl Session {
     fn recover(&self) -> Result<()> {
         let open = |label: &str| -> Option<Box<dyn Pool>> {
             let location = StoreLocation::parse(label).ok()?;
-            match open_store(&location, &self.config.store_ceph, false).ok()? {
+            match open_store(&location, &self.config.store_ceph, &self.connections, false).ok()? {
                 StoreHandle::Local(s) => Some(Box::new(s)),
                 StoreHandle::Rbd(p) => Some(Box::new(p)),
             }

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord};
 use blockback_core::engine::{BackupRequest, RestoreReport};
 use blockback_core::image::Pool;
-use blockback_rbd::{Cluster, RbdSpec};
+use blockback_rbd::RbdSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
     let volume = Volume::parse(&args.source)?;
     let source_label = volume.label()?;
     let metadata = parse_meta(&args.meta)?;
-    let source = volume.open_source(&session.config.volume_ceph)?;
+    let source = volume.open_source(&session.config.volume_ceph, &session.connections)?;
     let store = session.store(true)?;
     let request = BackupRequest {
         source: source.as_ref(),
@@ -82,7 +82,7 @@ fn restore_to_rbd(
     }
     let name = spec.require_image()?;
     let source = store.open_read_only(&record.image, Some(&record.snapshot))?;
-    let pool = Cluster::connect(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
+    let pool = session.connections.get(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
     let engine = session.engine();
     if pool.exists(name)? {
         let target = pool.open(name)?;

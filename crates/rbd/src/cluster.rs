@@ -82,6 +82,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// How long one OSD or monitor operation may wait before it fails
+/// (`rados_osd_op_timeout`, `rados_mon_op_timeout`), unless configured.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Unreachable monitors and wrong keys (which librados retries rather than
 /// reporting) fail after this long instead of librados' 300 s. The conf file
 /// or CEPH_ARGS may still override it.
@@ -105,6 +109,12 @@ impl Cluster {
             .map_err(|e| from_errno(e, what.clone()))?;
         let secs = timeout.as_secs().max(1).to_string();
         set(&rados, "client_mount_timeout", &secs, &what)?;
+        // librados waits forever for an unreachable OSD or monitor by
+        // default; a backup must fail instead. Set before the conf and
+        // CEPH_ARGS are read, so that both can override it.
+        let op_secs = DEFAULT_OP_TIMEOUT.as_secs().to_string();
+        set(&rados, "rados_osd_op_timeout", &op_secs, &what)?;
+        set(&rados, "rados_mon_op_timeout", &op_secs, &what)?;
         configure(&rados, config, &what)?;
         rados
             .connect()

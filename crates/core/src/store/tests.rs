@@ -675,6 +675,53 @@ fn zeroing_whole_leaves_makes_holes() {
     assert!(buf.iter().all(|&b| b == 0));
 }
 
+#[test]
+fn packs_roll_over_while_threads_write_and_all_are_sealed_by_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    store
+        .inner
+        .blobs
+        .pack_target
+        .store(64 << 10, std::sync::atomic::Ordering::Relaxed);
+    let size = 1024 * CS;
+    store.create("img", size).unwrap();
+    let img = store.open("img").unwrap();
+    let data = random(size as usize, 5);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (img, data) = (&img, &data);
+            s.spawn(move || {
+                for (i, c) in data.chunks(16 * CS as usize).enumerate() {
+                    if i % 4 == t {
+                        img.write_at(i as u64 * 16 * CS, c).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    img.flush().unwrap();
+    let parts = std::fs::read_dir(dir.path().join("packs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part")
+        })
+        .count();
+    assert_eq!(parts, 0);
+    drop(img);
+    let store = LocalStore::open(dir.path()).unwrap();
+    assert!(store.stats().unwrap().packs > 10);
+    assert_eq!(read_all(&*store.open_read_only("img", None).unwrap()), data);
+    assert!(store
+        .verify(&VerifyScope::Store, &NoProgress)
+        .unwrap()
+        .is_ok());
+}
+
 /// Throughput smoke test: `cargo test --release -p blockback-core --lib
 /// store::tests::throughput -- --ignored --nocapture`.
 #[test]

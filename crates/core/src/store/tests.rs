@@ -722,6 +722,42 @@ fn packs_roll_over_while_threads_write_and_all_are_sealed_by_flush() {
         .is_ok());
 }
 
+#[test]
+fn a_corrupt_index_page_is_reported_and_stops_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    store.create("img", 4 * CS).unwrap();
+    let img = store.open("img").unwrap();
+    img.write_at(0, &random(4 * CS as usize, 8)).unwrap();
+    img.snapshots().unwrap().create("s").unwrap();
+    drop(img);
+    let head = meta::read_head(dir.path(), "img").unwrap();
+    let pack = std::fs::read_dir(dir.path().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let (_, entries, _) = pack::read_index(&pack).unwrap();
+    let page = entries.iter().find(|e| e.id == head.root).unwrap();
+    assert_eq!(page.kind, pack::BlobKind::Page);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[page.offset as usize + 3] ^= 0x40;
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let store = LocalStore::open(dir.path()).unwrap();
+    let img = store.open_read_only("img", None).unwrap();
+    let err = img.read_at(0, &mut [0u8; 16]).err().unwrap();
+    assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+    let report = store.verify(&VerifyScope::Store, &NoProgress).unwrap();
+    assert_eq!(report.bad.len(), 1, "{report:?}");
+    assert_eq!(report.bad[0].kind, "page");
+    assert_eq!(report.bad[0].users.len(), 2);
+    assert!(matches!(
+        store.gc(&NoProgress),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
 /// Throughput smoke test: `cargo test --release -p blockback-core --lib
 /// store::tests::throughput -- --ignored --nocapture`.
 #[test]

@@ -32,6 +32,8 @@ mod tree;
 mod verify;
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::config::{DEFAULT_CHUNK_SIZE, FORMAT_VERSION};

@@ -1,1 +1,184 @@
-//! SQLite implementation of [`blockback_core::catalog::Catalog`]. Being written.
+//! SQLite implementation of [`blockback_core::catalog::Catalog`].
+//!
+//! One database file, shared by every blockback process on the machine
+//! (CLI runs, the service): WAL mode so readers never wait for writers, a
+//! 30 s busy timeout so short write transactions of other processes are
+//! waited for rather than failed, `synchronous = FULL` so every call is
+//! durable when it returns. The schema is versioned (`user_version`) and
+//! migrated at open; see [`schema`].
+
+mod row;
+mod schema;
+
+use blockback_core::catalog::{BackupRecord, Catalog, CatalogError, CatalogResult, VolumeRecord};
+use row::{RawRow, BACKUP_ASSIGNMENTS, BACKUP_COLUMNS, BACKUP_PLACEHOLDERS, VOLUME_COLUMNS};
+use rusqlite::{params, params_from_iter, Connection};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+pub use schema::{BUSY_TIMEOUT, VERSION as SCHEMA_VERSION};
+
+/// The catalog in one SQLite database file.
+pub struct SqliteCatalog {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating it and its parent directory if missing) and migrates
+    /// the catalog at `path`; [`CatalogError::NewerSchema`] if a newer
+    /// blockback wrote it.
+    pub fn open(path: impl AsRef<Path>) -> CatalogResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let db_err = |msg: String| CatalogError::Database {
+            path: path.display().to_string(),
+            msg,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| db_err(format!("creating {}: {e}", parent.display())))?;
+        }
+        let mut conn = Connection::open(&path).map_err(|e| db_err(e.to_string()))?;
+        schema::configure(&conn).map_err(|e| db_err(e.to_string()))?;
+        schema::migrate(&mut conn).map_err(|e| match e {
+            schema::SetupError::Sql(e) => db_err(format!("migrating the schema: {e}")),
+            schema::SetupError::Newer(found) => CatalogError::NewerSchema {
+                path: path.display().to_string(),
+                found,
+                known: schema::VERSION,
+            },
+        })?;
+        Ok(SqliteCatalog {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection; a panic in another thread leaves it usable, since
+    /// every call is one statement (or transaction) that SQLite completes or
+    /// rolls back on its own.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, msg: impl std::fmt::Display) -> CatalogError {
+        CatalogError::Database {
+            path: self.path.display().to_string(),
+            msg: msg.to_string(),
+        }
+    }
+
+    /// Runs a query returning zero or more rows, each converted by `convert`.
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        convert: fn(RawRow) -> Result<T, String>,
+    ) -> CatalogResult<Vec<T>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, RawRow::read)
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|r| convert(r).map_err(|e| self.err(format!("corrupt row: {e}"))))
+            .collect()
+    }
+
+    /// Runs a statement; returns the number of rows changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> CatalogResult<usize> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        stmt.execute(params).map_err(|e| self.err(e))
+    }
+
+    fn write_backup(&self, sql: &str, backup: &BackupRecord) -> CatalogResult<usize> {
+        let values = row::backup_values(backup).map_err(|e| self.err(e))?;
+        self.execute(sql, params_from_iter(values))
+    }
+
+    fn one_backup(&self, id: Uuid) -> CatalogResult<Option<BackupRecord>> {
+        let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1");
+        let found = self.query(&sql, [id.to_string()], row::backup_from_row)?;
+        Ok(found.into_iter().next())
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    fn volume_by_source(&self, source: &str) -> CatalogResult<Option<VolumeRecord>> {
+        let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE source = ?1");
+        Ok(self
+            .query(&sql, [source], row::volume_from_row)?
+            .into_iter()
+            .next())
+    }
+
+    fn volume(&self, id: Uuid) -> CatalogResult<VolumeRecord> {
+        let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE id = ?1");
+        let found = self.query(&sql, [id.to_string()], row::volume_from_row)?;
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| CatalogError::VolumeNotFound(id.to_string()))
+    }
+
+    fn insert_volume(&self, v: &VolumeRecord) -> CatalogResult<()> {
+        let sql = format!("INSERT INTO volumes ({VOLUME_COLUMNS}) VALUES (?1, ?2, ?3, ?4)");
+        let args = params![v.id.to_string(), v.source, v.name, v.created_at];
+        self.execute(&sql, args).map(drop)
+    }
+
+    fn list_volumes(&self) -> CatalogResult<Vec<VolumeRecord>> {
+        let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes ORDER BY created_at, rowid");
+        self.query(&sql, [], row::volume_from_row)
+    }
+
+    fn insert_backup(&self, backup: &BackupRecord) -> CatalogResult<()> {
+        let sql = format!("INSERT INTO backups ({BACKUP_COLUMNS}) VALUES ({BACKUP_PLACEHOLDERS})");
+        self.write_backup(&sql, backup).map(drop)
+    }
+
+    fn update_backup(&self, backup: &BackupRecord) -> CatalogResult<()> {
+        let sql = format!("UPDATE backups SET {BACKUP_ASSIGNMENTS} WHERE id = ?1");
+        match self.write_backup(&sql, backup)? {
+            0 => Err(CatalogError::BackupNotFound(backup.id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn remove_backup(&self, id: Uuid) -> CatalogResult<()> {
+        match self.execute("DELETE FROM backups WHERE id = ?1", [id.to_string()])? {
+            0 => Err(CatalogError::BackupNotFound(id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn backup(&self, id: Uuid) -> CatalogResult<BackupRecord> {
+        self.one_backup(id)?
+            .ok_or_else(|| CatalogError::BackupNotFound(id.to_string()))
+    }
+
+    fn list_backups(&self, volume: Option<Uuid>) -> CatalogResult<Vec<BackupRecord>> {
+        // Two statements rather than `?1 IS NULL OR ...`, so that the
+        // filtered one uses the volume_id index.
+        let all = format!("SELECT {BACKUP_COLUMNS} FROM backups");
+        let order = "ORDER BY created_at, rowid";
+        match volume {
+            None => self.query(&format!("{all} {order}"), [], row::backup_from_row),
+            Some(v) => {
+                let sql = format!("{all} WHERE volume_id = ?1 {order}");
+                self.query(&sql, [v.to_string()], row::backup_from_row)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

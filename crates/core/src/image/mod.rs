@@ -70,6 +70,11 @@ pub trait Image: Send + Sync {
     /// The snapshot operations, or `None` for backends without snapshots
     /// (raw files and block devices).
     fn snapshots(&self) -> Option<&dyn Snapshots>;
+    /// The unit in which this backend stores data: writers that hand it
+    /// whole aligned units (zeros included) avoid read-modify-write.
+    fn io_granularity(&self) -> u64 {
+        4096
+    }
 }
 
 /// Snapshot operations of an image (librbd's `rbd_snap_*`).
@@ -102,6 +107,10 @@ pub trait Pool: Send + Sync {
     /// Removes an image; [`ImageError::HasSnapshots`] while it has snapshots,
     /// [`ImageError::Busy`] while it is open elsewhere (where detectable).
     fn remove(&self, name: &str) -> Result<()>;
+    /// Bytes the pool occupies on its medium, where it can tell cheaply.
+    fn usage(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Checks `offset..offset+len` against `size`, naming `what` on failure.

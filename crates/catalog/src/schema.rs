@@ -1,0 +1,91 @@
+//! The catalog schema and its embedded migrations.
+//!
+//! The schema version lives in SQLite's `user_version`. Migration `i` (0-based)
+//! takes the schema from version `i` to `i + 1`; they run at open, in one
+//! IMMEDIATE transaction so that concurrent first opens do not race.
+
+use rusqlite::{Connection, TransactionBehavior};
+use std::time::Duration;
+
+/// How long a statement waits for another process's lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Append-only: never edit a released migration, add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: volumes and backups.
+    "CREATE TABLE volumes (
+        id TEXT PRIMARY KEY NOT NULL,
+        source TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE backups (
+        id TEXT PRIMARY KEY NOT NULL,
+        volume_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        parent TEXT,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        store TEXT NOT NULL,
+        image TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        bytes_read INTEGER NOT NULL,
+        bytes_written INTEGER NOT NULL,
+        bytes_stored INTEGER NOT NULL,
+        checksum TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        completed_at REAL,
+        error TEXT,
+        pid INTEGER,
+        created_base INTEGER NOT NULL,
+        metadata TEXT NOT NULL
+    );
+    CREATE INDEX backups_volume_id ON backups (volume_id);
+    CREATE INDEX backups_status ON backups (status);",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// What went wrong while preparing a connection.
+pub enum SetupError {
+    Sql(rusqlite::Error),
+    Newer(i64),
+}
+
+impl From<rusqlite::Error> for SetupError {
+    fn from(e: rusqlite::Error) -> Self {
+        SetupError::Sql(e)
+    }
+}
+
+/// Sets the connection options every connection needs.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers run while another process writes.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "catalog database did not switch to WAL mode");
+    }
+    // FULL: in WAL mode, NORMAL may lose the last commits on power loss, and
+    // the Catalog contract says each call is durable when it returns.
+    conn.pragma_update(None, "synchronous", "FULL")
+}
+
+/// Brings the schema up to [`VERSION`]; refuses a newer one.
+pub fn migrate(conn: &mut Connection) -> Result<(), SetupError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > VERSION {
+        return Err(SetupError::Newer(found));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tracing::info!(version = i + 1, "catalog schema migrated");
+    }
+    tx.commit()?;
+    Ok(())
+}

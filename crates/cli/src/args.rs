@@ -1,0 +1,161 @@
+//! Command-line arguments as parsed (the "low" args); `config` resolves them.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Block-volume backups: fast, exact, deduplicated, verified.
+#[derive(Debug, Parser)]
+#[command(name = "blockback", version, about)]
+pub struct Cli {
+    /// Backup store: a directory, or `rbd:POOL` [default: $XDG_DATA_HOME/blockback/store].
+    #[arg(long, global = true, env = "BLOCKBACK_STORE")]
+    pub store: Option<String>,
+    /// Catalog database [default: $XDG_DATA_HOME/blockback/catalog.sqlite].
+    #[arg(long, global = true, env = "BLOCKBACK_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// Machine-readable JSON output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress and no notes; errors only.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub ceph: CephArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Cluster settings of the store endpoint and of the volume endpoint
+/// (source of a backup, target of a restore), which may be different clusters.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CephArgs {
+    /// ceph.conf of the store's cluster [default: $CEPH_CONF or /etc/ceph/ceph.conf].
+    #[arg(long, global = true)]
+    pub ceph_conf: Option<PathBuf>,
+    /// Ceph client id of the store's cluster (without `client.`).
+    #[arg(long, global = true, default_value = "admin")]
+    pub ceph_id: String,
+    /// Keyring for the store's cluster.
+    #[arg(long, global = true)]
+    pub keyring: Option<PathBuf>,
+    /// ceph.conf of the volume's cluster [default: the store's].
+    #[arg(long, global = true)]
+    pub volume_ceph_conf: Option<PathBuf>,
+    /// Ceph client id of the volume's cluster [default: the store's].
+    #[arg(long, global = true)]
+    pub volume_ceph_id: Option<String>,
+    /// Keyring for the volume's cluster [default: the store's].
+    #[arg(long, global = true)]
+    pub volume_keyring: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, restore, list, show and delete backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Re-read and re-hash a backup, or every backup and chunk of the store.
+    Verify {
+        /// Backup id (or unique prefix); the whole store when omitted.
+        backup: Option<String>,
+    },
+    /// Reclaim the space of data no backup references any more.
+    Gc,
+    /// Create or inspect the backup store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Write the changes of IMAGE[@SNAP] since --from-snap as an `rbd diff v1` stream.
+    ExportDiff {
+        /// File, block device, local:IMAGE[@SNAP], backup:ID or rbd:POOL/IMAGE[@SNAP].
+        source: String,
+        /// Output file, or - for stdout.
+        out: String,
+        /// Only changes since this snapshot (absent: the whole image).
+        #[arg(long)]
+        from_snap: Option<String>,
+    },
+    /// Apply an `rbd diff v1` (or v2) stream to an existing image.
+    ImportDiff {
+        /// Input file, or - for stdin.
+        input: String,
+        /// File, block device, local:IMAGE or rbd:POOL/IMAGE.
+        target: String,
+        /// Apply even if the from-snapshot is missing, HEAD changed since
+        /// it, or the end snapshot exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Export an image with its snapshots as an `rbd image v2` stream.
+    Export {
+        source: String,
+        out: String,
+        #[arg(long = "export-format", alias = "format", default_value_t = 2)]
+        format: u8,
+    },
+    /// Import an `rbd image v2` stream into a new image, snapshots included.
+    Import {
+        input: String,
+        target: String,
+        #[arg(long = "export-format", alias = "format", default_value_t = 2)]
+        format: u8,
+    },
+    /// Merge two `rbd diff v1` streams (first may be -, second a file).
+    MergeDiff { first: String, second: String, out: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up a volume (image file or block device); incremental when the
+    /// volume has a previous backup in this store.
+    Create(CreateArgs),
+    /// Restore a backup into a new file or onto an existing file or device.
+    Restore {
+        /// Backup id (or unique prefix).
+        backup: String,
+        /// New file or `rbd:POOL/IMAGE` to create, or an existing file, block
+        /// device or RBD image (at least the backup's size).
+        target: String,
+    },
+    /// List backups, oldest first.
+    List {
+        /// Only backups of this source.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Show one backup in full.
+    Show { backup: String },
+    /// Delete a backup; `gc` then reclaims its space.
+    Delete {
+        backup: String,
+        /// Seconds between retries while the backup image is busy.
+        #[arg(long, default_value_t = 5.0)]
+        retry_delay: f64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Image file, block device, or `rbd:POOL/IMAGE[@SNAP]` to back up.
+    pub source: String,
+    /// Name recorded for the volume [default: the source's file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Volume metadata stored with the backup, as KEY=VALUE (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Start a new chain with a full backup.
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create an empty store.
+    Init {
+        /// Chunk size in bytes (a power of two, 4 KiB to 4 MiB).
+        #[arg(long)]
+        chunk_size: Option<u64>,
+    },
+    /// Sizes, counts, deduplication and compression of the store.
+    Stats,
+}

@@ -1,0 +1,92 @@
+//! `store init`, `store stats`, `verify`, `gc`.
+
+use crate::config::{Config, StoreLocation};
+use crate::output::emit;
+use crate::session::Session;
+use anyhow::{bail, Context, Result};
+use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus, Catalog};
+use blockback_core::store::{InitOptions, LocalStore, VerifyScope};
+
+pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
+    let mut options = InitOptions::default();
+    if let Some(size) = chunk_size {
+        options.chunk_size = size;
+    }
+    let StoreLocation::Local(path) = &config.store else {
+        bail!("store init creates local stores; an RBD pool is created with `ceph osd pool create` and `rbd pool init`");
+    };
+    let store = LocalStore::init(path, options).with_context(|| format!("cannot create the store at {}", path.display()))?;
+    let stats = store.stats()?;
+    emit(config.json, &stats, || format!("initialised store {}", path.display()))
+}
+
+pub fn stats(session: &Session) -> Result<()> {
+    let store = session.store(false)?;
+    let stats = store.local("store stats")?.stats()?;
+    emit(session.config.json, &stats, || serde_json::to_string_pretty(&stats).unwrap_or_default())
+}
+
+pub fn gc(session: &Session) -> Result<()> {
+    let store = session.store(false)?;
+    let stats = store.local("gc")?.gc(&session.progress)?;
+    emit(session.config.json, &stats, || serde_json::to_string_pretty(&stats).unwrap_or_default())
+}
+
+/// Verifies one backup, or every backup of the store and then every chunk.
+pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
+    let (store, backups) = match backup {
+        Some(id) => {
+            let record = resolve_backup(&session.catalog, id)?;
+            (session.store_of(&record)?, vec![record])
+        }
+        None => (session.store(false)?, store_backups(session)?),
+    };
+    let mut problems = Vec::new();
+    let mut outcomes = Vec::new();
+    for record in &backups {
+        if let Ok(local) = store.local("verify") {
+            let scope = VerifyScope::Snapshot { image: record.image.clone(), snapshot: record.snapshot.clone() };
+            let report = local.verify(&scope, &session.progress)?;
+            problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
+        }
+        match session.engine().verify(record, store.pool()) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => problems.push(format!("backup {}: {e}", record.id)),
+        }
+    }
+    if let (None, Ok(local)) = (backup, store.local("verify")) {
+        let report = local.verify(&VerifyScope::All, &session.progress)?;
+        problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
+    }
+    problems.sort();
+    problems.dedup();
+    let result = serde_json::json!({ "verified": outcomes, "problems": problems });
+    emit(session.config.json, &result, || {
+        let mut lines: Vec<String> =
+            outcomes.iter().map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read)).collect();
+        lines.extend(problems.iter().map(|p| format!("PROBLEM: {p}")));
+        lines.join("\n")
+    })?;
+    if !problems.is_empty() {
+        bail!("verify found {} problem(s)", problems.len());
+    }
+    Ok(())
+}
+
+fn store_backups(session: &Session) -> Result<Vec<BackupRecord>> {
+    let label = session.config.store.label();
+    Ok(session
+        .catalog
+        .list_backups(None)?
+        .into_iter()
+        .filter(|b| b.store == label && b.status == BackupStatus::Available)
+        .collect())
+}
+
+/// Names the backup stored as `image@snap`, for reports about chunks.
+fn backup_named(backups: &[BackupRecord], image: &str, snap: &str) -> String {
+    backups
+        .iter()
+        .find(|b| b.image == image && b.snapshot == snap)
+        .map_or_else(|| format!("{image}@{snap}"), |b| format!("backup {}", b.id))
+}

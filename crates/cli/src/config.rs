@@ -1,0 +1,97 @@
+//! Resolved configuration: where the store, catalog and locks live, and how
+//! to reach Ceph on each side.
+
+use crate::args::{CephArgs, Cli};
+use anyhow::{bail, Context, Result};
+use blockback_rbd::{ClusterConfig, RbdSpec};
+use std::path::{Path, PathBuf};
+
+/// Where backups are stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    Local(PathBuf),
+    Rbd(String),
+}
+
+impl StoreLocation {
+    /// Parses a store as recorded in the catalog or given with --store.
+    pub fn parse(text: &str) -> Result<Self> {
+        if RbdSpec::is_rbd(text) {
+            let spec = RbdSpec::parse(text)?;
+            if spec.image.is_some() {
+                bail!("store {text}: give a pool (rbd:POOL), not an image");
+            }
+            return Ok(StoreLocation::Rbd(spec.pool));
+        }
+        Ok(StoreLocation::Local(absolute(Path::new(text))?))
+    }
+
+    /// The store as recorded in the catalog.
+    pub fn label(&self) -> String {
+        match self {
+            StoreLocation::Local(p) => p.display().to_string(),
+            StoreLocation::Rbd(pool) => format!("rbd:{pool}"),
+        }
+    }
+}
+
+/// Paths and settings every command works with, resolved from flags,
+/// environment and defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreLocation,
+    pub catalog: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+    pub store_ceph: ClusterConfig,
+    pub volume_ceph: ClusterConfig,
+}
+
+impl Config {
+    pub fn from_cli(cli: &Cli) -> Result<Self> {
+        let store = match &cli.store {
+            Some(s) => StoreLocation::parse(s)?,
+            None => StoreLocation::Local(data_dir()?.join("store")),
+        };
+        let catalog = match &cli.catalog {
+            Some(p) => absolute(p)?,
+            None => data_dir()?.join("catalog.sqlite"),
+        };
+        let (store_ceph, volume_ceph) = ceph_configs(&cli.ceph)?;
+        Ok(Config { store, catalog, json: cli.json, quiet: cli.quiet, store_ceph, volume_ceph })
+    }
+
+    /// Volume lock files live beside the catalog they protect.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.catalog.with_extension("locks")
+    }
+}
+
+fn ceph_configs(args: &CephArgs) -> Result<(ClusterConfig, ClusterConfig)> {
+    if args.ceph_id.is_empty() || args.volume_ceph_id.as_deref() == Some("") {
+        bail!("--ceph-id is empty: give a Ceph client id such as `admin` or `cinder-backup`");
+    }
+    let store = ClusterConfig { conf: args.ceph_conf.clone(), id: args.ceph_id.clone(), keyring: args.keyring.clone() };
+    let volume = ClusterConfig {
+        conf: args.volume_ceph_conf.clone().or_else(|| store.conf.clone()),
+        id: args.volume_ceph_id.clone().unwrap_or_else(|| store.id.clone()),
+        keyring: args.volume_keyring.clone().or_else(|| store.keyring.clone()),
+    };
+    Ok((store, volume))
+}
+
+/// `$XDG_DATA_HOME/blockback`, or `~/.local/share/blockback`.
+fn data_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("blockback"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/blockback")),
+        None => bail!("neither XDG_DATA_HOME nor HOME is set; pass --store and --catalog"),
+    }
+}
+
+/// Makes `path` absolute without requiring it to exist.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve path {}", path.display()))
+}

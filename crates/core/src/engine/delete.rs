@@ -1,0 +1,129 @@
+//! `backup delete`: removes the backup's snapshot from its chain's base, and
+//! the base once no backup snapshots remain. Only the backup's own recorded
+//! base is ever touched: never a fallback name that may belong to another.
+
+use super::error::{EngineError, EngineResult};
+use super::{unix_now, Engine};
+use crate::catalog::{BackupRecord, BackupStatus};
+use crate::image::{ImageError, Pool};
+use crate::naming::parse_backup_snap;
+use std::time::Duration;
+
+/// How often, and how far apart, busy images are retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { retries: 3, delay: Duration::from_secs(5) }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `op`, retrying with a real delay while it reports busy.
+    pub fn run<T>(&self, mut op: impl FnMut() -> Result<T, ImageError>) -> Result<T, ImageError> {
+        let mut attempt = 0;
+        loop {
+            match op() {
+                Err(e) if e.is_busy() && attempt < self.retries => {
+                    attempt += 1;
+                    tracing::warn!("{e}; retry {attempt}/{} in {:?}", self.retries, self.delay);
+                    std::thread::sleep(self.delay);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// Deletes `backup` from `store` and the catalog. A missing base or
+    /// pool is reported as a note; the catalog entry goes anyway.
+    pub fn delete(&self, backup: &BackupRecord, store: &dyn Pool) -> EngineResult<()> {
+        let _lock = self.locks.try_lock(&backup.volume_id.to_string())?.ok_or_else(|| EngineError::VolumeBusy {
+            volume: backup.volume_id.to_string(),
+            source_name: backup.source.clone(),
+        })?;
+        let mut record = backup.clone();
+        record.status = BackupStatus::Deleting;
+        record.pid = Some(std::process::id());
+        record.updated_at = unix_now();
+        self.catalog.update_backup(&record)?;
+        match self.remove_from_store(&record, store) {
+            Err(EngineError::Image(e)) if e.is_not_found() => {
+                self.progress.note(&format!("{e}; removing the catalog entry anyway"));
+            }
+            Err(e) => {
+                record.status = BackupStatus::Error;
+                record.error = Some(format!("delete failed: {e}"));
+                record.pid = None;
+                self.catalog.update_backup(&record)?;
+                return Err(e);
+            }
+            Ok(()) => {}
+        }
+        self.catalog.remove_backup(record.id)?;
+        Ok(())
+    }
+
+    fn remove_from_store(&self, record: &BackupRecord, store: &dyn Pool) -> EngineResult<()> {
+        let id = record.id.to_string();
+        let base = store.open(&record.image)?;
+        let snaps = base
+            .snapshots()
+            .ok_or_else(|| EngineError::Invalid(format!("{} has no snapshots", base.describe())))?;
+        let list = snaps.list()?;
+        let own: Vec<_> = list
+            .iter()
+            .filter(|s| parse_backup_snap(&s.name).is_some_and(|p| p.backup_id == id))
+            .collect();
+        if own.len() > 1 {
+            return Err(EngineError::DuplicateSnapshots { id, count: own.len(), image: record.image.clone() });
+        }
+        if let Some(snap) = own.first() {
+            self.retry.run(|| snaps.remove(&snap.name))?;
+        }
+        let others_left = list.iter().any(|s| !own.iter().any(|o| o.name == s.name));
+        drop(base);
+        if !others_left {
+            self.retry.run(|| store.remove(&record.image))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    #[test]
+    fn busy_is_retried_with_a_real_delay_then_fails() {
+        let policy = RetryPolicy { retries: 3, delay: Duration::from_millis(30) };
+        let calls = Cell::new(0);
+        let start = Instant::now();
+        let result: Result<(), _> = policy.run(|| {
+            calls.set(calls.get() + 1);
+            Err(ImageError::Busy { what: "img".into() })
+        });
+        assert!(result.unwrap_err().is_busy());
+        assert_eq!(calls.get(), 4);
+        assert!(start.elapsed() >= Duration::from_millis(90));
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let policy = RetryPolicy { retries: 3, delay: Duration::from_secs(60) };
+        let calls = Cell::new(0);
+        let result: Result<(), _> = policy.run(|| {
+            calls.set(calls.get() + 1);
+            Err(ImageError::NotFound { what: "img".into() })
+        });
+        assert!(result.unwrap_err().is_not_found());
+        assert_eq!(calls.get(), 1);
+    }
+}

@@ -1,0 +1,68 @@
+//! Finding operations a dead process left behind.
+//!
+//! A record in a transient state (creating, deleting, restoring) whose
+//! volume lock can be taken belongs to a process that died: the lock is an
+//! flock the kernel released with it.
+
+use super::backup::undo_partial_backup;
+use super::error::EngineResult;
+use super::{unix_now, Engine};
+use crate::catalog::{BackupRecord, BackupStatus};
+use crate::image::Pool;
+
+/// What recovery did to one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    pub backup: String,
+    pub was: BackupStatus,
+    pub now: BackupStatus,
+    pub note: String,
+}
+
+impl Engine<'_> {
+    /// Repairs every interrupted operation. `open_store` opens a record's
+    /// store; a store that cannot be opened leaves its records untouched.
+    pub fn recover_interrupted(
+        &self,
+        open_store: &dyn Fn(&str) -> Option<Box<dyn Pool>>,
+    ) -> EngineResult<Vec<Recovered>> {
+        let mut done = Vec::new();
+        for record in self.catalog.list_backups(None)? {
+            if matches!(record.status, BackupStatus::Available | BackupStatus::Error) {
+                continue;
+            }
+            let Some(_lock) = self.locks.try_lock(&record.volume_id.to_string())? else { continue };
+            let Some(store) = open_store(&record.store) else { continue };
+            done.push(self.recover_one(record, store.as_ref())?);
+        }
+        Ok(done)
+    }
+
+    fn recover_one(&self, mut record: BackupRecord, store: &dyn Pool) -> EngineResult<Recovered> {
+        let was = record.status;
+        let note = match was {
+            BackupStatus::Creating => {
+                record.status = BackupStatus::Error;
+                match undo_partial_backup(store, &record) {
+                    Ok(()) => "backup was interrupted; its partial data was removed".to_string(),
+                    Err(e) => format!("backup was interrupted; cleaning up its partial data failed: {e}"),
+                }
+            }
+            BackupStatus::Restoring => {
+                record.status = BackupStatus::Available;
+                "a restore from this backup was interrupted; its target is incomplete".to_string()
+            }
+            _ => {
+                record.status = BackupStatus::Error;
+                "delete was interrupted; run `backup delete` again".to_string()
+            }
+        };
+        if record.status == BackupStatus::Error {
+            record.error = Some(note.clone());
+        }
+        record.pid = None;
+        record.updated_at = unix_now();
+        self.catalog.update_backup(&record)?;
+        Ok(Recovered { backup: record.id.to_string(), was, now: record.status, note })
+    }
+}

@@ -44,10 +44,13 @@ impl Engine<'_> {
             return Err(EngineError::ZeroSize(req.source_label.clone()));
         }
         let volume = self.volume_for(req)?;
-        let _lock = self.locks.try_lock(&volume.id.to_string())?.ok_or_else(|| EngineError::VolumeBusy {
-            volume: volume.id.to_string(),
-            source_name: req.source_label.clone(),
-        })?;
+        let _lock = self
+            .locks
+            .try_lock(&volume.id.to_string())?
+            .ok_or_else(|| EngineError::VolumeBusy {
+                volume: volume.id.to_string(),
+                source_name: req.source_label.clone(),
+            })?;
         let id = Uuid::new_v4();
         let chain = self.choose_chain(req, &volume, id)?;
         let mut record = new_record(req, &volume, id, size, &chain);
@@ -72,7 +75,12 @@ impl Engine<'_> {
         Ok(volume)
     }
 
-    fn choose_chain(&self, req: &BackupRequest<'_>, volume: &VolumeRecord, id: Uuid) -> EngineResult<ChainChoice> {
+    fn choose_chain(
+        &self,
+        req: &BackupRequest<'_>,
+        volume: &VolumeRecord,
+        id: Uuid,
+    ) -> EngineResult<ChainChoice> {
         let latest = self
             .catalog
             .list_backups(Some(volume.id))?
@@ -84,15 +92,24 @@ impl Engine<'_> {
             parent: None,
             created_base: true,
         };
-        let Some(latest) = latest else { return Ok(new_chain) };
+        let Some(latest) = latest else {
+            return Ok(new_chain);
+        };
         if req.force_full {
-            self.progress.note("full backup requested: starting a new chain");
+            self.progress
+                .note("full backup requested: starting a new chain");
             return Ok(new_chain);
         }
         match chain_continues(req.store, &latest) {
-            Ok(()) => Ok(ChainChoice { image: latest.image, parent: Some(latest.id), created_base: false }),
+            Ok(()) => Ok(ChainChoice {
+                image: latest.image,
+                parent: Some(latest.id),
+                created_base: false,
+            }),
             Err(reason) => {
-                self.progress.note(&format!("starting a new chain with a full backup: {reason}"));
+                self.progress.note(&format!(
+                    "starting a new chain with a full backup: {reason}"
+                ));
                 Ok(new_chain)
             }
         }
@@ -109,7 +126,10 @@ impl Engine<'_> {
         }
         let plan = TransferPlan::full(req.source)?;
         self.progress.begin("backup", plan.size);
-        let opts = CopyOptions { target_is_zero: record.created_base, ..self.copy };
+        let opts = CopyOptions {
+            target_is_zero: record.created_base,
+            ..self.copy
+        };
         let stats = copy(req.source, base.as_ref(), &plan, opts, self.progress)?;
         self.progress.end();
         snapshot_base(base.as_ref(), &record.snapshot)?;
@@ -144,7 +164,13 @@ impl Engine<'_> {
     }
 }
 
-fn new_record(req: &BackupRequest<'_>, volume: &VolumeRecord, id: Uuid, size: u64, chain: &ChainChoice) -> BackupRecord {
+fn new_record(
+    req: &BackupRequest<'_>,
+    volume: &VolumeRecord,
+    id: Uuid,
+    size: u64,
+    chain: &ChainChoice,
+) -> BackupRecord {
     let now = unix_now();
     let mut metadata = req.metadata.clone();
     metadata.insert("volume.name".into(), volume.name.clone());
@@ -155,7 +181,11 @@ fn new_record(req: &BackupRequest<'_>, volume: &VolumeRecord, id: Uuid, size: u6
         source: req.source_label.clone(),
         size,
         parent: chain.parent,
-        kind: if chain.parent.is_some() { BackupKind::Incremental } else { BackupKind::Full },
+        kind: if chain.parent.is_some() {
+            BackupKind::Incremental
+        } else {
+            BackupKind::Full
+        },
         status: BackupStatus::Creating,
         store: req.store_label.clone(),
         image: chain.image.clone(),
@@ -181,17 +211,27 @@ fn chain_continues(store: &dyn Pool, latest: &BackupRecord) -> Result<(), String
         Err(e) if e.is_not_found() => return Err(format!("base image {} is gone", latest.image)),
         Err(e) => return Err(e.to_string()),
     };
-    let snaps = base.snapshots().ok_or("the store has no snapshots")?.list().map_err(|e| e.to_string())?;
+    let snaps = base
+        .snapshots()
+        .ok_or("the store has no snapshots")?
+        .list()
+        .map_err(|e| e.to_string())?;
     if snaps.iter().any(|s| s.name == latest.snapshot) {
         Ok(())
     } else {
-        Err(format!("snapshot {} of the previous backup is missing on {}", latest.snapshot, latest.image))
+        Err(format!(
+            "snapshot {} of the previous backup is missing on {}",
+            latest.snapshot, latest.image
+        ))
     }
 }
 
 fn snapshot_base(base: &dyn Image, name: &str) -> EngineResult<()> {
     let snaps = base.snapshots().ok_or_else(|| {
-        EngineError::Invalid(format!("backup store image {} has no snapshots", base.describe()))
+        EngineError::Invalid(format!(
+            "backup store image {} has no snapshots",
+            base.describe()
+        ))
     })?;
     snaps.create(name)?;
     Ok(())
@@ -206,12 +246,17 @@ pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> En
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let Some(snaps) = base.snapshots() else { return Ok(()) };
+    let Some(snaps) = base.snapshots() else {
+        return Ok(());
+    };
     let list = snaps.list()?;
     if list.iter().any(|s| s.name == record.snapshot) {
         snaps.remove(&record.snapshot)?;
     }
-    let remaining: Vec<_> = list.into_iter().filter(|s| s.name != record.snapshot).collect();
+    let remaining: Vec<_> = list
+        .into_iter()
+        .filter(|s| s.name != record.snapshot)
+        .collect();
     if record.created_base && remaining.is_empty() {
         drop(base);
         store.remove(&record.image)?;

@@ -28,7 +28,11 @@ pub struct CopyOptions {
 impl Default for CopyOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        CopyOptions { threads: cores + 1, target_is_zero: false, compare_target: false }
+        CopyOptions {
+            threads: cores + 1,
+            target_is_zero: false,
+            compare_target: false,
+        }
     }
 }
 
@@ -78,7 +82,10 @@ pub fn copy(
         progress,
     };
     let digests = run_workers(&job, &segments)?;
-    let checksum = plan.covers_volume.then(|| ordered_checksum(plan.size, digests)).flatten();
+    let checksum = plan
+        .covers_volume
+        .then(|| ordered_checksum(plan.size, digests))
+        .flatten();
     Ok(CopyStats {
         bytes_read: job.counters.read.into_inner(),
         bytes_written: job.counters.written.into_inner(),
@@ -96,7 +103,9 @@ fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<BTreeMap<u64, Vec<
             scope.spawn(|| {
                 let mut bufs = Buffers::default();
                 while !failed.load(Ordering::Relaxed) {
-                    let Some(seg) = segments.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                    let Some(seg) = segments.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
                     match copy_segment(job, seg, &mut bufs) {
                         Ok(d) => {
                             if job.hash {
@@ -148,7 +157,11 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Vec<
             ExtentKind::Zero => buf[rel].fill(0),
         }
     }
-    let digests = if job.hash { segment_digests(seg, buf) } else { Vec::new() };
+    let digests = if job.hash {
+        segment_digests(seg, buf)
+    } else {
+        Vec::new()
+    };
     for part in &seg.parts {
         let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
         match part.kind {
@@ -195,7 +208,9 @@ fn write_data(job: &Job<'_>, offset: u64, data: &[u8], target: &mut Vec<u8>) -> 
         let bytes = &data[run.start..run.start + run.len];
         if !run.zero {
             job.dst.write_at(at, bytes)?;
-            job.counters.written.fetch_add(run.len as u64, Ordering::Relaxed);
+            job.counters
+                .written
+                .fetch_add(run.len as u64, Ordering::Relaxed);
         } else if !job.opts.target_is_zero {
             job.dst.write_zeroes(at, run.len as u64)?;
         }
@@ -216,14 +231,20 @@ fn write_zero(job: &Job<'_>, part: Extent, target: &mut Vec<u8>) -> Result<()> {
 
 /// Reads the target range and rewrites only the units that differ.
 fn write_differences(job: &Job<'_>, offset: u64, data: &[u8], target: &mut Vec<u8>) -> Result<()> {
-    let readable = job.dst.size()?.min(job.size).saturating_sub(offset).min(data.len() as u64);
+    let readable = job
+        .dst
+        .size()?
+        .min(job.size)
+        .saturating_sub(offset)
+        .min(data.len() as u64);
     target.clear();
     target.resize(data.len(), 0);
     job.dst.read_at(offset, &mut target[..readable as usize])?;
     let unit = job.unit.max(4096);
     let mut pos = 0usize;
     while pos < data.len() {
-        let end = (((offset + pos as u64) / unit + 1) * unit - offset).min(data.len() as u64) as usize;
+        let end =
+            (((offset + pos as u64) / unit + 1) * unit - offset).min(data.len() as u64) as usize;
         if data[pos..end] != target[pos..end] || pos as u64 >= readable {
             write_unit(job, offset + pos as u64, &data[pos..end])?;
         }
@@ -236,7 +257,9 @@ fn write_unit(job: &Job<'_>, at: u64, bytes: &[u8]) -> Result<()> {
     if is_zero(bytes) {
         return job.dst.write_zeroes(at, bytes.len() as u64);
     }
-    job.counters.written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    job.counters
+        .written
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     job.dst.write_at(at, bytes)
 }
 
@@ -247,7 +270,12 @@ mod tests {
     use crate::image::file::FileImage;
     use crate::progress::NoProgress;
 
-    fn image_with(dir: &std::path::Path, name: &str, size: u64, writes: &[(u64, &[u8])]) -> FileImage {
+    fn image_with(
+        dir: &std::path::Path,
+        name: &str,
+        size: u64,
+        writes: &[(u64, &[u8])],
+    ) -> FileImage {
         let img = FileImage::create(dir.join(name), size).unwrap();
         for (off, data) in writes {
             img.write_at(*off, data).unwrap();
@@ -266,14 +294,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let size = 3 * SEGMENT + 12345;
         let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8 + 1).collect();
-        let src = image_with(dir.path(), "src", size, &[(100, &data), (2 * SEGMENT - 5, &data[..9999])]);
+        let src = image_with(
+            dir.path(),
+            "src",
+            size,
+            &[(100, &data), (2 * SEGMENT - 5, &data[..9999])],
+        );
         let dst = FileImage::create(dir.path().join("dst"), size).unwrap();
         let plan = TransferPlan::full(&src).unwrap();
-        let opts = CopyOptions { target_is_zero: true, ..CopyOptions::default() };
+        let opts = CopyOptions {
+            target_is_zero: true,
+            ..CopyOptions::default()
+        };
         let stats = copy(&src, &dst, &plan, opts, &NoProgress).unwrap();
         let expected = contents(&src);
         assert_eq!(contents(&dst), expected);
-        assert_eq!(stats.checksum.as_deref(), Some(checksum_of(&expected).as_str()));
+        assert_eq!(
+            stats.checksum.as_deref(),
+            Some(checksum_of(&expected).as_str())
+        );
     }
 
     #[test]
@@ -282,11 +321,23 @@ mod tests {
         let size = 2 * SEGMENT;
         let ones = vec![1u8; 8192];
         let src = image_with(dir.path(), "src", size, &[(0, &ones)]);
-        let dst = image_with(dir.path(), "dst", size, &[(0, &ones), (SEGMENT + 4096, &ones)]);
+        let dst = image_with(
+            dir.path(),
+            "dst",
+            size,
+            &[(0, &ones), (SEGMENT + 4096, &ones)],
+        );
         let plan = TransferPlan::full(&src).unwrap();
-        let opts = CopyOptions { compare_target: true, ..CopyOptions::default() };
+        let opts = CopyOptions {
+            compare_target: true,
+            ..CopyOptions::default()
+        };
         let stats = copy(&src, &dst, &plan, opts, &NoProgress).unwrap();
         assert_eq!(stats.bytes_written, 0, "equal data is not rewritten");
-        assert_eq!(contents(&dst), contents(&src), "stale data beyond is zeroed");
+        assert_eq!(
+            contents(&dst),
+            contents(&src),
+            "stale data beyond is zeroed"
+        );
     }
 }

@@ -18,7 +18,10 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { retries: 3, delay: Duration::from_secs(5) }
+        RetryPolicy {
+            retries: 3,
+            delay: Duration::from_secs(5),
+        }
     }
 }
 
@@ -43,10 +46,13 @@ impl Engine<'_> {
     /// Deletes `backup` from `store` and the catalog. A missing base or
     /// pool is reported as a note; the catalog entry goes anyway.
     pub fn delete(&self, backup: &BackupRecord, store: &dyn Pool) -> EngineResult<()> {
-        let _lock = self.locks.try_lock(&backup.volume_id.to_string())?.ok_or_else(|| EngineError::VolumeBusy {
-            volume: backup.volume_id.to_string(),
-            source_name: backup.source.clone(),
-        })?;
+        let _lock = self
+            .locks
+            .try_lock(&backup.volume_id.to_string())?
+            .ok_or_else(|| EngineError::VolumeBusy {
+                volume: backup.volume_id.to_string(),
+                source_name: backup.source.clone(),
+            })?;
         let mut record = backup.clone();
         record.status = BackupStatus::Deleting;
         record.pid = Some(std::process::id());
@@ -54,7 +60,8 @@ impl Engine<'_> {
         self.catalog.update_backup(&record)?;
         match self.remove_from_store(&record, store) {
             Err(EngineError::Image(e)) if e.is_not_found() => {
-                self.progress.note(&format!("{e}; removing the catalog entry anyway"));
+                self.progress
+                    .note(&format!("{e}; removing the catalog entry anyway"));
             }
             Err(e) => {
                 record.status = BackupStatus::Error;
@@ -81,7 +88,11 @@ impl Engine<'_> {
             .filter(|s| parse_backup_snap(&s.name).is_some_and(|p| p.backup_id == id))
             .collect();
         if own.len() > 1 {
-            return Err(EngineError::DuplicateSnapshots { id, count: own.len(), image: record.image.clone() });
+            return Err(EngineError::DuplicateSnapshots {
+                id,
+                count: own.len(),
+                image: record.image.clone(),
+            });
         }
         if let Some(snap) = own.first() {
             self.retry.run(|| snaps.remove(&snap.name))?;
@@ -103,7 +114,10 @@ mod tests {
 
     #[test]
     fn busy_is_retried_with_a_real_delay_then_fails() {
-        let policy = RetryPolicy { retries: 3, delay: Duration::from_millis(30) };
+        let policy = RetryPolicy {
+            retries: 3,
+            delay: Duration::from_millis(30),
+        };
         let calls = Cell::new(0);
         let start = Instant::now();
         let result: Result<(), _> = policy.run(|| {
@@ -117,7 +131,10 @@ mod tests {
 
     #[test]
     fn other_errors_are_not_retried() {
-        let policy = RetryPolicy { retries: 3, delay: Duration::from_secs(60) };
+        let policy = RetryPolicy {
+            retries: 3,
+            delay: Duration::from_secs(60),
+        };
         let calls = Cell::new(0);
         let result: Result<(), _> = policy.run(|| {
             calls.set(calls.get() + 1);

@@ -12,19 +12,41 @@ pub enum EngineError {
     #[error("{0}: need non-zero volume size")]
     ZeroSize(String),
     #[error("target {target} holds {target_size} bytes, less than the {backup_size} bytes of backup {backup}; use a target at least that large")]
-    TargetTooSmall { target: String, target_size: u64, backup: String, backup_size: u64 },
+    TargetTooSmall {
+        target: String,
+        target_size: u64,
+        backup: String,
+        backup_size: u64,
+    },
     #[error("another backup of volume {volume} ({source_name}) is running; wait for it to finish and retry")]
     VolumeBusy { volume: String, source_name: String },
     #[error("backup {id} is {status}, not available; only available backups can be {action}")]
-    NotAvailable { id: String, status: String, action: &'static str },
-    #[error("backup {id} failed verification: recorded checksum {expected}, data reads as {actual}")]
-    ChecksumMismatch { id: String, expected: String, actual: String },
+    NotAvailable {
+        id: String,
+        status: String,
+        action: &'static str,
+    },
+    #[error(
+        "backup {id} failed verification: recorded checksum {expected}, data reads as {actual}"
+    )]
+    ChecksumMismatch {
+        id: String,
+        expected: String,
+        actual: String,
+    },
     #[error("backup {id} has {count} snapshots on {image}; expected exactly one, fix by hand")]
-    DuplicateSnapshots { id: String, count: usize, image: String },
+    DuplicateSnapshots {
+        id: String,
+        count: usize,
+        image: String,
+    },
     #[error("backup {id} has no snapshot on {image}; its data is gone")]
     SnapshotMissing { id: String, image: String },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }

@@ -38,16 +38,25 @@ impl LockDir {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| EngineError::Io { what: path.display().to_string(), source: e })?;
+            .map_err(|e| EngineError::Io {
+                what: path.display().to_string(),
+                source: e,
+            })?;
         match file.try_lock_exclusive() {
             Ok(()) => Ok(Some(VolumeLock { _file: file })),
             Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(None),
-            Err(e) => Err(EngineError::Io { what: path.display().to_string(), source: e }),
+            Err(e) => Err(EngineError::Io {
+                what: path.display().to_string(),
+                source: e,
+            }),
         }
     }
 
     fn io_error(&self, source: std::io::Error) -> EngineError {
-        EngineError::Io { what: format!("lock directory {}", self.dir.display()), source }
+        EngineError::Io {
+            what: format!("lock directory {}", self.dir.display()),
+            source,
+        }
     }
 }
 

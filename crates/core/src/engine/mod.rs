@@ -39,11 +39,19 @@ pub struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     pub fn new(catalog: &'a dyn Catalog, locks: LockDir, progress: &'a dyn Progress) -> Self {
-        Engine { catalog, locks, progress, copy: CopyOptions::default(), retry: RetryPolicy::default() }
+        Engine {
+            catalog,
+            locks,
+            progress,
+            copy: CopyOptions::default(),
+            retry: RetryPolicy::default(),
+        }
     }
 }
 
 /// Seconds since the Unix epoch, as the catalog stores times.
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

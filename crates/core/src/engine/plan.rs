@@ -25,12 +25,20 @@ impl TransferPlan {
             allocated.push(e);
             Ok(())
         })?;
-        Ok(TransferPlan { size, extents: fill_gaps(&allocated, size), covers_volume: true })
+        Ok(TransferPlan {
+            size,
+            extents: fill_gaps(&allocated, size),
+            covers_volume: true,
+        })
     }
 
     /// Bytes the plan reads from the source.
     pub fn data_bytes(&self) -> u64 {
-        self.extents.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.len).sum()
+        self.extents
+            .iter()
+            .filter(|e| e.kind == ExtentKind::Data)
+            .map(|e| e.len)
+            .sum()
     }
 
     /// The plan cut into segments: each segment lists the extents (clipped)
@@ -42,10 +50,17 @@ impl TransferPlan {
             while offset < extent.end() {
                 let seg_start = offset - offset % SEGMENT;
                 let piece_end = extent.end().min(seg_start + SEGMENT);
-                let piece = Extent { offset, len: piece_end - offset, kind: extent.kind };
+                let piece = Extent {
+                    offset,
+                    len: piece_end - offset,
+                    kind: extent.kind,
+                };
                 match segments.last_mut() {
                     Some(s) if s.offset == seg_start => s.parts.push(piece),
-                    _ => segments.push(Segment { offset: seg_start, parts: vec![piece] }),
+                    _ => segments.push(Segment {
+                        offset: seg_start,
+                        parts: vec![piece],
+                    }),
                 }
                 offset = piece_end;
             }
@@ -72,7 +87,10 @@ impl Segment {
 pub fn fill_gaps(data: &[Extent], size: u64) -> Vec<Extent> {
     let mut out = Vec::with_capacity(data.len() * 2 + 1);
     let mut pos = 0;
-    for e in data.iter().filter(|e| e.kind == ExtentKind::Data && e.len > 0) {
+    for e in data
+        .iter()
+        .filter(|e| e.kind == ExtentKind::Data && e.len > 0)
+    {
         let start = e.offset.max(pos).min(size);
         let end = e.end().min(size);
         if start >= end {
@@ -82,7 +100,9 @@ pub fn fill_gaps(data: &[Extent], size: u64) -> Vec<Extent> {
             out.push(Extent::zero(pos, start - pos));
         }
         match out.last_mut() {
-            Some(last) if last.kind == ExtentKind::Data && last.end() == start => last.len += end - start,
+            Some(last) if last.kind == ExtentKind::Data && last.end() == start => {
+                last.len += end - start
+            }
             _ => out.push(Extent::data(start, end - start)),
         }
         pos = end;
@@ -99,11 +119,20 @@ mod tests {
 
     #[test]
     fn gaps_become_zero_extents_covering_the_volume() {
-        let data = [Extent::data(10, 5), Extent::data(15, 5), Extent::data(30, 100)];
+        let data = [
+            Extent::data(10, 5),
+            Extent::data(15, 5),
+            Extent::data(30, 100),
+        ];
         let plan = fill_gaps(&data, 50);
         assert_eq!(
             plan,
-            vec![Extent::zero(0, 10), Extent::data(10, 10), Extent::zero(20, 10), Extent::data(30, 20)]
+            vec![
+                Extent::zero(0, 10),
+                Extent::data(10, 10),
+                Extent::zero(20, 10),
+                Extent::data(30, 20)
+            ]
         );
     }
 
@@ -111,13 +140,22 @@ mod tests {
     fn segments_split_at_segment_boundaries() {
         let plan = TransferPlan {
             size: 3 * SEGMENT,
-            extents: vec![Extent::data(SEGMENT - 10, 20), Extent::zero(SEGMENT + 10, 2 * SEGMENT - 10)],
+            extents: vec![
+                Extent::data(SEGMENT - 10, 20),
+                Extent::zero(SEGMENT + 10, 2 * SEGMENT - 10),
+            ],
             covers_volume: false,
         };
         let segs = plan.segments();
         assert_eq!(segs.len(), 3);
         assert_eq!(segs[0].parts, vec![Extent::data(SEGMENT - 10, 10)]);
-        assert_eq!(segs[1].parts, vec![Extent::data(SEGMENT, 10), Extent::zero(SEGMENT + 10, SEGMENT - 10)]);
+        assert_eq!(
+            segs[1].parts,
+            vec![
+                Extent::data(SEGMENT, 10),
+                Extent::zero(SEGMENT + 10, SEGMENT - 10)
+            ]
+        );
         assert_eq!(segs[2].span(), SEGMENT);
     }
 }

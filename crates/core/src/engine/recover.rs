@@ -31,8 +31,12 @@ impl Engine<'_> {
             if matches!(record.status, BackupStatus::Available | BackupStatus::Error) {
                 continue;
             }
-            let Some(_lock) = self.locks.try_lock(&record.volume_id.to_string())? else { continue };
-            let Some(store) = open_store(&record.store) else { continue };
+            let Some(_lock) = self.locks.try_lock(&record.volume_id.to_string())? else {
+                continue;
+            };
+            let Some(store) = open_store(&record.store) else {
+                continue;
+            };
             done.push(self.recover_one(record, store.as_ref())?);
         }
         Ok(done)
@@ -45,7 +49,9 @@ impl Engine<'_> {
                 record.status = BackupStatus::Error;
                 match undo_partial_backup(store, &record) {
                     Ok(()) => "backup was interrupted; its partial data was removed".to_string(),
-                    Err(e) => format!("backup was interrupted; cleaning up its partial data failed: {e}"),
+                    Err(e) => {
+                        format!("backup was interrupted; cleaning up its partial data failed: {e}")
+                    }
                 }
             }
             BackupStatus::Restoring => {
@@ -63,6 +69,11 @@ impl Engine<'_> {
         record.pid = None;
         record.updated_at = unix_now();
         self.catalog.update_backup(&record)?;
-        Ok(Recovered { backup: record.id.to_string(), was, now: record.status, note })
+        Ok(Recovered {
+            backup: record.id.to_string(),
+            was,
+            now: record.status,
+            note,
+        })
     }
 }

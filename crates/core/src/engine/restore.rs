@@ -29,11 +29,19 @@ impl Engine<'_> {
     /// Restores `backup` into the file or block device at `path`: a new
     /// sparse file when nothing is there, otherwise the existing one
     /// (refused when smaller than the backup).
-    pub fn restore_to_path(&self, backup: &BackupRecord, store: &dyn Pool, path: &Path) -> EngineResult<RestoreReport> {
+    pub fn restore_to_path(
+        &self,
+        backup: &BackupRecord,
+        store: &dyn Pool,
+        path: &Path,
+    ) -> EngineResult<RestoreReport> {
         require_available(backup, "restored")?;
         let source = store.open_read_only(&backup.image, Some(&backup.snapshot))?;
         if path.is_dir() {
-            return Err(EngineError::Invalid(format!("restore target {} is a directory; give a file or block device path", path.display())));
+            return Err(EngineError::Invalid(format!(
+                "restore target {} is a directory; give a file or block device path",
+                path.display()
+            )));
         }
         if path.exists() {
             let target = FileImage::open(path, true)?;
@@ -50,7 +58,13 @@ impl Engine<'_> {
 
     /// Restores `backup` (read from `source`, its base at its snapshot) onto
     /// `target`. `target_is_new`: the target reads as zeros everywhere.
-    pub fn restore_into(&self, backup: &BackupRecord, source: &dyn Image, target: &dyn Image, target_is_new: bool) -> EngineResult<RestoreReport> {
+    pub fn restore_into(
+        &self,
+        backup: &BackupRecord,
+        source: &dyn Image,
+        target: &dyn Image,
+        target_is_new: bool,
+    ) -> EngineResult<RestoreReport> {
         let target_size = target.size()?;
         if target_size < backup.size {
             return Err(EngineError::TargetTooSmall {
@@ -77,7 +91,13 @@ impl Engine<'_> {
         })
     }
 
-    fn copy_backup(&self, backup: &BackupRecord, source: &dyn Image, target: &dyn Image, target_is_new: bool) -> EngineResult<CopyStats> {
+    fn copy_backup(
+        &self,
+        backup: &BackupRecord,
+        source: &dyn Image,
+        target: &dyn Image,
+        target_is_new: bool,
+    ) -> EngineResult<CopyStats> {
         let plan = TransferPlan::full(source)?;
         if plan.size != backup.size {
             return Err(EngineError::Invalid(format!(
@@ -85,7 +105,11 @@ impl Engine<'_> {
                 backup.id, backup.size, backup.snapshot, plan.size
             )));
         }
-        let opts = CopyOptions { target_is_zero: target_is_new, compare_target: !target_is_new, ..self.copy };
+        let opts = CopyOptions {
+            target_is_zero: target_is_new,
+            compare_target: !target_is_new,
+            ..self.copy
+        };
         self.progress.begin("restore", plan.size);
         let stats = copy(source, target, &plan, opts, self.progress);
         self.progress.end();
@@ -106,16 +130,22 @@ pub(super) fn require_available(backup: &BackupRecord, action: &'static str) -> 
     if backup.status == BackupStatus::Available {
         return Ok(());
     }
-    Err(EngineError::NotAvailable { id: backup.id.to_string(), status: backup.status.to_string(), action })
+    Err(EngineError::NotAvailable {
+        id: backup.id.to_string(),
+        status: backup.status.to_string(),
+        action,
+    })
 }
 
 pub(super) fn check_checksum(backup: &BackupRecord, actual: Option<&str>) -> EngineResult<()> {
     match (backup.checksum.as_deref(), actual) {
-        (Some(expected), Some(actual)) if expected != actual => Err(EngineError::ChecksumMismatch {
-            id: backup.id.to_string(),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        }),
+        (Some(expected), Some(actual)) if expected != actual => {
+            Err(EngineError::ChecksumMismatch {
+                id: backup.id.to_string(),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            })
+        }
         _ => Ok(()),
     }
 }

@@ -20,7 +20,12 @@ impl Image for NullImage {
         buf.fill(0);
         Ok(())
     }
-    fn changed_extents(&self, _: Option<&str>, _: Range<u64>, _: &mut ExtentVisitor<'_>) -> Result<()> {
+    fn changed_extents(
+        &self,
+        _: Option<&str>,
+        _: Range<u64>,
+        _: &mut ExtentVisitor<'_>,
+    ) -> Result<()> {
         Ok(())
     }
     fn write_at(&self, _offset: u64, _data: &[u8]) -> Result<()> {
@@ -33,7 +38,10 @@ impl Image for NullImage {
         Ok(())
     }
     fn resize(&self, _size: u64) -> Result<()> {
-        Err(ImageError::Unsupported { what: self.describe(), op: "resize" })
+        Err(ImageError::Unsupported {
+            what: self.describe(),
+            op: "resize",
+        })
     }
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         None

@@ -23,12 +23,20 @@ impl Engine<'_> {
         let source = store.open_read_only(&backup.image, Some(&backup.snapshot))?;
         let plan = TransferPlan::full(source.as_ref())?;
         let sink = NullImage { size: plan.size };
-        let opts = CopyOptions { target_is_zero: true, compare_target: false, ..self.copy };
+        let opts = CopyOptions {
+            target_is_zero: true,
+            compare_target: false,
+            ..self.copy
+        };
         self.progress.begin("verify", plan.size);
         let stats = copy(source.as_ref(), &sink, &plan, opts, self.progress);
         self.progress.end();
         let stats = stats?;
         check_checksum(backup, stats.checksum.as_deref())?;
-        Ok(VerifyOutcome { backup: backup.id.to_string(), bytes_read: stats.bytes_read, checksum: stats.checksum })
+        Ok(VerifyOutcome {
+            backup: backup.id.to_string(),
+            bytes_read: stats.bytes_read,
+            checksum: stats.checksum,
+        })
     }
 }

@@ -31,7 +31,11 @@ pub fn runs(buf: &[u8], base: u64, unit: u64) -> Vec<Run> {
         let zero = is_zero(&buf[pos..end]);
         match out.last_mut() {
             Some(last) if last.zero == zero => last.len += end - pos,
-            _ => out.push(Run { start: pos, len: end - pos, zero }),
+            _ => out.push(Run {
+                start: pos,
+                len: end - pos,
+                zero,
+            }),
         }
         pos = end;
     }
@@ -62,9 +66,21 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                Run { start: 0, len: 3996, zero: true },
-                Run { start: 3996, len: 4096, zero: false },
-                Run { start: 8092, len: 1908, zero: true },
+                Run {
+                    start: 0,
+                    len: 3996,
+                    zero: true
+                },
+                Run {
+                    start: 3996,
+                    len: 4096,
+                    zero: false
+                },
+                Run {
+                    start: 8092,
+                    len: 1908,
+                    zero: true
+                },
             ]
         );
     }

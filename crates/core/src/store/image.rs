@@ -422,6 +422,11 @@ impl Image for StoreImage {
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         Some(self)
     }
+
+    /// Whole aligned chunks avoid read-modify-write.
+    fn io_granularity(&self) -> u64 {
+        self.cs()
+    }
 }
 
 impl Snapshots for StoreImage {

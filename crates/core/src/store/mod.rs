@@ -32,6 +32,8 @@ mod tree;
 mod verify;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod tests;
@@ -238,6 +240,12 @@ impl Pool for LocalStore {
         };
         let img = StoreImage::new(self.inner.clone(), name, snap, version, Vec::new());
         Ok(Box::new(img))
+    }
+
+    /// Bytes of the pack files (sealed and being written).
+    fn usage(&self) -> ImageResult<Option<u64>> {
+        let bytes = blobs::packs_usage(self.inner.blobs.dir());
+        bytes.map(Some).map_err(|e| e.into_image(self.describe()))
     }
 
     fn remove(&self, name: &str) -> ImageResult<()> {

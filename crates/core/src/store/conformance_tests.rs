@@ -1,0 +1,49 @@
+//! The image conformance suite, run against local-store images.
+
+use super::{InitOptions, LocalStore};
+use crate::image::conformance::{run_image_suite, ImageFactory};
+use crate::image::{Image, Pool};
+use std::cell::Cell;
+use tempfile::TempDir;
+
+/// Fresh images in one temp store.
+struct StoreImages {
+    store: LocalStore,
+    next: Cell<u32>,
+    _dir: TempDir,
+}
+
+impl StoreImages {
+    fn new(chunk_size: u32) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let store = LocalStore::init(dir.path(), InitOptions { chunk_size }).expect("init store");
+        StoreImages {
+            store,
+            next: Cell::new(0),
+            _dir: dir,
+        }
+    }
+}
+
+impl ImageFactory for StoreImages {
+    fn create(&self, size: u64) -> Box<dyn Image> {
+        self.next.set(self.next.get() + 1);
+        let name = format!("volume-{}.backup.conformance", self.next.get());
+        self.store.create(&name, size).expect("create image");
+        self.store.open(&name).expect("open image")
+    }
+
+    fn has_snapshots(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn conformance_default_chunk_size() {
+    run_image_suite(&StoreImages::new(super::DEFAULT_CHUNK_SIZE));
+}
+
+#[test]
+fn conformance_small_chunks() {
+    run_image_suite(&StoreImages::new(4096));
+}

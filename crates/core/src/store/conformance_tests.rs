@@ -14,7 +14,7 @@ struct StoreImages {
 }
 
 impl StoreImages {
-    fn new(chunk_size: u32) -> Self {
+    fn new(chunk_size: u64) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let store = LocalStore::init(dir.path(), InitOptions { chunk_size }).expect("init store");
         StoreImages {
@@ -40,7 +40,7 @@ impl ImageFactory for StoreImages {
 
 #[test]
 fn conformance_default_chunk_size() {
-    run_image_suite(&StoreImages::new(super::DEFAULT_CHUNK_SIZE));
+    run_image_suite(&StoreImages::new(u64::from(super::DEFAULT_CHUNK_SIZE)));
 }
 
 #[test]

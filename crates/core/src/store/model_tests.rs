@@ -97,7 +97,7 @@ proptest! {
     #[test]
     fn store_image_matches_a_byte_model(ops in proptest::collection::vec(op(), 1..25)) {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS as u32 }).unwrap();
+        let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS }).unwrap();
         store.create("img", 32 * CS).unwrap();
         let img = store.open("img").unwrap();
         let mut model = vec![0u8; 32 * CS as usize];
@@ -131,7 +131,7 @@ proptest! {
         }).unwrap();
         prop_assert_eq!(&from_nothing, &model);
         drop(img);
-        let report = store.verify(&VerifyScope::Store, &crate::progress::NoProgress).unwrap();
+        let report = store.verify(&VerifyScope::All, &crate::progress::NoProgress).unwrap();
         prop_assert!(report.is_ok());
     }
 }

@@ -376,7 +376,7 @@ impl Blobs {
     /// decompressing and verifying it against its id.
     pub fn get(&self, id: &ChunkId, out: &mut [u8]) -> Result<()> {
         let found = self.locate(id);
-        let (loc, file, pack) = match found {
+        let (loc, file) = match found {
             Some(found) => found,
             None => {
                 // Maybe written by another process since we opened.
@@ -389,16 +389,19 @@ impl Blobs {
         };
         self.read_loc(id, &loc, &file, out)
             .map_err(|why| StoreError::Corrupt {
-                what: format!("chunk {id} in pack {pack}"),
+                what: format!(
+                    "chunk {id} in pack {}",
+                    self.read_index().pack_name(loc.pack)
+                ),
                 why,
             })
     }
 
-    fn locate(&self, id: &ChunkId) -> Option<(Loc, Arc<File>, String)> {
+    fn locate(&self, id: &ChunkId) -> Option<(Loc, Arc<File>)> {
         let index = self.read_index();
         let loc = *index.map.get(id)?;
         let slot = index.packs.get(loc.pack as usize)?.as_ref()?;
-        Some((loc, slot.file.clone(), slot.name.clone()))
+        Some((loc, slot.file.clone()))
     }
 
     fn read_loc(&self, id: &ChunkId, loc: &Loc, file: &File, out: &mut [u8]) -> Result<(), String> {

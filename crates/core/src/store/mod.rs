@@ -34,6 +34,8 @@ mod verify;
 #[cfg(test)]
 mod conformance_tests;
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod tests;

@@ -47,15 +47,31 @@ fn crash_child() {
     }
 }
 
-fn run_and_kill(path: &Path, after: Duration) {
+/// The gc child: endless make-garbage / gc rounds (repacks included).
+#[test]
+#[ignore]
+fn crash_gc_child() {
+    let Some(path) = std::env::var_os(ENV) else {
+        return;
+    };
+    let store = LocalStore::open(Path::new(&path)).unwrap();
+    for round in 0u64.. {
+        let name = format!("tmp{round}");
+        store.create(&name, SIZE).unwrap();
+        let img = store.open(&name).unwrap();
+        img.write_at(0, &content(round + 1000)).unwrap();
+        img.flush().unwrap();
+        drop(img);
+        store.remove(&name).unwrap();
+        store.gc(&NoProgress).unwrap();
+    }
+}
+
+fn run_and_kill(path: &Path, child: &str, after: Duration) {
     let exe = std::env::current_exe().unwrap();
+    let test = format!("store::crash_tests::{child}");
     let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "store::crash_tests::crash_child",
-            "--ignored",
-            "--nocapture",
-        ])
+        .args(["--exact", &test, "--ignored", "--nocapture"])
         .env(ENV, path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -91,7 +107,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
     drop(store);
     let mut generations = 0;
     for ms in [150u64, 330, 90, 500, 260] {
-        run_and_kill(dir.path(), Duration::from_millis(ms));
+        run_and_kill(dir.path(), "crash_child", Duration::from_millis(ms));
         generations = check_store(dir.path());
         eprintln!("after kill at {ms} ms: {generations} generations");
     }
@@ -101,4 +117,28 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
     store.gc(&NoProgress).unwrap();
     drop(store);
     assert_eq!(check_store(dir.path()), generations);
+}
+
+#[test]
+fn kill_9_during_gc_leaves_a_consistent_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS }).unwrap();
+    store.create("img", SIZE).unwrap();
+    let img = store.open("img").unwrap();
+    for gen in 0..3 {
+        img.write_at(0, &content(gen)).unwrap();
+        img.snapshots()
+            .unwrap()
+            .create(&format!("gen.{gen:06}"))
+            .unwrap();
+    }
+    drop((img, store));
+    for ms in [120u64, 270, 60, 400, 200] {
+        run_and_kill(dir.path(), "crash_gc_child", Duration::from_millis(ms));
+        assert_eq!(check_store(dir.path()), 3);
+    }
+    let store = LocalStore::open(dir.path()).unwrap();
+    store.gc(&NoProgress).unwrap();
+    drop(store);
+    assert_eq!(check_store(dir.path()), 3);
 }

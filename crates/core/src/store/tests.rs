@@ -757,6 +757,35 @@ fn a_corrupt_index_page_is_reported_and_stops_gc() {
     ));
 }
 
+#[test]
+fn a_reader_in_another_instance_survives_a_repack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let keep = random(4 * CS as usize, 1);
+    store.create("keep", 4 * CS).unwrap();
+    store.create("drop", 12 * CS).unwrap();
+    let (k, d) = (store.open("keep").unwrap(), store.open("drop").unwrap());
+    k.write_at(0, &keep).unwrap();
+    d.write_at(0, &random(12 * CS as usize, 2)).unwrap();
+    k.flush().unwrap();
+    d.flush().unwrap();
+    drop((k, d));
+    let reader = LocalStore::open(dir.path()).unwrap();
+    let img = reader.open_read_only("keep", None).unwrap();
+    let mut first = vec![0u8; CS as usize];
+    img.read_at(0, &mut first).unwrap();
+    store.remove("drop").unwrap();
+    let stats = store.gc(&NoProgress).unwrap();
+    assert!(stats.packs_repacked >= 1, "{stats:?}");
+    // The reader's map still points into the unlinked pack: still readable.
+    assert_eq!(read_all(&*img), keep);
+    // And a fresh handle of the same instance too.
+    assert_eq!(
+        read_all(&*reader.open_read_only("keep", None).unwrap()),
+        keep
+    );
+}
+
 /// Throughput smoke test: `cargo test --release -p blockback-core --lib
 /// store::tests::throughput -- --ignored --nocapture`.
 #[test]

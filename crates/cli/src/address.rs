@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use blockback_core::catalog::resolve_backup;
 use blockback_core::image::file::FileImage;
 use blockback_core::image::{Image, Pool};
-use blockback_rbd::{Cluster, RbdSpec};
+use blockback_rbd::RbdSpec;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,10 @@ impl ImageAddress {
             if image.is_empty() {
                 bail!("{text}: give local:IMAGE[@SNAP]");
             }
-            return Ok(ImageAddress::Local { image: image.to_string(), snap });
+            return Ok(ImageAddress::Local {
+                image: image.to_string(),
+                snap,
+            });
         }
         if let Some(id) = text.strip_prefix("backup:") {
             return Ok(ImageAddress::Backup(id.to_string()));
@@ -71,10 +74,17 @@ pub fn open_read(session: &Session, addr: &ImageAddress) -> Result<Opened> {
         ImageAddress::Backup(id) => {
             let record = resolve_backup(&session.catalog, id)?;
             let store = session.store_of(&record)?;
-            let image = store.pool().open_read_only(&record.image, Some(&record.snapshot))?;
-            return Ok(Opened { image, snap: Some(record.snapshot) });
+            let image = store
+                .pool()
+                .open_read_only(&record.image, Some(&record.snapshot))?;
+            return Ok(Opened {
+                image,
+                snap: Some(record.snapshot),
+            });
         }
-        _ => with_pool(session, addr, |pool, name| Ok(pool.open_read_only(name, snap.as_deref())?))?,
+        _ => with_pool(session, addr, |pool, name| {
+            Ok(pool.open_read_only(name, snap.as_deref())?)
+        })?,
     };
     Ok(Opened { image, snap })
 }
@@ -110,24 +120,34 @@ pub fn remove(session: &Session, addr: &ImageAddress) -> Result<()> {
 
 fn refuse_snapshot(addr: &ImageAddress) -> Result<()> {
     match addr {
-        ImageAddress::Backup(id) => bail!("backup:{id} is read-only; write to a file, local:IMAGE or rbd:POOL/IMAGE"),
-        _ if addr.snap().is_some() => bail!("snapshots are read-only; name the image without @SNAP"),
+        ImageAddress::Backup(id) => {
+            bail!("backup:{id} is read-only; write to a file, local:IMAGE or rbd:POOL/IMAGE")
+        }
+        _ if addr.snap().is_some() => {
+            bail!("snapshots are read-only; name the image without @SNAP")
+        }
         _ => Ok(()),
     }
 }
 
-fn with_pool<T>(session: &Session, addr: &ImageAddress, op: impl FnOnce(&dyn Pool, &str) -> Result<T>) -> Result<T> {
+fn with_pool<T>(
+    session: &Session,
+    addr: &ImageAddress,
+    op: impl FnOnce(&dyn Pool, &str) -> Result<T>,
+) -> Result<T> {
     match addr {
         ImageAddress::Local { image, .. } => {
             let StoreLocation::Local(_) = &session.config.store else {
                 bail!("local:{image} needs a local --store");
             };
-            let store = open_store(&session.config.store, &session.config.store_ceph, true)?;
-            let StoreHandle::Local(local) = &store else { unreachable!("a local location opens a local store") };
+            let store = open_store(&session.config.store, &session.config.store_ceph, &session.connections, true)?;
+            let StoreHandle::Local(local) = &store else {
+                unreachable!("a local location opens a local store")
+            };
             op(local, image)
         }
         ImageAddress::Rbd(spec) => {
-            let pool = Cluster::connect(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
+            let pool = session.connections.get(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
             op(&pool, spec.require_image()?)
         }
         _ => unreachable!("files and backups are opened directly"),

@@ -100,7 +100,11 @@ pub enum Command {
         format: u8,
     },
     /// Merge two `rbd diff v1` streams (first may be -, second a file).
-    MergeDiff { first: String, second: String, out: String },
+    MergeDiff {
+        first: String,
+        second: String,
+        out: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,7 +58,14 @@ impl Config {
             None => data_dir()?.join("catalog.sqlite"),
         };
         let (store_ceph, volume_ceph) = ceph_configs(&cli.ceph)?;
-        Ok(Config { store, catalog, json: cli.json, quiet: cli.quiet, store_ceph, volume_ceph })
+        Ok(Config {
+            store,
+            catalog,
+            json: cli.json,
+            quiet: cli.quiet,
+            store_ceph,
+            volume_ceph,
+        })
     }
 
     /// Volume lock files live beside the catalog they protect.
@@ -71,11 +78,21 @@ fn ceph_configs(args: &CephArgs) -> Result<(ClusterConfig, ClusterConfig)> {
     if args.ceph_id.is_empty() || args.volume_ceph_id.as_deref() == Some("") {
         bail!("--ceph-id is empty: give a Ceph client id such as `admin` or `cinder-backup`");
     }
-    let store = ClusterConfig { conf: args.ceph_conf.clone(), id: args.ceph_id.clone(), keyring: args.keyring.clone() };
+    let store = ClusterConfig {
+        conf: args.ceph_conf.clone(),
+        id: args.ceph_id.clone(),
+        keyring: args.keyring.clone(),
+    };
     let volume = ClusterConfig {
         conf: args.volume_ceph_conf.clone().or_else(|| store.conf.clone()),
-        id: args.volume_ceph_id.clone().unwrap_or_else(|| store.id.clone()),
-        keyring: args.volume_keyring.clone().or_else(|| store.keyring.clone()),
+        id: args
+            .volume_ceph_id
+            .clone()
+            .unwrap_or_else(|| store.id.clone()),
+        keyring: args
+            .volume_keyring
+            .clone()
+            .or_else(|| store.keyring.clone()),
     };
     Ok((store, volume))
 }

@@ -8,6 +8,26 @@ use blockback_core::image::{Image, Pool};
 use blockback_core::store::LocalStore;
 use blockback_rbd::{Cluster, ClusterConfig, RbdSpec};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Cluster connections of one command: each cluster is connected once and
+/// reused by every step (store and volume share it when they match).
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<Vec<(ClusterConfig, Arc<Cluster>)>>,
+}
+
+impl Connections {
+    pub fn get(&self, config: &ClusterConfig) -> Result<Arc<Cluster>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, cluster)) = open.iter().find(|(c, _)| c == config) {
+            return Ok(cluster.clone());
+        }
+        let cluster = Cluster::connect(config)?;
+        open.push((config.clone(), cluster.clone()));
+        Ok(cluster)
+    }
+}
 
 /// An open backup store.
 pub enum StoreHandle {
@@ -36,10 +56,15 @@ impl StoreHandle {
 }
 
 /// Opens a store; a local one is created first when `create` and absent.
-pub fn open_store(location: &StoreLocation, ceph: &ClusterConfig, create: bool) -> Result<StoreHandle> {
+pub fn open_store(
+    location: &StoreLocation,
+    ceph: &ClusterConfig,
+    connections: &Connections,
+    create: bool,
+) -> Result<StoreHandle> {
     match location {
         StoreLocation::Local(path) => open_local(path, create).map(StoreHandle::Local),
-        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(Cluster::connect(ceph)?.open_pool(pool)?)),
+        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(connections.get(ceph)?.open_pool(pool)?)),
     }
 }
 
@@ -79,17 +104,19 @@ impl Volume {
     /// A short name for the volume record.
     pub fn short_name(&self) -> String {
         match self {
-            Volume::File(p) => p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
+            Volume::File(p) => p
+                .file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
             Volume::Rbd(spec) => spec.image.clone().unwrap_or_default(),
         }
     }
 
     /// Opens the volume read-only (a backup source).
-    pub fn open_source(&self, ceph: &ClusterConfig) -> Result<Box<dyn Image>> {
+    pub fn open_source(&self, ceph: &ClusterConfig, connections: &Connections) -> Result<Box<dyn Image>> {
         match self {
             Volume::File(p) => Ok(Box::new(FileImage::open(resolve_file(p)?, false)?)),
             Volume::Rbd(spec) => {
-                let pool = Cluster::connect(ceph)?.open_pool(&spec.pool)?;
+                let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
                 Ok(pool.open_read_only(spec.require_image()?, spec.snap.as_deref())?)
             }
         }
@@ -98,9 +125,13 @@ impl Volume {
 
 /// Canonicalises a source file, refusing directories.
 fn resolve_file(path: &Path) -> Result<PathBuf> {
-    let resolved = std::fs::canonicalize(path).with_context(|| format!("source {}", path.display()))?;
+    let resolved =
+        std::fs::canonicalize(path).with_context(|| format!("source {}", path.display()))?;
     if resolved.is_dir() {
-        bail!("source {} is a directory; give an image file or block device", path.display());
+        bail!(
+            "source {} is a directory; give an image file or block device",
+            path.display()
+        );
     }
     Ok(resolved)
 }

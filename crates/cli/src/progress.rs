@@ -29,15 +29,20 @@ impl CliProgress {
             CliProgress::Bar(Mutex::new(None))
         } else {
             let now = Instant::now();
-            CliProgress::Log(LogLines { state: Mutex::new((String::new(), 0, now, now)), done: AtomicU64::new(0) })
+            CliProgress::Log(LogLines {
+                state: Mutex::new((String::new(), 0, now, now)),
+                done: AtomicU64::new(0),
+            })
         }
     }
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{msg:8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
+    ProgressStyle::with_template(
+        "{msg:8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
 }
 
 impl Progress for CliProgress {
@@ -45,12 +50,15 @@ impl Progress for CliProgress {
         match self {
             CliProgress::Quiet => {}
             CliProgress::Bar(bar) => {
-                let b = ProgressBar::new(total).with_style(bar_style()).with_message(phase.to_string());
+                let b = ProgressBar::new(total)
+                    .with_style(bar_style())
+                    .with_message(phase.to_string());
                 *bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
             }
             CliProgress::Log(log) => {
                 let now = Instant::now();
-                *log.state.lock().unwrap_or_else(|p| p.into_inner()) = (phase.to_string(), total, now, now);
+                *log.state.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (phase.to_string(), total, now, now);
                 log.done.store(0, Ordering::Relaxed);
             }
         }
@@ -94,7 +102,11 @@ impl LogLines {
         *last = Instant::now();
         let secs = started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
-        let eta = if rate > 0.0 { (*total).saturating_sub(done) as f64 / rate } else { 0.0 };
+        let eta = if rate > 0.0 {
+            (*total).saturating_sub(done) as f64 / rate
+        } else {
+            0.0
+        };
         eprintln!(
             "{phase}: {} of {} ({}/s, ETA {eta:.0} s)",
             HumanBytes(done),

@@ -1,7 +1,7 @@
 //! What every command opens: the catalog, the store, the engine.
 
 use crate::config::{Config, StoreLocation};
-use crate::endpoint::{open_store, StoreHandle};
+use crate::endpoint::{open_store, Connections, StoreHandle};
 use crate::progress::CliProgress;
 use anyhow::Result;
 use blockback_catalog::SqliteCatalog;
@@ -13,6 +13,7 @@ pub struct Session {
     pub config: Config,
     pub catalog: SqliteCatalog,
     pub progress: CliProgress,
+    pub connections: Connections,
 }
 
 impl Session {
@@ -20,30 +21,44 @@ impl Session {
     pub fn open(config: Config) -> Result<Self> {
         let catalog = SqliteCatalog::open(&config.catalog)?;
         let progress = CliProgress::new(config.quiet || config.json);
-        let session = Session { config, catalog, progress };
+        let session = Session {
+            config,
+            catalog,
+            progress,
+            connections: Connections::default(),
+        };
         session.recover()?;
         Ok(session)
     }
 
     pub fn engine(&self) -> Engine<'_> {
-        Engine::new(&self.catalog, LockDir::new(self.config.lock_dir()), &self.progress)
+        Engine::new(
+            &self.catalog,
+            LockDir::new(self.config.lock_dir()),
+            &self.progress,
+        )
     }
 
     /// Opens the configured store; a local one is created first when
     /// `create` and it does not exist yet.
     pub fn store(&self, create: bool) -> Result<StoreHandle> {
-        open_store(&self.config.store, &self.config.store_ceph, create)
+        open_store(&self.config.store, &self.config.store_ceph, &self.connections, create)
     }
 
     /// Opens the store a backup was written to.
     pub fn store_of(&self, backup: &BackupRecord) -> Result<StoreHandle> {
-        open_store(&StoreLocation::parse(&backup.store)?, &self.config.store_ceph, false)
+        open_store(
+            &StoreLocation::parse(&backup.store)?,
+            &self.config.store_ceph,
+            &self.connections,
+            false,
+        )
     }
 
     fn recover(&self) -> Result<()> {
         let open = |label: &str| -> Option<Box<dyn Pool>> {
             let location = StoreLocation::parse(label).ok()?;
-            match open_store(&location, &self.config.store_ceph, false).ok()? {
+            match open_store(&location, &self.config.store_ceph, &self.connections, false).ok()? {
                 StoreHandle::Local(s) => Some(Box::new(s)),
                 StoreHandle::Rbd(p) => Some(Box::new(p)),
             }
@@ -51,7 +66,10 @@ impl Session {
         for r in self.engine().recover_interrupted(&open)? {
             tracing::warn!("backup {} was {}: {}", r.backup, r.was, r.note);
             if !self.config.quiet {
-                eprintln!("note: backup {} was {} by a process that died: {}", r.backup, r.was, r.note);
+                eprintln!(
+                    "note: backup {} was {} by a process that died: {}",
+                    r.backup, r.was, r.note
+                );
             }
         }
         Ok(())

@@ -36,7 +36,12 @@ fn unknown_backup_id_is_refused_and_no_target_is_created() {
     make_image(&src, MIB, &[(0, 4096)], 1);
     dir.backup(&src);
     let target = dir.path("out.img");
-    let err = dir.fails(&["backup", "restore", "00000000-0000-0000-0000-000000000000", target.to_str().unwrap()]);
+    let err = dir.fails(&[
+        "backup",
+        "restore",
+        "00000000-0000-0000-0000-000000000000",
+        target.to_str().unwrap(),
+    ]);
     assert!(err.contains("not found"), "{err}");
     assert!(!target.exists());
     dir.fails(&["backup", "show", "zzz"]);
@@ -52,7 +57,12 @@ fn too_small_target_is_refused_and_left_unchanged() {
     let target = dir.path("small.img");
     make_image(&target, 2 * MIB, &[(0, 2 * MIB)], 3);
     let before = sha256(&target);
-    let err = dir.fails(&["backup", "restore", &id_of(&record), target.to_str().unwrap()]);
+    let err = dir.fails(&[
+        "backup",
+        "restore",
+        &id_of(&record),
+        target.to_str().unwrap(),
+    ]);
     assert!(err.contains("at least"), "{err}");
     assert_eq!(sha256(&target), before);
 }
@@ -63,7 +73,12 @@ fn directory_target_is_refused() {
     let src = dir.path("disk.img");
     make_image(&src, MIB, &[(0, 4096)], 4);
     let record = dir.backup(&src);
-    let err = dir.fails(&["backup", "restore", &id_of(&record), dir.tmp.path().to_str().unwrap()]);
+    let err = dir.fails(&[
+        "backup",
+        "restore",
+        &id_of(&record),
+        dir.tmp.path().to_str().unwrap(),
+    ]);
     assert!(err.contains("directory"), "{err}");
 }
 
@@ -74,10 +89,15 @@ fn store_path_that_cannot_be_created_is_refused() {
     make_image(&src, MIB, &[(0, 4096)], 5);
     let blocker = dir.path("file");
     std::fs::write(&blocker, b"x").unwrap();
+    let store = blocker.join("store");
     let out = dir
-        .command(&["backup", "create", src.to_str().unwrap()])
-        .arg("--store")
-        .arg(blocker.join("store"))
+        .command(&[
+            "--store",
+            store.to_str().unwrap(),
+            "backup",
+            "create",
+            src.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -91,8 +111,13 @@ fn second_backup_of_a_volume_while_one_runs_is_refused() {
     make_image(&src, MIB, &[(0, 4096)], 6);
     let first = dir.backup(&src);
     let volume = first["volume_id"].as_str().unwrap();
-    let lock_path = dir.path("catalog.locks").join(format!("volume-{volume}.lock"));
-    let lock = std::fs::OpenOptions::new().write(true).open(&lock_path).unwrap();
+    let lock_path = dir
+        .path("catalog.locks")
+        .join(format!("volume-{volume}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
     lock.lock_exclusive().unwrap();
     let err = dir.fails(&["backup", "create", src.to_str().unwrap()]);
     assert!(err.contains("running"), "{err}");
@@ -104,5 +129,10 @@ fn second_backup_of_a_volume_while_one_runs_is_refused() {
 fn usage_errors_exit_with_2() {
     let dir = Dir::new();
     assert_eq!(dir.run(&["backup", "frobnicate"]).status.code(), Some(2));
-    assert_eq!(dir.run(&["backup", "create", "a", "--meta", "novalue"]).status.code(), Some(1));
+    assert_eq!(
+        dir.run(&["backup", "create", "a", "--meta", "novalue"])
+            .status
+            .code(),
+        Some(1)
+    );
 }

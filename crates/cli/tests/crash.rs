@@ -9,13 +9,19 @@ const SIZE: u64 = 96 * MIB;
 
 /// Backs up once, changes the image, then kills a second backup after
 /// `delay`; the store must still verify and the first backup restore.
-fn kill_backup_after(delay: Duration, seed: u64) {
+/// Returns whether the kill landed mid-backup (the backup ended as error).
+fn kill_backup_after(delay: Duration, seed: u64) -> bool {
     let dir = Dir::new();
     let src = dir.path("disk.img");
     make_image(&src, SIZE, &[(0, 40 * MIB), (50 * MIB, 40 * MIB)], seed);
     let first = dir.backup(&src);
     let v1 = sha256(&src);
-    make_image(&src, SIZE, &[(0, 40 * MIB), (50 * MIB, 40 * MIB)], seed + 100);
+    make_image(
+        &src,
+        SIZE,
+        &[(0, 40 * MIB), (50 * MIB, 40 * MIB)],
+        seed + 100,
+    );
     let mut child = dir
         .command(&["--quiet", "backup", "create", src.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -26,8 +32,13 @@ fn kill_backup_after(delay: Duration, seed: u64) {
     let _ = child.wait();
     // The next command recovers: the killed backup (if it did not finish) is error.
     let list = dir.json(&["backup", "list"]);
+    let mut interrupted = false;
     for b in list.as_array().unwrap() {
-        assert!(b["status"] == "available" || b["status"] == "error", "left {b}");
+        assert!(
+            b["status"] == "available" || b["status"] == "error",
+            "left {b}"
+        );
+        interrupted |= b["status"] == "error";
     }
     dir.ok(&["verify", &id_of(&first)]);
     let out = dir.path("r.img");
@@ -37,13 +48,19 @@ fn kill_backup_after(delay: Duration, seed: u64) {
     let third = dir.backup(&src);
     assert_eq!(third["status"], "available");
     dir.ok(&["verify"]);
+    interrupted
 }
 
 #[test]
 fn kill_during_backup_keeps_previous_backups_restorable() {
+    let mut interrupted = 0;
     for (i, ms) in [30u64, 150, 400, 900].into_iter().enumerate() {
-        kill_backup_after(Duration::from_millis(ms), i as u64 * 10);
+        interrupted += kill_backup_after(Duration::from_millis(ms), i as u64 * 10) as u32;
     }
+    assert!(
+        interrupted > 0,
+        "no kill landed during a backup: the test proves nothing"
+    );
 }
 
 #[test]
@@ -57,7 +74,11 @@ fn kill_during_gc_keeps_the_store_consistent() {
         let kept = dir.json(&["backup", "create", "--full", src.to_str().unwrap()]);
         let kept_sum = sha256(&src);
         dir.ok(&["backup", "delete", &id_of(&doomed)]);
-        let mut child = dir.command(&["--quiet", "gc"]).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = dir
+            .command(&["--quiet", "gc"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(ms));
         let _ = child.kill();
         let _ = child.wait();

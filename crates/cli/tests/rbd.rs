@@ -27,8 +27,17 @@ fn unique(prefix: &str) -> String {
 
 /// Runs the real `rbd` CLI against the test cluster.
 fn rbd(conf: &Path, args: &[&str]) -> String {
-    let out = Command::new("rbd").arg("-c").arg(conf).args(args).output().expect("rbd CLI");
-    assert!(out.status.success(), "rbd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("rbd CLI");
+    assert!(
+        out.status.success(),
+        "rbd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -60,23 +69,63 @@ fn file_into_rbd_store_restores_to_a_sparse_file_and_a_new_rbd_image() {
     let Some(conf) = cluster() else { return };
     let dir = Dir::new();
     let src = dir.path("disk.img");
-    make_image(&src, 24 * MIB, &[(0, 3 * MIB), (9 * MIB + 4096, MIB + 777), (20 * MIB, 2 * MIB)], 31);
-    let record = json(&dir, &conf, &["--store", "rbd:backups", "backup", "create", src.to_str().unwrap()]);
+    make_image(
+        &src,
+        24 * MIB,
+        &[
+            (0, 3 * MIB),
+            (9 * MIB + 4096, MIB + 777),
+            (20 * MIB, 2 * MIB),
+        ],
+        31,
+    );
+    let record = json(
+        &dir,
+        &conf,
+        &[
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            src.to_str().unwrap(),
+        ],
+    );
     assert_eq!(record["store"], "rbd:backups");
     let id = id_of(&record);
     let out = dir.path("restored.img");
-    ok(&dir, &conf, &["backup", "restore", &id, out.to_str().unwrap()]);
+    ok(
+        &dir,
+        &conf,
+        &["backup", "restore", &id, out.to_str().unwrap()],
+    );
     assert_eq!(sha256(&out), sha256(&src));
-    assert!(allocated(&out) <= allocated(&src) + 3 * 64 * 1024, "restore must stay sparse");
+    assert!(
+        allocated(&out) <= allocated(&src) + 3 * 64 * 1024,
+        "restore must stay sparse"
+    );
     let target = unique("restored");
-    ok(&dir, &conf, &["backup", "restore", &id, &format!("rbd:volumes/{target}")]);
+    ok(
+        &dir,
+        &conf,
+        &["backup", "restore", &id, &format!("rbd:volumes/{target}")],
+    );
     let exported = dir.path("exported.img");
-    rbd(&conf, &["export", &format!("volumes/{target}"), exported.to_str().unwrap()]);
+    rbd(
+        &conf,
+        &[
+            "export",
+            &format!("volumes/{target}"),
+            exported.to_str().unwrap(),
+        ],
+    );
     assert_eq!(sha256(&exported), sha256(&src));
     ok(&dir, &conf, &["verify", &id]);
     ok(&dir, &conf, &["backup", "delete", &id]);
     let images = rbd(&conf, &["ls", "backups"]);
-    assert!(!images.contains(record["image"].as_str().unwrap()), "base removed with its last backup");
+    assert!(
+        !images.contains(record["image"].as_str().unwrap()),
+        "base removed with its last backup"
+    );
     rbd(&conf, &["rm", &format!("volumes/{target}")]);
 }
 
@@ -87,13 +136,40 @@ fn rbd_volume_into_local_store_restores_to_a_new_rbd_image() {
     let src = dir.path("disk.img");
     make_image(&src, 16 * MIB, &[(MIB, 2 * MIB), (12 * MIB, MIB)], 32);
     let volume = unique("vol");
-    rbd(&conf, &["import", src.to_str().unwrap(), &format!("volumes/{volume}")]);
-    let record = json(&dir, &conf, &["backup", "create", &format!("rbd:volumes/{volume}")]);
+    rbd(
+        &conf,
+        &[
+            "import",
+            src.to_str().unwrap(),
+            &format!("volumes/{volume}"),
+        ],
+    );
+    let record = json(
+        &dir,
+        &conf,
+        &["backup", "create", &format!("rbd:volumes/{volume}")],
+    );
     assert_eq!(record["source"], format!("rbd:volumes/{volume}"));
     let target = unique("copy");
-    ok(&dir, &conf, &["backup", "restore", &id_of(&record), &format!("rbd:volumes/{target}")]);
+    ok(
+        &dir,
+        &conf,
+        &[
+            "backup",
+            "restore",
+            &id_of(&record),
+            &format!("rbd:volumes/{target}"),
+        ],
+    );
     let exported = dir.path("exported.img");
-    rbd(&conf, &["export", &format!("volumes/{target}"), exported.to_str().unwrap()]);
+    rbd(
+        &conf,
+        &[
+            "export",
+            &format!("volumes/{target}"),
+            exported.to_str().unwrap(),
+        ],
+    );
     assert_eq!(sha256(&exported), sha256(&src));
     rbd(&conf, &["rm", &format!("volumes/{volume}")]);
     rbd(&conf, &["rm", &format!("volumes/{target}")]);
@@ -106,14 +182,33 @@ fn another_client_identity_on_the_volume_side_works() {
     let src = dir.path("disk.img");
     make_image(&src, 8 * MIB, &[(0, MIB)], 33);
     let volume = unique("xclient");
-    rbd(&conf, &["import", src.to_str().unwrap(), &format!("volumes/{volume}")]);
+    rbd(
+        &conf,
+        &[
+            "import",
+            src.to_str().unwrap(),
+            &format!("volumes/{volume}"),
+        ],
+    );
     let record = json(
         &dir,
         &conf,
-        &["--store", "rbd:backups", "--volume-ceph-id", "blockback", "backup", "create", &format!("rbd:volumes/{volume}")],
+        &[
+            "--store",
+            "rbd:backups",
+            "--volume-ceph-id",
+            "blockback",
+            "backup",
+            "create",
+            &format!("rbd:volumes/{volume}"),
+        ],
     );
     let out = dir.path("r.img");
-    ok(&dir, &conf, &["backup", "restore", &id_of(&record), out.to_str().unwrap()]);
+    ok(
+        &dir,
+        &conf,
+        &["backup", "restore", &id_of(&record), out.to_str().unwrap()],
+    );
     assert_eq!(sha256(&out), sha256(&src));
     ok(&dir, &conf, &["backup", "delete", &id_of(&record)]);
     rbd(&conf, &["rm", &format!("volumes/{volume}")]);
@@ -126,17 +221,73 @@ fn bad_ceph_input_gets_one_clear_line() {
     let src = dir.path("disk.img");
     make_image(&src, MIB, &[(0, 4096)], 34);
     let s = src.to_str().unwrap();
-    let err = fails(&dir, &conf, &["--store", "rbd:no-such-pool", "backup", "create", s]);
+    let err = fails(
+        &dir,
+        &conf,
+        &["--store", "rbd:no-such-pool", "backup", "create", s],
+    );
     assert!(err.contains("no-such-pool"), "{err}");
-    let err = fails(&dir, &conf, &["backup", "create", "rbd:volumes/no-such-image"]);
-    assert!(err.contains("no-such-image") && err.contains("not found"), "{err}");
-    let err = fails(&dir, &conf, &["--ceph-id", "", "--store", "rbd:backups", "backup", "create", s]);
+    let err = fails(
+        &dir,
+        &conf,
+        &["backup", "create", "rbd:volumes/no-such-image"],
+    );
+    assert!(
+        err.contains("no-such-image") && err.contains("not found"),
+        "{err}"
+    );
+    let err = fails(
+        &dir,
+        &conf,
+        &[
+            "--ceph-id",
+            "",
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            s,
+        ],
+    );
     assert!(err.contains("ceph-id"), "{err}");
-    let err = fails(&dir, &conf, &["--ceph-id", "nobody", "--store", "rbd:backups", "backup", "create", s]);
+    let err = fails(
+        &dir,
+        &conf,
+        &[
+            "--ceph-id",
+            "nobody",
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            s,
+        ],
+    );
     assert!(err.contains("nobody"), "{err}");
-    let err = fails(&dir, &conf, &["--keyring", "/nonexistent/keyring", "--store", "rbd:backups", "backup", "create", s]);
-    assert!(err.to_lowercase().contains("keyring") || err.contains("/nonexistent"), "{err}");
-    assert!(json(&dir, &conf, &["backup", "list"]).as_array().unwrap().is_empty(), "nothing recorded");
+    let err = fails(
+        &dir,
+        &conf,
+        &[
+            "--keyring",
+            "/nonexistent/keyring",
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            s,
+        ],
+    );
+    assert!(
+        err.to_lowercase().contains("keyring") || err.contains("/nonexistent"),
+        "{err}"
+    );
+    assert!(
+        json(&dir, &conf, &["backup", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing recorded"
+    );
 }
 
 #[test]
@@ -145,21 +296,44 @@ fn deleting_a_backup_whose_base_is_open_elsewhere_retries_then_fails_busy() {
     let dir = Dir::new();
     let src = dir.path("disk.img");
     make_image(&src, 4 * MIB, &[(0, MIB)], 35);
-    let record = json(&dir, &conf, &["--store", "rbd:backups", "backup", "create", src.to_str().unwrap()]);
+    let record = json(
+        &dir,
+        &conf,
+        &[
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            src.to_str().unwrap(),
+        ],
+    );
     let image = record["image"].as_str().unwrap().to_string();
     let mut watcher = Command::new("rbd")
         .arg("-c")
         .arg(&conf)
         .args(["watch", &format!("backups/{image}")])
+        // `rbd watch` exits at end of input: keep its stdin open.
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        rbd(&conf, &["status", &format!("backups/{image}")]).contains("watcher="),
+        "the watch must hold"
+    );
     let start = std::time::Instant::now();
-    let err = fails(&dir, &conf, &["backup", "delete", "--retry-delay", "0.5", &id_of(&record)]);
+    let err = fails(
+        &dir,
+        &conf,
+        &["backup", "delete", "--retry-delay", "0.5", &id_of(&record)],
+    );
     assert!(err.contains("busy"), "{err}");
-    assert!(start.elapsed() >= Duration::from_millis(1500), "3 retries 0.5 s apart");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "3 retries 0.5 s apart"
+    );
     let _ = watcher.kill();
     let _ = watcher.wait();
     ok(&dir, &conf, &["backup", "delete", &id_of(&record)]);

@@ -5,7 +5,12 @@ mod util;
 use util::*;
 
 const SIZE: u64 = 48 * MIB;
-const EXTENTS: &[(u64, u64)] = &[(0, 3 * MIB), (5 * MIB + 4096, 2 * MIB), (20 * MIB, 1 * MIB + 12345), (47 * MIB, MIB)];
+const EXTENTS: &[(u64, u64)] = &[
+    (0, 3 * MIB),
+    (5 * MIB + 4096, 2 * MIB),
+    (20 * MIB, 1 * MIB + 12345),
+    (47 * MIB, MIB),
+];
 
 #[test]
 fn full_backup_restores_bit_exact_and_sparse() {
@@ -21,7 +26,12 @@ fn full_backup_restores_bit_exact_and_sparse() {
     assert_eq!(sha256(&src), sha256(&out));
     // Holes stay holes: allocation within 64 KiB per extent of the source's.
     let slack = 64 * 1024 * EXTENTS.len() as u64;
-    assert!(allocated(&out) <= allocated(&src) + slack, "restored {} vs source {}", allocated(&out), allocated(&src));
+    assert!(
+        allocated(&out) <= allocated(&src) + slack,
+        "restored {} vs source {}",
+        allocated(&out),
+        allocated(&src)
+    );
 }
 
 #[test]
@@ -42,7 +52,10 @@ fn second_backup_is_incremental_and_stores_only_what_changed() {
     assert_eq!(second["parent"], first["id"]);
     assert_eq!(second["image"], first["image"], "one base image per chain");
     let growth = dir_bytes(&dir.store()) - before;
-    assert!(growth <= MIB * 13 / 10 + 256 * 1024, "store grew {growth} bytes for 1 MiB changed");
+    assert!(
+        growth <= MIB * 13 / 10 + 256 * 1024,
+        "store grew {growth} bytes for 1 MiB changed"
+    );
     let r1 = dir.path("r1.img");
     let r2 = dir.path("r2.img");
     dir.ok(&["backup", "restore", &id_of(&first), r1.to_str().unwrap()]);
@@ -59,11 +72,22 @@ fn restore_onto_a_larger_existing_file_zeroes_the_excess() {
     let record = dir.backup(&src);
     let target = dir.path("target.img");
     make_image(&target, 12 * MIB, &[(0, 12 * MIB)], 4);
-    dir.ok(&["backup", "restore", &id_of(&record), target.to_str().unwrap()]);
+    dir.ok(&[
+        "backup",
+        "restore",
+        &id_of(&record),
+        target.to_str().unwrap(),
+    ]);
     let restored = std::fs::read(&target).unwrap();
     assert_eq!(restored.len() as u64, 12 * MIB);
-    assert_eq!(&restored[..8 * MIB as usize], &std::fs::read(&src).unwrap()[..]);
-    assert!(restored[8 * MIB as usize..].iter().all(|&b| b == 0), "excess beyond the backup must read as zeros");
+    assert_eq!(
+        &restored[..8 * MIB as usize],
+        &std::fs::read(&src).unwrap()[..]
+    );
+    assert!(
+        restored[8 * MIB as usize..].iter().all(|&b| b == 0),
+        "excess beyond the backup must read as zeros"
+    );
 }
 
 #[test]
@@ -74,7 +98,12 @@ fn restore_onto_the_same_data_writes_nothing() {
     let record = dir.backup(&src);
     let target = dir.path("copy.img");
     std::fs::copy(&src, &target).unwrap();
-    let report = dir.json(&["backup", "restore", &id_of(&record), target.to_str().unwrap()]);
+    let report = dir.json(&[
+        "backup",
+        "restore",
+        &id_of(&record),
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(report["bytes_written"], 0);
     assert_eq!(sha256(&src), sha256(&target));
 }
@@ -119,11 +148,20 @@ fn flipped_byte_in_a_stored_chunk_fails_verify_and_restore_naming_it() {
     std::fs::write(&pack, bytes).unwrap();
     let out = dir.run(&["verify"]);
     assert!(!out.status.success(), "verify must fail on a corrupt chunk");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("chunk"), "verify must name the chunk: {text}");
-    assert!(text.contains(&id_of(&record)), "verify must name the backup: {text}");
+    assert!(
+        text.contains(&id_of(&record)),
+        "verify must name the backup: {text}"
+    );
     let target = dir.path("r.img");
-    let err = dir.fails(&["backup", "restore", &id_of(&record), target.to_str().unwrap()]);
+    let err = dir.fails(&[
+        "backup",
+        "restore",
+        &id_of(&record),
+        target.to_str().unwrap(),
+    ]);
     assert!(err.contains("corrupt") || err.contains("chunk"), "{err}");
 }
 

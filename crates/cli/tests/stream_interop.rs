@@ -23,8 +23,17 @@ fn unique(prefix: &str) -> String {
 }
 
 fn rbd(conf: &Path, args: &[&str]) -> String {
-    let out = Command::new("rbd").arg("-c").arg(conf).args(args).output().expect("rbd CLI");
-    assert!(out.status.success(), "rbd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("rbd CLI");
+    assert!(
+        out.status.success(),
+        "rbd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -71,24 +80,53 @@ fn our_v1_streams_go_through_rbd_import_diff_exactly() {
     // Change, zero a range, and grow the image.
     write_at(&src, 5 * MIB + 3, &text_bytes(70_001));
     write_at(&src, 7 * MIB, &vec![0u8; 200_000]);
-    std::fs::OpenOptions::new().write(true).open(&src).unwrap().set_len(14 * MIB).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_len(14 * MIB)
+        .unwrap();
     write_at(&src, 13 * MIB + 5, b"grown");
     let b2 = dir.backup(&src);
     let base = b1["image"].as_str().unwrap();
-    let (s1, s2) = (b1["snapshot"].as_str().unwrap(), b2["snapshot"].as_str().unwrap());
+    let (s1, s2) = (
+        b1["snapshot"].as_str().unwrap(),
+        b2["snapshot"].as_str().unwrap(),
+    );
 
     let full = dir.path("full.diff");
     dir.ok(&["export-diff", &format!("backup:{}", id_of(&b1)), p(&full)]);
     let inc = dir.path("inc.diff");
-    dir.ok(&["export-diff", &format!("local:{base}@{s2}"), p(&inc), "--from-snap", s1]);
+    dir.ok(&[
+        "export-diff",
+        &format!("local:{base}@{s2}"),
+        p(&inc),
+        "--from-snap",
+        s1,
+    ]);
     let image = unique("imported");
-    rbd(&conf, &["create", "--size", "1M", &format!("volumes/{image}")]);
-    rbd(&conf, &["import-diff", p(&full), &format!("volumes/{image}")]);
+    rbd(
+        &conf,
+        &["create", "--size", "1M", &format!("volumes/{image}")],
+    );
+    rbd(
+        &conf,
+        &["import-diff", p(&full), &format!("volumes/{image}")],
+    );
     assert_eq!(rbd_sha(&conf, &dir, &format!("volumes/{image}@{s1}")), v1);
-    rbd(&conf, &["import-diff", p(&inc), &format!("volumes/{image}")]);
-    assert_eq!(rbd_sha(&conf, &dir, &format!("volumes/{image}@{s2}")), sha256(&src));
+    rbd(
+        &conf,
+        &["import-diff", p(&inc), &format!("volumes/{image}")],
+    );
+    assert_eq!(
+        rbd_sha(&conf, &dir, &format!("volumes/{image}@{s2}")),
+        sha256(&src)
+    );
     let incremental_size = std::fs::metadata(&inc).unwrap().len();
-    assert!(incremental_size < 2 * MIB, "incremental stream carries only changes: {incremental_size}");
+    assert!(
+        incremental_size < 2 * MIB,
+        "incremental stream carries only changes: {incremental_size}"
+    );
     rbd(&conf, &["snap", "purge", &format!("volumes/{image}")]);
     rbd(&conf, &["rm", &format!("volumes/{image}")]);
 }
@@ -105,27 +143,57 @@ fn rbd_export_diff_streams_import_into_files_and_the_local_store() {
     rbd(&conf, &["snap", "create", &format!("{spec}@s1")]);
     let change = v1_diff(
         16 * MIB,
-        &[(4097, Some(text_bytes(10_000)), 10_000), (9 * MIB + 100, None, 50_000), (15 * MIB, Some(vec![7u8; 4096]), 4096)],
+        &[
+            (4097, Some(text_bytes(10_000)), 10_000),
+            (9 * MIB + 100, None, 50_000),
+            (15 * MIB, Some(vec![7u8; 4096]), 4096),
+        ],
     );
     let change_file = dir.path("change.diff");
     std::fs::write(&change_file, change).unwrap();
     rbd(&conf, &["import-diff", p(&change_file), &spec]);
     rbd(&conf, &["snap", "create", &format!("{spec}@s2")]);
-    let (want1, want2) = (rbd_sha(&conf, &dir, &format!("{spec}@s1")), rbd_sha(&conf, &dir, &format!("{spec}@s2")));
+    let (want1, want2) = (
+        rbd_sha(&conf, &dir, &format!("{spec}@s1")),
+        rbd_sha(&conf, &dir, &format!("{spec}@s2")),
+    );
 
     let full = dir.path("full.diff");
     let inc = dir.path("inc.diff");
     let whole = dir.path("whole.diff");
     rbd(&conf, &["export-diff", &format!("{spec}@s1"), p(&full)]);
-    rbd(&conf, &["export-diff", "--from-snap", "s1", &format!("{spec}@s2"), p(&inc)]);
-    rbd(&conf, &["export-diff", "--whole-object", "--from-snap", "s1", &format!("{spec}@s2"), p(&whole)]);
+    rbd(
+        &conf,
+        &[
+            "export-diff",
+            "--from-snap",
+            "s1",
+            &format!("{spec}@s2"),
+            p(&inc),
+        ],
+    );
+    rbd(
+        &conf,
+        &[
+            "export-diff",
+            "--whole-object",
+            "--from-snap",
+            "s1",
+            &format!("{spec}@s2"),
+            p(&whole),
+        ],
+    );
 
     for (name, incremental) in [("inc", &inc), ("whole", &whole)] {
         let file = dir.path(&format!("{name}.img"));
         dir.ok(&["import-diff", p(&full), p(&file)]);
         assert_eq!(sha256(&file), want1, "{name}: full stream into a file");
         dir.ok(&["import-diff", "--force", p(incremental), p(&file)]);
-        assert_eq!(sha256(&file), want2, "{name}: incremental stream into a file");
+        assert_eq!(
+            sha256(&file),
+            want2,
+            "{name}: incremental stream into a file"
+        );
 
         let local = format!("local:{name}");
         dir.ok(&["import-diff", p(&full), &local]);
@@ -153,13 +221,20 @@ fn rbd_image_v2_exports_round_trip_with_snapshots_and_meta() {
     rbd(&conf, &["snap", "create", &format!("{spec}@one")]);
     rbd(&conf, &["snap", "protect", &format!("{spec}@one")]);
     let change = dir.path("c.diff");
-    std::fs::write(&change, v1_diff(8 * MIB, &[(MIB / 2, Some(text_bytes(70_000)), 70_000)])).unwrap();
+    std::fs::write(
+        &change,
+        v1_diff(8 * MIB, &[(MIB / 2, Some(text_bytes(70_000)), 70_000)]),
+    )
+    .unwrap();
     rbd(&conf, &["import-diff", p(&change), &spec]);
     rbd(&conf, &["snap", "create", &format!("{spec}@two")]);
     std::fs::write(&change, v1_diff(8 * MIB, &[(6 * MIB, None, MIB)])).unwrap();
     rbd(&conf, &["import-diff", p(&change), &spec]);
     let exported = dir.path("image.v2");
-    rbd(&conf, &["export", "--export-format", "2", &spec, p(&exported)]);
+    rbd(
+        &conf,
+        &["export", "--export-format", "2", &spec, p(&exported)],
+    );
 
     let report = dir.json(&["import", p(&exported), "local:copy"]);
     assert_eq!(report["meta"]["owner"], "ops-team");
@@ -169,7 +244,11 @@ fn rbd_image_v2_exports_round_trip_with_snapshots_and_meta() {
         let file = dir.path(&format!("{snap}.img"));
         dir.ok(&["export-diff", &format!("local:copy@{snap}"), p(&diff)]);
         dir.ok(&["import-diff", p(&diff), p(&file)]);
-        assert_eq!(sha256(&file), rbd_sha(&conf, &dir, &format!("{spec}@{snap}")), "snapshot {snap}");
+        assert_eq!(
+            sha256(&file),
+            rbd_sha(&conf, &dir, &format!("{spec}@{snap}")),
+            "snapshot {snap}"
+        );
     }
     let head = dir.path("head.diff");
     let head_file = dir.path("head.img");
@@ -183,7 +262,10 @@ fn rbd_image_v2_exports_round_trip_with_snapshots_and_meta() {
     let back = format!("volumes/{}", unique("back"));
     rbd(&conf, &["import", "--export-format", "2", p(&ours), &back]);
     for snap in ["one", "two"] {
-        assert_eq!(rbd_sha(&conf, &dir, &format!("{back}@{snap}")), rbd_sha(&conf, &dir, &format!("{spec}@{snap}")));
+        assert_eq!(
+            rbd_sha(&conf, &dir, &format!("{back}@{snap}")),
+            rbd_sha(&conf, &dir, &format!("{spec}@{snap}"))
+        );
     }
     assert_eq!(rbd_sha(&conf, &dir, &back), rbd_sha(&conf, &dir, &spec));
     rbd(&conf, &["snap", "unprotect", &format!("{spec}@one")]);

@@ -1,15 +1,16 @@
 //! The checksum of a whole logical volume.
 //!
 //! Defined as BLAKE3 over the concatenated BLAKE3 digests of consecutive
-//! 64 KiB blocks of the volume (the last block may be short). Block digests
-//! can be computed in parallel while data is transferred, and a hole costs
-//! one precomputed digest instead of hashing its zeros. Printed as
-//! `blake3-64k:<hex>`.
+//! 32 KiB blocks of the volume (the last block may be short). Block digests
+//! can be computed in parallel while data is transferred, a hole costs one
+//! precomputed digest instead of hashing its zeros, and the local store
+//! derives chunk ids from the same digests (its default chunk is one block),
+//! so each byte is hashed once. Printed as `blake3-32k:<hex>`.
 
 /// Size of the blocks whose digests make up the volume checksum.
-pub const CHECKSUM_BLOCK: u64 = 64 * 1024;
+pub const CHECKSUM_BLOCK: u64 = 32 * 1024;
 
-const PREFIX: &str = "blake3-64k:";
+const PREFIX: &str = "blake3-32k:";
 
 /// Digest of one block of the volume.
 pub fn block_digest(data: &[u8]) -> [u8; 32] {

@@ -1,1 +1,27 @@
-//! Ceph RBD backend. Being written.
+//! Ceph RBD backend for blockback.
+//!
+//! librados and librbd are loaded at run time (`librados.so.2`,
+//! `librbd.so.1`), so this crate builds everywhere and fails at
+//! [`Cluster::connect`] with an install hint where Ceph is missing. All
+//! unsafe code lives in `ffi`; the rest is safe wrappers:
+//!
+//! - [`ClusterConfig`] / [`Cluster`]: one client connection (`Arc`-shared);
+//! - [`RbdPool`]: a pool as a [`blockback_core::image::Pool`];
+//! - [`RbdImage`]: an image (HEAD or snapshot) as an
+//!   [`Image`](blockback_core::image::Image) with
+//!   [`Snapshots`](blockback_core::image::Snapshots);
+//! - [`RbdSpec`]: `rbd:POOL[/IMAGE[@SNAP]]` specs.
+
+mod cluster;
+mod diff;
+mod error;
+mod ffi;
+mod image;
+mod pool;
+mod snapshots;
+mod spec;
+
+pub use cluster::{Cluster, ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
+pub use image::RbdImage;
+pub use pool::{features, librbd_version, CreateOptions, RbdPool};
+pub use spec::RbdSpec;

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord};
 use blockback_core::engine::{BackupRequest, RestoreReport};
 use blockback_core::image::Pool;
-use blockback_rbd::{Cluster, RbdSpec};
+use blockback_rbd::RbdSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
     let volume = Volume::parse(&args.source)?;
     let source_label = volume.label()?;
     let metadata = parse_meta(&args.meta)?;
-    let source = volume.open_source(&session.config.volume_ceph)?;
+    let source = volume.open_source(&session.config.volume_ceph, &session.connections)?;
     let store = session.store(true)?;
     let request = BackupRequest {
         source: source.as_ref(),
@@ -46,7 +46,9 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
     let record = resolve_backup(&session.catalog, backup)?;
     let store = session.store_of(&record)?;
     let report = match Volume::parse(target)? {
-        Volume::File(path) => session.engine().restore_to_path(&record, store.pool(), &path)?,
+        Volume::File(path) => session
+            .engine()
+            .restore_to_path(&record, store.pool(), &path)?,
         Volume::Rbd(spec) => restore_to_rbd(session, &record, store.pool(), &spec)?,
     };
     let json = serde_json::json!({
@@ -67,22 +69,30 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
 
 /// Restores into an RBD image: a new one (only non-zero extents written)
 /// or an existing one (only differing regions written).
-fn restore_to_rbd(session: &Session, record: &BackupRecord, store: &dyn Pool, spec: &RbdSpec) -> Result<RestoreReport> {
+fn restore_to_rbd(
+    session: &Session,
+    record: &BackupRecord,
+    store: &dyn Pool,
+    spec: &RbdSpec,
+) -> Result<RestoreReport> {
     if spec.snap.is_some() {
-        bail!("restore target {spec} names a snapshot; snapshots are read-only, give rbd:POOL/IMAGE");
+        bail!(
+            "restore target {spec} names a snapshot; snapshots are read-only, give rbd:POOL/IMAGE"
+        );
     }
     let name = spec.require_image()?;
     let source = store.open_read_only(&record.image, Some(&record.snapshot))?;
-    let pool = Cluster::connect(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
+    let pool = session.connections.get(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
     let engine = session.engine();
     if pool.exists(name)? {
         let target = pool.open(name)?;
         return Ok(engine.restore_into(record, source.as_ref(), target.as_ref(), false)?);
     }
     pool.create(name, record.size)?;
-    let result = pool.open(name).map_err(Into::into).and_then(|target| {
-        engine.restore_into(record, source.as_ref(), target.as_ref(), true)
-    });
+    let result = pool
+        .open(name)
+        .map_err(Into::into)
+        .and_then(|target| engine.restore_into(record, source.as_ref(), target.as_ref(), true));
     if result.is_err() {
         let _ = pool.remove(name);
     }
@@ -98,9 +108,16 @@ pub fn delete(session: &Session, backup: &str, retry_delay: f64) -> Result<()> {
     let mut engine = session.engine();
     engine.retry.delay = Duration::from_secs_f64(retry_delay);
     engine.delete(&record, store.pool())?;
-    emit(session.config.json, &serde_json::json!({ "deleted": record.id }), || {
-        format!("deleted backup {}; run `blockback gc` to reclaim its space", record.id)
-    })
+    emit(
+        session.config.json,
+        &serde_json::json!({ "deleted": record.id }),
+        || {
+            format!(
+                "deleted backup {}; run `blockback gc` to reclaim its space",
+                record.id
+            )
+        },
+    )
 }
 
 fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>> {
@@ -118,5 +135,12 @@ fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// One line per backup for `backup list`.
 pub fn summary_line(b: &BackupRecord) -> String {
-    format!("{}  {:<11} {:<9} {:>10}  {}", b.id, b.kind.as_str(), b.status.as_str(), bytes(b.size), b.source)
+    format!(
+        "{}  {:<11} {:<9} {:>10}  {}",
+        b.id,
+        b.kind.as_str(),
+        b.status.as_str(),
+        bytes(b.size),
+        b.source
+    )
 }

@@ -5,31 +5,40 @@ use crate::output::emit;
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus, Catalog};
-use blockback_core::store::{InitOptions, LocalStore, VerifyScope};
+use blockback_core::store::{InitOptions, LocalStore, VerifyReport, VerifyScope};
 
 pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
     let mut options = InitOptions::default();
     if let Some(size) = chunk_size {
-        options.chunk_size = size;
+        options.chunk_size = u32::try_from(size).map_err(|_| {
+            anyhow::anyhow!("--chunk-size {size}: give a power of two from 4096 to 4194304")
+        })?;
     }
     let StoreLocation::Local(path) = &config.store else {
         bail!("store init creates local stores; an RBD pool is created with `ceph osd pool create` and `rbd pool init`");
     };
-    let store = LocalStore::init(path, options).with_context(|| format!("cannot create the store at {}", path.display()))?;
+    let store = LocalStore::init(path, options)
+        .with_context(|| format!("cannot create the store at {}", path.display()))?;
     let stats = store.stats()?;
-    emit(config.json, &stats, || format!("initialised store {}", path.display()))
+    emit(config.json, &stats, || {
+        format!("initialised store {}", path.display())
+    })
 }
 
 pub fn stats(session: &Session) -> Result<()> {
     let store = session.store(false)?;
     let stats = store.local("store stats")?.stats()?;
-    emit(session.config.json, &stats, || serde_json::to_string_pretty(&stats).unwrap_or_default())
+    emit(session.config.json, &stats, || {
+        serde_json::to_string_pretty(&stats).unwrap_or_default()
+    })
 }
 
 pub fn gc(session: &Session) -> Result<()> {
     let store = session.store(false)?;
     let stats = store.local("gc")?.gc(&session.progress)?;
-    emit(session.config.json, &stats, || serde_json::to_string_pretty(&stats).unwrap_or_default())
+    emit(session.config.json, &stats, || {
+        serde_json::to_string_pretty(&stats).unwrap_or_default()
+    })
 }
 
 /// Verifies one backup, or every backup of the store and then every chunk.
@@ -45,9 +54,12 @@ pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
     let mut outcomes = Vec::new();
     for record in &backups {
         if let Ok(local) = store.local("verify") {
-            let scope = VerifyScope::Snapshot { image: record.image.clone(), snapshot: record.snapshot.clone() };
+            let scope = VerifyScope::Version {
+                image: record.image.clone(),
+                snap: Some(record.snapshot.clone()),
+            };
             let report = local.verify(&scope, &session.progress)?;
-            problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
+            problems.extend(describe_bad(&report, &backups));
         }
         match session.engine().verify(record, store.pool()) {
             Ok(o) => outcomes.push(o),
@@ -55,15 +67,17 @@ pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
         }
     }
     if let (None, Ok(local)) = (backup, store.local("verify")) {
-        let report = local.verify(&VerifyScope::All, &session.progress)?;
-        problems.extend(report.problems(|image, snap| backup_named(&backups, image, snap)));
+        let report = local.verify(&VerifyScope::Store, &session.progress)?;
+        problems.extend(describe_bad(&report, &backups));
     }
     problems.sort();
     problems.dedup();
     let result = serde_json::json!({ "verified": outcomes, "problems": problems });
     emit(session.config.json, &result, || {
-        let mut lines: Vec<String> =
-            outcomes.iter().map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read)).collect();
+        let mut lines: Vec<String> = outcomes
+            .iter()
+            .map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read))
+            .collect();
         lines.extend(problems.iter().map(|p| format!("PROBLEM: {p}")));
         lines.join("\n")
     })?;
@@ -83,8 +97,33 @@ fn store_backups(session: &Session) -> Result<Vec<BackupRecord>> {
         .collect())
 }
 
+/// One line per bad chunk or page, naming the backups that use it.
+fn describe_bad(report: &VerifyReport, backups: &[BackupRecord]) -> Vec<String> {
+    report
+        .bad
+        .iter()
+        .map(|bad| {
+            let users: Vec<String> = bad
+                .users
+                .iter()
+                .map(|u| backup_named(backups, &u.image, u.snapshot.as_deref()))
+                .collect();
+            format!(
+                "{} {}: {}; used by {}",
+                bad.kind,
+                bad.id,
+                bad.error,
+                users.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Names the backup stored as `image@snap`, for reports about chunks.
-fn backup_named(backups: &[BackupRecord], image: &str, snap: &str) -> String {
+fn backup_named(backups: &[BackupRecord], image: &str, snap: Option<&str>) -> String {
+    let Some(snap) = snap else {
+        return format!("{image} (HEAD)");
+    };
     backups
         .iter()
         .find(|b| b.image == image && b.snapshot == snap)

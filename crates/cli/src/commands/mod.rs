@@ -18,18 +18,43 @@ pub fn run(cli: Cli) -> Result<()> {
     let session = Session::open(config)?;
     match cli.command {
         Command::Backup(BackupCommand::Create(args)) => backup::create(&session, &args),
-        Command::Backup(BackupCommand::Restore { backup, target }) => backup::restore(&session, &backup, &target),
+        Command::Backup(BackupCommand::Restore { backup, target }) => {
+            backup::restore(&session, &backup, &target)
+        }
         Command::Backup(BackupCommand::List { source }) => show::list(&session, source.as_deref()),
         Command::Backup(BackupCommand::Show { backup }) => show::show(&session, &backup),
-        Command::Backup(BackupCommand::Delete { backup, retry_delay }) => backup::delete(&session, &backup, retry_delay),
+        Command::Backup(BackupCommand::Delete {
+            backup,
+            retry_delay,
+        }) => backup::delete(&session, &backup, retry_delay),
         Command::Verify { backup } => maintenance::verify(&session, backup.as_deref()),
         Command::Gc => maintenance::gc(&session),
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
-        Command::Store(StoreCommand::Init { .. }) => unreachable!("handled before the catalog is opened"),
-        Command::ExportDiff { source, out, from_snap } => stream::export_diff(&session, &source, from_snap.as_deref(), &out),
-        Command::ImportDiff { input, target, force } => stream::import_diff(&session, &input, &target, force),
-        Command::Export { source, out, format } => stream::export(&session, &source, &out, format),
-        Command::Import { input, target, format } => stream::import(&session, &input, &target, format),
-        Command::MergeDiff { first, second, out } => stream::merge_diff(&session, &first, &second, &out),
+        Command::Store(StoreCommand::Init { .. }) => {
+            unreachable!("handled before the catalog is opened")
+        }
+        Command::ExportDiff {
+            source,
+            out,
+            from_snap,
+        } => stream::export_diff(&session, &source, from_snap.as_deref(), &out),
+        Command::ImportDiff {
+            input,
+            target,
+            force,
+        } => stream::import_diff(&session, &input, &target, force),
+        Command::Export {
+            source,
+            out,
+            format,
+        } => stream::export(&session, &source, &out, format),
+        Command::Import {
+            input,
+            target,
+            format,
+        } => stream::import(&session, &input, &target, format),
+        Command::MergeDiff { first, second, out } => {
+            stream::merge_diff(&session, &first, &second, &out)
+        }
     }
 }

@@ -7,8 +7,8 @@ use crate::session::Session;
 use anyhow::{bail, Context, Result};
 use blockback_core::image::{Image, ImageError};
 use blockback_core::stream::{
-    export_diff as export_diff_stream, export_image_v2, import_diff as import_diff_stream, import_image_v2,
-    merge_diff as merge_streams, ImageV2Header, ImportOptions,
+    export_diff as export_diff_stream, export_image_v2, import_diff as import_diff_stream,
+    import_image_v2, merge_diff as merge_streams, ImageV2Header, ImportOptions,
 };
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -17,10 +17,21 @@ use std::path::Path;
 /// Default object size order of exported images (4 MiB objects, like rbd).
 const DEFAULT_ORDER: u64 = 22;
 
-pub fn export_diff(session: &Session, source: &str, from_snap: Option<&str>, out: &str) -> Result<()> {
+pub fn export_diff(
+    session: &Session,
+    source: &str,
+    from_snap: Option<&str>,
+    out: &str,
+) -> Result<()> {
     let opened = open_read(session, &ImageAddress::parse(source)?)?;
     let report = with_output(out, |w| {
-        Ok(export_diff_stream(opened.image.as_ref(), from_snap, opened.snap.as_deref(), w, &session.progress)?)
+        Ok(export_diff_stream(
+            opened.image.as_ref(),
+            from_snap,
+            opened.snap.as_deref(),
+            w,
+            &session.progress,
+        )?)
     })?;
     let json = serde_json::json!({ "size": report.size, "data_bytes": report.data_bytes, "zero_bytes": report.zero_bytes });
     emit_unless_stdout(session, out, &json)
@@ -36,7 +47,12 @@ pub fn import_diff(session: &Session, input: &str, target: &str, force: bool) ->
         Err(e) => return Err(e),
     };
     let report = with_input(input, |r| {
-        Ok(import_diff_stream(r, target.as_ref(), ImportOptions { force }, &session.progress)?)
+        Ok(import_diff_stream(
+            r,
+            target.as_ref(),
+            ImportOptions { force },
+            &session.progress,
+        )?)
     });
     if report.is_err() && created {
         drop(target);
@@ -50,7 +66,12 @@ pub fn import_diff(session: &Session, input: &str, target: &str, force: bool) ->
         "snapshot_created": report.snapshot_created,
     });
     emit(session.config.json, &json, || {
-        format!("applied {} data bytes and {} zero bytes to {}", report.data_bytes, report.zero_bytes, target.describe())
+        format!(
+            "applied {} data bytes and {} zero bytes to {}",
+            report.data_bytes,
+            report.zero_bytes,
+            target.describe()
+        )
     })
 }
 
@@ -67,7 +88,14 @@ pub fn export(session: &Session, source: &str, out: &str, format: u8) -> Result<
         stripe_count: 1,
         meta: Default::default(),
     };
-    with_output(out, |w| Ok(export_image_v2(opened.image.as_ref(), &header, w, &session.progress)?))?;
+    with_output(out, |w| {
+        Ok(export_image_v2(
+            opened.image.as_ref(),
+            &header,
+            w,
+            &session.progress,
+        )?)
+    })?;
     emit_unless_stdout(session, out, &serde_json::json!({ "exported": source }))
 }
 
@@ -75,10 +103,19 @@ pub fn import(session: &Session, input: &str, target: &str, format: u8) -> Resul
     require_format_2(format)?;
     let addr = ImageAddress::parse(target)?;
     let image: Box<dyn Image> = create(session, &addr, 0)?;
-    let report = with_input(input, |r| Ok(import_image_v2(r, image.as_ref(), &session.progress)?))?;
+    let report = with_input(input, |r| {
+        Ok(import_image_v2(r, image.as_ref(), &session.progress)?)
+    })?;
     let snaps: Vec<_> = report.snapshots.iter().map(|s| s.name.clone()).collect();
-    let json = serde_json::json!({ "size": report.size, "snapshots": snaps, "meta": report.header.meta });
-    emit(session.config.json, &json, || format!("imported {target}: {} bytes, {} snapshots", report.size, snaps.len()))
+    let json =
+        serde_json::json!({ "size": report.size, "snapshots": snaps, "meta": report.header.meta });
+    emit(session.config.json, &json, || {
+        format!(
+            "imported {target}: {} bytes, {} snapshots",
+            report.size,
+            snaps.len()
+        )
+    })
 }
 
 pub fn merge_diff(session: &Session, first: &str, second: &str, out: &str) -> Result<()> {
@@ -86,12 +123,23 @@ pub fn merge_diff(session: &Session, first: &str, second: &str, out: &str) -> Re
         bail!("merge-diff reads only the first diff from stdin; give the second as a file");
     }
     let second_file = File::open(second).with_context(|| format!("diff {second}"))?;
-    with_input(first, |a| with_output(out, |w| Ok(merge_streams(a, BufReader::new(second_file), w)?)))?;
-    emit_unless_stdout(session, out, &serde_json::json!({ "merged": [first, second] }))
+    with_input(first, |a| {
+        with_output(out, |w| {
+            Ok(merge_streams(a, BufReader::new(second_file), w)?)
+        })
+    })?;
+    emit_unless_stdout(
+        session,
+        out,
+        &serde_json::json!({ "merged": [first, second] }),
+    )
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<ImageError>().is_some_and(ImageError::is_not_found))
+    e.chain().any(|c| {
+        c.downcast_ref::<ImageError>()
+            .is_some_and(ImageError::is_not_found)
+    })
 }
 
 fn require_format_2(format: u8) -> Result<()> {
@@ -115,7 +163,10 @@ fn with_output<T>(out: &str, op: impl FnOnce(&mut dyn Write) -> Result<T>) -> Re
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let result = op(&mut w);
     let result = result.and_then(|r| {
-        let file = w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {out}"))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {out}"))?;
         file.sync_all().with_context(|| format!("syncing {out}"))?;
         Ok(r)
     });

@@ -19,7 +19,9 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Self {
-        Dir { tmp: tempfile::tempdir().expect("tempdir") }
+        Dir {
+            tmp: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -32,8 +34,13 @@ impl Dir {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_blockback"));
-        cmd.arg("--store").arg(self.store()).arg("--catalog").arg(self.path("catalog.sqlite"));
-        cmd.args(args).env_remove("BLOCKBACK_STORE").env_remove("BLOCKBACK_CATALOG");
+        if !args.contains(&"--store") {
+            cmd.arg("--store").arg(self.store());
+        }
+        cmd.arg("--catalog").arg(self.path("catalog.sqlite"));
+        cmd.args(args)
+            .env_remove("BLOCKBACK_STORE")
+            .env_remove("BLOCKBACK_CATALOG");
         cmd
     }
 
@@ -63,8 +70,15 @@ impl Dir {
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(1), "blockback {args:?} should fail: {stderr}");
-        let lines: Vec<_> = stderr.lines().filter(|l| l.starts_with("blockback: error")).collect();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "blockback {args:?} should fail: {stderr}"
+        );
+        let lines: Vec<_> = stderr
+            .lines()
+            .filter(|l| l.starts_with("blockback: error"))
+            .collect();
         assert_eq!(lines.len(), 1, "one error line expected, got: {stderr}");
         lines[0].to_string()
     }
@@ -80,7 +94,11 @@ pub fn make_image(path: &Path, size: u64, extents: &[(u64, u64)], seed: u64) {
     file.set_len(size).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for (i, &(off, len)) in extents.iter().enumerate() {
-        let data = if i % 2 == 0 { random_bytes(&mut rng, len) } else { text_bytes(len) };
+        let data = if i % 2 == 0 {
+            random_bytes(&mut rng, len)
+        } else {
+            text_bytes(len)
+        };
         write_at(path, off, &data);
     }
 }
@@ -92,7 +110,12 @@ pub fn random_bytes(rng: &mut ChaCha8Rng, len: u64) -> Vec<u8> {
 }
 
 pub fn text_bytes(len: u64) -> Vec<u8> {
-    b"the quick brown fox jumps over the lazy volume ".iter().cycle().take(len as usize).copied().collect()
+    b"the quick brown fox jumps over the lazy volume "
+        .iter()
+        .cycle()
+        .take(len as usize)
+        .copied()
+        .collect()
 }
 
 pub fn write_at(path: &Path, offset: u64, data: &[u8]) {
@@ -126,7 +149,11 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() { dir_bytes(&entry.path()) } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
     }
     total
 }

@@ -167,7 +167,11 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Vec<
         match part.kind {
             ExtentKind::Data => {
                 job.counters.read.fetch_add(part.len, Ordering::Relaxed);
-                write_data(job, part.offset, &buf[rel], &mut bufs.target)?;
+                let hashed = Hashed {
+                    base: seg.offset,
+                    digests: &digests,
+                };
+                write_data(job, part.offset, &buf[rel], &hashed, &mut bufs.target)?;
             }
             ExtentKind::Zero => write_zero(job, *part, &mut bufs.target)?,
         }
@@ -198,8 +202,33 @@ fn only_zero_parts(seg: &Segment, start: u64, len: u64) -> bool {
         .all(|p| p.kind == ExtentKind::Zero)
 }
 
+/// Checksum block digests of a segment starting at `base` (empty when the
+/// transfer computes no checksum).
+struct Hashed<'d> {
+    base: u64,
+    digests: &'d [[u8; 32]],
+}
+
+impl Hashed<'_> {
+    /// The digests of the blocks `at..at+len` covers, if `at` starts a block.
+    fn of(&self, at: u64, len: usize) -> Option<&[[u8; 32]]> {
+        if self.digests.is_empty() || at % CHECKSUM_BLOCK != 0 {
+            return None;
+        }
+        let first = ((at - self.base) / CHECKSUM_BLOCK) as usize;
+        let count = (len as u64).div_ceil(CHECKSUM_BLOCK) as usize;
+        self.digests.get(first..first + count)
+    }
+}
+
 /// Writes data, turning whole zero units into zeroing (or nothing).
-fn write_data(job: &Job<'_>, offset: u64, data: &[u8], target: &mut Vec<u8>) -> Result<()> {
+fn write_data(
+    job: &Job<'_>,
+    offset: u64,
+    data: &[u8],
+    hashed: &Hashed<'_>,
+    target: &mut Vec<u8>,
+) -> Result<()> {
     if job.opts.compare_target {
         return write_differences(job, offset, data, target);
     }
@@ -207,7 +236,10 @@ fn write_data(job: &Job<'_>, offset: u64, data: &[u8], target: &mut Vec<u8>) -> 
         let at = offset + run.start as u64;
         let bytes = &data[run.start..run.start + run.len];
         if !run.zero {
-            job.dst.write_at(at, bytes)?;
+            match hashed.of(at, run.len) {
+                Some(digests) => job.dst.write_digested(at, bytes, digests)?,
+                None => job.dst.write_at(at, bytes)?,
+            }
             job.counters
                 .written
                 .fetch_add(run.len as u64, Ordering::Relaxed);
@@ -339,5 +371,29 @@ mod tests {
             contents(&src),
             "stale data beyond is zeroed"
         );
+    }
+
+    #[test]
+    fn digested_writes_store_the_same_chunks_as_plain_writes() {
+        use crate::checksum::block_digest;
+        use crate::image::Pool;
+        use crate::store::LocalStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::init(&dir.path().join("s"), Default::default()).unwrap();
+        let block = CHECKSUM_BLOCK as usize;
+        let data: Vec<u8> = (0..4 * block as u32).map(|i| (i % 253) as u8 + 1).collect();
+        let digests: Vec<[u8; 32]> = data.chunks(block).map(block_digest).collect();
+        store.create("a", data.len() as u64).unwrap();
+        store.create("b", data.len() as u64).unwrap();
+        let (a, b) = (store.open("a").unwrap(), store.open("b").unwrap());
+        a.write_digested(0, &data, &digests).unwrap();
+        b.write_at(0, &data).unwrap();
+        a.flush().unwrap();
+        b.flush().unwrap();
+        let stats = store.stats().unwrap();
+        assert_eq!(stats.chunks, 4, "both images share the same four chunks");
+        let mut back = vec![0u8; data.len()];
+        a.read_at(0, &mut back).unwrap();
+        assert_eq!(back, data);
     }
 }

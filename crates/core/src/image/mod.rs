@@ -64,6 +64,14 @@ pub trait Image: Send + Sync {
         visit: &mut ExtentVisitor<'_>,
     ) -> Result<()>;
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
+    /// `write_at` for a caller that already hashed the data: `digests` are
+    /// the plain BLAKE3 digests of its consecutive
+    /// [`crate::checksum::CHECKSUM_BLOCK`]-sized blocks (`offset` is
+    /// block-aligned). Content-addressed backends reuse them.
+    fn write_digested(&self, offset: u64, data: &[u8], digests: &[[u8; 32]]) -> Result<()> {
+        let _ = digests;
+        self.write_at(offset, data)
+    }
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()>;
     fn flush(&self) -> Result<()>;
     fn resize(&self, size: u64) -> Result<()>;

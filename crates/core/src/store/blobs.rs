@@ -452,16 +452,3 @@ pub fn list_packs(dir: &Path) -> Result<Vec<String>> {
     }
     Ok(names)
 }
-
-/// Total bytes of the pack files (`.pack` and `.part`) in `dir`.
-pub fn packs_usage(dir: &Path) -> Result<u64> {
-    let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io_path(dir, e))?;
-    let mut total = 0;
-    for entry in rd.flatten() {
-        // A pack deleted by gc meanwhile simply does not count.
-        if let Ok(meta) = entry.metadata() {
-            total += meta.len();
-        }
-    }
-    Ok(total)
-}

@@ -1,4 +1,9 @@
-//! Chunk and page ids: the keyed BLAKE3 hash of the raw (uncompressed) content.
+//! Chunk and page ids: the keyed BLAKE3 hash of the plain BLAKE3 digest of
+//! the raw (uncompressed) content.
+//!
+//! Hashing the digest instead of the content lets a writer that already
+//! hashed a chunk for the volume checksum (whose blocks are chunk-sized by
+//! default) hand over that digest: each byte is hashed once per backup.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -14,7 +19,12 @@ impl ChunkId {
 
     /// The id of `data` under the store key.
     pub fn of(key: &[u8; 32], data: &[u8]) -> Self {
-        ChunkId(*blake3::keyed_hash(key, data).as_bytes())
+        Self::from_digest(key, blake3::hash(data).as_bytes())
+    }
+
+    /// The id of content whose plain BLAKE3 digest is `digest`.
+    pub fn from_digest(key: &[u8; 32], digest: &[u8; 32]) -> Self {
+        ChunkId(*blake3::keyed_hash(key, digest).as_bytes())
     }
 
     pub fn is_null(&self) -> bool {

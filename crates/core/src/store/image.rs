@@ -14,6 +14,7 @@ use super::id::{self, ChunkId};
 use super::meta::{self, SnapRecord, Version};
 use super::pack::BlobKind;
 use super::tree::{self, FANOUT};
+use crate::checksum::CHECKSUM_BLOCK;
 use crate::image::{
     check_range, ExtentVisitor, Image, ImageError, Result, SnapshotInfo, Snapshots,
 };
@@ -189,10 +190,16 @@ impl StoreImage {
 
     /// Stores one whole chunk (`raw.len() == chunk size`) at `idx`.
     fn store_chunk(&self, idx: u64, raw: &[u8]) -> Result<()> {
+        self.store_chunk_digested(idx, raw, None)
+    }
+
+    /// Stores one whole chunk whose plain digest may already be known.
+    fn store_chunk_digested(&self, idx: u64, raw: &[u8], digest: Option<&[u8; 32]>) -> Result<()> {
         let id = if id::is_zero(raw) {
             ChunkId::NULL
         } else {
-            let id = ChunkId::of(self.store.blobs.key(), raw);
+            let key = self.store.blobs.key();
+            let id = digest.map_or_else(|| ChunkId::of(key, raw), |d| ChunkId::from_digest(key, d));
             self.store
                 .blobs
                 .put(id, BlobKind::Chunk, raw)
@@ -373,6 +380,30 @@ impl Image for StoreImage {
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.write_range(offset, Src::Data(data))
+    }
+
+    /// Whole chunks take their ids from the caller's digests when chunks
+    /// and checksum blocks are the same size; anything else is a plain write.
+    fn write_digested(&self, offset: u64, data: &[u8], digests: &[[u8; 32]]) -> Result<()> {
+        let cs = self.cs();
+        let usable = cs == CHECKSUM_BLOCK
+            && offset & (cs - 1) == 0 // chunk sizes are powers of two
+            && digests.len() as u64 == (data.len() as u64).div_ceil(cs);
+        if !usable {
+            return self.write_at(offset, data);
+        }
+        self.check_writable()?;
+        let size = self.size()?;
+        crate::image::check_range(&|| self.what(), offset, data.len() as u64, size)?;
+        for (i, (chunk, digest)) in data.chunks(cs as usize).zip(digests).enumerate() {
+            let at = offset + i as u64 * cs;
+            if chunk.len() as u64 == cs {
+                self.store_chunk_digested(at / cs, chunk, Some(digest))?;
+            } else {
+                self.write_at(at, chunk)?;
+            }
+        }
+        Ok(())
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

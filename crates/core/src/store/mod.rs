@@ -244,12 +244,6 @@ impl Pool for LocalStore {
         Ok(Box::new(img))
     }
 
-    /// Bytes of the pack files (sealed and being written).
-    fn usage(&self) -> ImageResult<Option<u64>> {
-        let bytes = blobs::packs_usage(self.inner.blobs.dir());
-        bytes.map(Some).map_err(|e| e.into_image(self.describe()))
-    }
-
     fn remove(&self, name: &str) -> ImageResult<()> {
         let root = &self.inner.root;
         let remove = || -> Result<(), StoreError> {
@@ -263,5 +257,28 @@ impl Pool for LocalStore {
             meta::remove_image_dir(root, name)
         };
         remove().map_err(|e| self.err(name, e))
+    }
+
+    /// The bytes of the pack files: what the store occupies on disk
+    /// (metadata files are a few KiB).
+    fn usage(&self) -> ImageResult<Option<u64>> {
+        let dir = self.inner.root.join(PACKS_DIR);
+        let what = || format!("{} packs", self.inner.describe());
+        let mut total = 0;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(|e| ImageError::from_io(what(), e))? {
+                let entry = entry.map_err(|e| ImageError::from_io(what(), e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| ImageError::from_io(what(), e))?;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    total += meta.len();
+                }
+            }
+        }
+        Ok(Some(total))
     }
 }

@@ -1,0 +1,193 @@
+//! A small pool of writer threads with a bounded set of buffers, so an
+//! import keeps several writes in flight even when its input is a pipe.
+//!
+//! Ordering: jobs normally ascend and never overlap, so they run in any
+//! order. A job that starts below the highest end submitted so far (rbd does
+//! not enforce record order) first waits for every earlier job: overlapping
+//! writes then land in stream order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+use super::error::{Result, StreamError};
+use super::zeros;
+use crate::image::{Image, ImageError};
+
+const WRITERS: usize = 4;
+/// Data buffers (each up to one 4 MiB record piece).
+const BUFFERS: usize = 8;
+
+/// One unit of work for a writer thread.
+pub enum Job {
+    /// Zero runs inside `buf` are written as write_zeroes.
+    Write {
+        offset: u64,
+        buf: Vec<u8>,
+    },
+    Zero {
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Job {
+    fn range(&self) -> (u64, u64) {
+        match self {
+            Job::Write { offset, buf } => (*offset, offset.saturating_add(buf.len() as u64)),
+            Job::Zero { offset, len } => (*offset, offset.saturating_add(*len)),
+        }
+    }
+}
+
+struct Shared {
+    failed: AtomicBool,
+    error: Mutex<Option<ImageError>>,
+}
+
+/// The caller's side of the pool (see [`with_pool`]).
+pub struct WritePool<'s> {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<()>,
+    bufs: Receiver<Vec<u8>>,
+    shared: &'s Shared,
+    outstanding: usize,
+    high_water: u64,
+}
+
+/// Runs `f` with a pool of writers on `target`; every job has finished when
+/// this returns, and a failed write is reported even if `f` succeeded.
+pub fn with_pool<T>(
+    target: &dyn Image,
+    f: impl FnOnce(&mut WritePool<'_>) -> Result<T>,
+) -> Result<T> {
+    let shared = Shared {
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+    };
+    let (job_tx, job_rx) = bounded::<Job>(WRITERS * 2);
+    let (done_tx, done_rx) = unbounded::<()>();
+    let (buf_tx, buf_rx) = bounded::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        let _ = buf_tx.send(Vec::new()); // cannot fail: there is room
+    }
+    thread::scope(|s| {
+        for _ in 0..WRITERS {
+            let (jobs, done, bufs, sh) = (job_rx.clone(), done_tx.clone(), buf_tx.clone(), &shared);
+            s.spawn(move || work(target, jobs, done, bufs, sh));
+        }
+        let mut pool = WritePool {
+            jobs: Some(job_tx),
+            done: done_rx,
+            bufs: buf_rx,
+            shared: &shared,
+            outstanding: 0,
+            high_water: 0,
+        };
+        let result = f(&mut pool);
+        let finished = pool.finish();
+        let value = result?;
+        finished.map(|()| value)
+    })
+}
+
+fn work(
+    target: &dyn Image,
+    jobs: Receiver<Job>,
+    done: Sender<()>,
+    bufs: Sender<Vec<u8>>,
+    sh: &Shared,
+) {
+    for job in jobs {
+        if !sh.failed.load(Ordering::Acquire) {
+            if let Err(e) = run_job(target, &job) {
+                let mut slot = sh.error.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+                sh.failed.store(true, Ordering::Release);
+            }
+        }
+        if let Job::Write { buf, .. } = job {
+            let _ = bufs.send(buf);
+        }
+        let _ = done.send(());
+    }
+}
+
+fn run_job(target: &dyn Image, job: &Job) -> Result<(), ImageError> {
+    match job {
+        Job::Zero { offset, len } => target.write_zeroes(*offset, *len),
+        Job::Write { offset, buf } => {
+            for run in zeros::runs(*offset, buf) {
+                let at = offset + run.range.start as u64;
+                if run.zero {
+                    target.write_zeroes(at, run.range.len() as u64)?;
+                } else {
+                    target.write_at(at, &buf[run.range])?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+impl WritePool<'_> {
+    /// An empty buffer to fill for a [`Job::Write`]; blocks while all are busy.
+    pub fn take_buffer(&mut self) -> Result<Vec<u8>> {
+        self.check()?;
+        self.bufs.recv().map_err(|_| stopped())
+    }
+
+    /// Queues `job`; fails early if an earlier job failed.
+    pub fn submit(&mut self, job: Job) -> Result<()> {
+        self.check()?;
+        while self.done.try_recv().is_ok() {
+            self.outstanding -= 1;
+        }
+        let (start, end) = job.range();
+        if start < self.high_water {
+            self.barrier()?;
+        }
+        self.high_water = self.high_water.max(end);
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        jobs.send(job).map_err(|_| stopped())?;
+        self.outstanding += 1;
+        Ok(())
+    }
+
+    /// Waits until every queued job has run; reports the first failure.
+    pub fn barrier(&mut self) -> Result<()> {
+        while self.outstanding > 0 {
+            self.done.recv().map_err(|_| stopped())?;
+            self.outstanding -= 1;
+        }
+        self.check()
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.jobs = None; // writers exit after the queue drains
+        self.barrier()
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.shared.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut slot = self.shared.error.lock().unwrap_or_else(|p| p.into_inner());
+        Err(match slot.take() {
+            Some(e) => StreamError::Image(e),
+            None => StreamError::Inconsistent {
+                what: "import".into(),
+                why: "an earlier write failed".into(),
+            },
+        })
+    }
+}
+
+fn stopped() -> StreamError {
+    StreamError::Inconsistent {
+        what: "import".into(),
+        why: "writer threads stopped unexpectedly".into(),
+    }
+}

@@ -1,0 +1,225 @@
+//! One open RBD image (HEAD or a snapshot) as an [`Image`].
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use blockback_core::image::{check_range, ExtentVisitor, Image, ImageError, Result, Snapshots};
+
+use crate::cluster::cstr;
+use crate::diff;
+use crate::error::from_errno;
+use crate::ffi::{AioOp, Errno, IoCtx, RbdHandle};
+use crate::spec::require_name;
+
+/// librbd returns lengths as `int` internally: keep each call well below.
+const MAX_IO: usize = 1 << 30;
+
+/// An open image. Thread-safe: every method may run on several threads at
+/// once (librbd serialises internally).
+pub struct RbdImage {
+    pub(crate) handle: RbdHandle,
+    pub(crate) io: Arc<IoCtx>,
+    pub(crate) pool: String,
+    pub(crate) name: String,
+    pub(crate) snap: Option<String>,
+    read_only: bool,
+}
+
+impl RbdImage {
+    pub(crate) fn open(
+        io: &Arc<IoCtx>,
+        pool: &str,
+        name: &str,
+        snap: Option<&str>,
+        read_only: bool,
+    ) -> Result<RbdImage> {
+        let what = describe(pool, name, snap);
+        require_name("image", name, || what.clone())?;
+        if let Some(s) = snap {
+            require_name("snapshot", s, || what.clone())?;
+        }
+        let c_name = cstr(name, &what)?;
+        let c_snap = snap.map(|s| cstr(s, &what)).transpose()?;
+        let handle = RbdHandle::open(io, &c_name, c_snap.as_deref(), read_only)
+            .map_err(|e| from_errno(e, format!("image {what}")))?;
+        Ok(RbdImage {
+            handle,
+            io: Arc::clone(io),
+            pool: pool.into(),
+            name: name.into(),
+            snap: snap.map(Into::into),
+            read_only: read_only || snap.is_some(),
+        })
+    }
+
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The snapshot this handle is at, `None` for HEAD.
+    pub fn snapshot(&self) -> Option<&str> {
+        self.snap.as_deref()
+    }
+
+    /// The image's feature bits (see [`crate::features`]).
+    pub fn features(&self) -> Result<u64> {
+        self.handle.features().map_err(|e| self.err(e))
+    }
+
+    /// Object size in bytes (1 << order).
+    pub fn object_size(&self) -> Result<u64> {
+        Ok(self.handle.layout().map_err(|e| self.err(e))?.object_size)
+    }
+
+    /// Whether changed_extents takes the hybrid path (fast-diff enabled and
+    /// its object map valid at this handle's point).
+    pub fn uses_fast_diff(&self) -> Result<bool> {
+        diff::fast_diff_usable(&self.handle).map_err(|e| self.err(e))
+    }
+
+    pub(crate) fn err(&self, e: Errno) -> ImageError {
+        from_errno(e, self.describe())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(ImageError::ReadOnly {
+                what: self.describe(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(&self, offset: u64, len: usize) -> Result<()> {
+        let size = self.size()?;
+        check_range(&|| self.describe(), offset, len as u64, size)
+    }
+
+    fn short(&self, op: &str, offset: u64, want: usize, got: usize) -> ImageError {
+        ImageError::Backend {
+            what: self.describe(),
+            msg: format!("short {op} at {offset}: {got} of {want} bytes"),
+        }
+    }
+
+    /// Reads several ranges with all requests in flight at once (librbd aio);
+    /// each buffer is filled completely or the call fails.
+    pub fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Result<()> {
+        let mut ops = Vec::with_capacity(reads.len());
+        for (offset, buf) in reads.iter_mut() {
+            self.check(*offset, buf.len())?;
+            ops.push(AioOp::Read {
+                offset: *offset,
+                buf,
+            });
+        }
+        self.handle.aio_batch(&mut ops).map_err(|e| self.err(e))
+    }
+
+    /// Writes several ranges with all requests in flight at once (librbd aio).
+    pub fn write_many(&self, writes: &[(u64, &[u8])]) -> Result<()> {
+        self.check_writable()?;
+        let mut ops = Vec::with_capacity(writes.len());
+        for &(offset, data) in writes {
+            self.check(offset, data.len())?;
+            ops.push(AioOp::Write { offset, data });
+        }
+        self.handle.aio_batch(&mut ops).map_err(|e| self.err(e))
+    }
+}
+
+impl std::fmt::Debug for RbdImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RbdImage({})", self.describe())
+    }
+}
+
+/// `pool/image` or `pool/image@snap`, as the rbd CLI prints it.
+pub(crate) fn describe(pool: &str, name: &str, snap: Option<&str>) -> String {
+    match snap {
+        Some(s) => format!("{pool}/{name}@{s}"),
+        None => format!("{pool}/{name}"),
+    }
+}
+
+impl Image for RbdImage {
+    fn describe(&self) -> String {
+        describe(&self.pool, &self.name, self.snap.as_deref())
+    }
+
+    fn size(&self) -> Result<u64> {
+        self.handle.size().map_err(|e| self.err(e))
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check(offset, buf.len())?;
+        let mut pos = offset;
+        for chunk in buf.chunks_mut(MAX_IO) {
+            let n = self.handle.read(pos, chunk).map_err(|e| self.err(e))?;
+            if n != chunk.len() {
+                return Err(self.short("read", pos, chunk.len(), n));
+            }
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn changed_extents(
+        &self,
+        from_snap: Option<&str>,
+        range: Range<u64>,
+        visit: &mut ExtentVisitor<'_>,
+    ) -> Result<()> {
+        diff::changed_extents(self, from_snap, range, visit)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        self.check(offset, data.len())?;
+        let mut pos = offset;
+        for chunk in data.chunks(MAX_IO) {
+            let n = self.handle.write(pos, chunk).map_err(|e| self.err(e))?;
+            if n != chunk.len() {
+                return Err(self.short("write", pos, chunk.len(), n));
+            }
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        self.check_writable()?;
+        let size = self.size()?;
+        check_range(&|| self.describe(), offset, len, size)?;
+        let (mut pos, end) = (offset, offset + len);
+        while pos < end {
+            let step = usize::try_from(end - pos).unwrap_or(MAX_IO).min(MAX_IO);
+            // Never rbd_discard: it is a no-op below 64 KiB and leaves old bytes.
+            self.handle
+                .write_zeroes(pos, step)
+                .map_err(|e| self.err(e))?;
+            pos += step as u64;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.handle.flush().map_err(|e| self.err(e))
+    }
+
+    fn resize(&self, size: u64) -> Result<()> {
+        self.check_writable()?;
+        self.handle.resize(size).map_err(|e| self.err(e))
+    }
+
+    fn snapshots(&self) -> Option<&dyn Snapshots> {
+        Some(self)
+    }
+}

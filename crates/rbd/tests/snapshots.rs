@@ -1,0 +1,110 @@
+//! Snapshots: create, list, open, rollback, remove, and their errors.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use blockback_core::image::{ImageError, Pool};
+use common::*;
+
+#[test]
+fn snapshot_lifecycle() {
+    let Some(pool) = pool() else { return };
+    let img = TempImage::create(&pool, "snap", 8 * MIB);
+    let h = img.open();
+    let snaps = h.snapshots().expect("RBD images have snapshots");
+    let before = SystemTime::now() - Duration::from_secs(60);
+    h.write_at(0, &pattern(1, 4096)).unwrap();
+    snaps.create("one").unwrap();
+    h.write_at(0, &pattern(2, 4096)).unwrap();
+    h.resize(12 * MIB).unwrap();
+    snaps.create("two").unwrap();
+
+    let list = snaps.list().unwrap();
+    let names: Vec<_> = list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["one", "two"]);
+    assert_eq!((list[0].size, list[1].size), (8 * MIB, 12 * MIB));
+    assert!(list.iter().all(|s| s.timestamp > before), "{list:?}");
+    assert!(list[0].timestamp <= list[1].timestamp);
+
+    let err = snaps.create("one").unwrap_err();
+    assert!(matches!(err, ImageError::Exists { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}@one", img.name)),
+        "{err}"
+    );
+
+    // The snapshot keeps the old bytes and size and refuses writes.
+    let one = snaps.open_snapshot("one").unwrap();
+    assert_eq!(one.describe(), format!("volumes/{}@one", img.name));
+    assert_eq!(one.size().unwrap(), 8 * MIB);
+    assert_eq!(read(one.as_ref(), 0, 4096), pattern(1, 4096));
+    let err = one.write_at(0, b"x").unwrap_err();
+    assert!(matches!(err, ImageError::ReadOnly { .. }), "{err}");
+    assert!(matches!(
+        one.write_zeroes(0, 1),
+        Err(ImageError::ReadOnly { .. })
+    ));
+    assert!(matches!(one.resize(MIB), Err(ImageError::ReadOnly { .. })));
+    let ro = pool.open_read_only(&img.name, Some("two")).unwrap();
+    assert_eq!(read(ro.as_ref(), 0, 4096), pattern(2, 4096));
+    drop((one, ro));
+
+    snaps.rollback("one").unwrap();
+    assert_eq!(h.size().unwrap(), 8 * MIB);
+    assert_eq!(read(h.as_ref(), 0, 4096), pattern(1, 4096));
+
+    let err = pool.remove(&img.name).unwrap_err();
+    assert!(matches!(err, ImageError::HasSnapshots { .. }), "{err}");
+    snaps.remove("two").unwrap();
+    let err = snaps.remove("two").unwrap_err();
+    assert!(matches!(err, ImageError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("@two"), "{err}");
+    snaps.remove("one").unwrap();
+    assert!(snaps.list().unwrap().is_empty());
+}
+
+#[test]
+fn missing_snapshots_are_not_found_naming_them() {
+    let Some(pool) = pool() else { return };
+    let img = TempImage::create(&pool, "nosnap", MIB);
+    let h = img.open();
+    let snaps = h.snapshots().unwrap();
+    for err in [
+        snaps.open_snapshot("ghost").map(|_| ()).unwrap_err(),
+        pool.open_read_only(&img.name, Some("ghost"))
+            .map(|_| ())
+            .unwrap_err(),
+        snaps.rollback("ghost").unwrap_err(),
+    ] {
+        assert!(matches!(err, ImageError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("ghost"), "{err}");
+    }
+    let err = snaps.create("a/b").unwrap_err();
+    assert!(matches!(err, ImageError::Invalid { .. }), "{err}");
+}
+
+#[test]
+fn read_only_head_refuses_writes() {
+    let Some(pool) = pool() else { return };
+    let img = TempImage::create(&pool, "rohead", MIB);
+    let ro = pool.open_read_only(&img.name, None).unwrap();
+    let err = ro.write_at(0, b"x").unwrap_err();
+    assert!(matches!(err, ImageError::ReadOnly { .. }), "{err}");
+    assert_eq!(read(ro.as_ref(), 0, 10), vec![0; 10]);
+}
+
+#[test]
+fn listing_grows_past_the_first_buffer() {
+    let Some(pool) = pool() else { return };
+    let img = TempImage::create(&pool, "manysnaps", MIB);
+    let h = img.open();
+    let snaps = h.snapshots().unwrap();
+    // More than rbd_snap_list's first buffer of 16 entries.
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    for n in &names {
+        snaps.create(n).unwrap();
+    }
+    let listed: Vec<String> = snaps.list().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(listed, names);
+}

@@ -20,11 +20,11 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(chunk_size: u64, key: [u8; 32]) -> Result<Self> {
-        check_chunk_size(chunk_size)?;
+    pub fn new(chunk_size: u32, key: [u8; 32]) -> Result<Self> {
+        check_chunk_size(u64::from(chunk_size))?;
         Ok(Config {
             format: FORMAT_VERSION,
-            chunk_size: chunk_size as u32, // checked: at most 4 MiB
+            chunk_size,
             key: hex::encode(key),
             zstd_level: DEFAULT_ZSTD_LEVEL,
         })

@@ -16,7 +16,7 @@ struct StoreImages {
 }
 
 impl StoreImages {
-    fn new(chunk_size: u64) -> Self {
+    fn new(chunk_size: u32) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let store = LocalStore::init(dir.path(), InitOptions { chunk_size }).expect("init store");
         StoreImages {

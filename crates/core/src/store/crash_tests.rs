@@ -94,7 +94,7 @@ fn check_store(path: &Path) -> usize {
         snap.read_at(0, &mut buf).unwrap();
         assert!(buf == content(gen as u64), "snapshot {} differs", s.name);
     }
-    let report = store.verify(&VerifyScope::All, &NoProgress).unwrap();
+    let report = store.verify(&VerifyScope::Store, &NoProgress).unwrap();
     assert!(report.is_ok(), "{:?}", report.bad);
     snaps.len()
 }
@@ -102,7 +102,13 @@ fn check_store(path: &Path) -> usize {
 #[test]
 fn kill_9_at_any_moment_leaves_a_consistent_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS }).unwrap();
+    let store = LocalStore::init(
+        dir.path(),
+        InitOptions {
+            chunk_size: CS as u32,
+        },
+    )
+    .unwrap();
     store.create("img", SIZE).unwrap();
     drop(store);
     let mut generations = 0;
@@ -122,7 +128,13 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
 #[test]
 fn kill_9_during_gc_leaves_a_consistent_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS }).unwrap();
+    let store = LocalStore::init(
+        dir.path(),
+        InitOptions {
+            chunk_size: CS as u32,
+        },
+    )
+    .unwrap();
     store.create("img", SIZE).unwrap();
     let img = store.open("img").unwrap();
     for gen in 0..3 {

@@ -60,13 +60,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitOptions {
     /// Chunk size in bytes: a power of two from 4 KiB to 4 MiB.
-    pub chunk_size: u64,
+    pub chunk_size: u32,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
-            chunk_size: u64::from(DEFAULT_CHUNK_SIZE),
+            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }

@@ -97,7 +97,7 @@ proptest! {
     #[test]
     fn store_image_matches_a_byte_model(ops in proptest::collection::vec(op(), 1..25)) {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS }).unwrap();
+        let store = LocalStore::init(dir.path(), InitOptions { chunk_size: CS as u32 }).unwrap();
         store.create("img", 32 * CS).unwrap();
         let img = store.open("img").unwrap();
         let mut model = vec![0u8; 32 * CS as usize];
@@ -146,7 +146,7 @@ proptest! {
         let mut got = vec![0u8; head.size().unwrap() as usize];
         head.read_at(0, &mut got).unwrap();
         prop_assert_eq!(&got, &published);
-        let report = store.verify(&VerifyScope::All, &crate::progress::NoProgress).unwrap();
+        let report = store.verify(&VerifyScope::Store, &crate::progress::NoProgress).unwrap();
         prop_assert!(report.is_ok());
     }
 }

@@ -14,11 +14,9 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyScope {
     /// Every HEAD and snapshot of the store.
-    All,
-    /// One snapshot of one image (a backup).
-    Snapshot { image: String, snapshot: String },
-    /// The HEAD of one image.
-    Head { image: String },
+    Store,
+    /// One version: HEAD (`snap == None`) or a snapshot of `image`.
+    Version { image: String, snap: Option<String> },
 }
 
 /// A version that uses a blob.
@@ -54,30 +52,7 @@ impl VerifyReport {
     pub fn is_ok(&self) -> bool {
         self.bad.is_empty()
     }
-
-    /// One line per bad blob, naming its users through `name(image, snap)`
-    /// (`snap` is "HEAD" for an image HEAD), e.g. to name backups.
-    pub fn problems(&self, name: impl Fn(&str, &str) -> String) -> Vec<String> {
-        self.bad
-            .iter()
-            .map(|b| {
-                let users: Vec<String> = b
-                    .users
-                    .iter()
-                    .map(|u| name(&u.image, u.snapshot.as_deref().unwrap_or(HEAD)))
-                    .collect();
-                let users = match users.is_empty() {
-                    true => "no current users".to_string(),
-                    false => format!("used by {}", users.join(", ")),
-                };
-                format!("{} {}: {} ({users})", b.kind, b.id, b.error)
-            })
-            .collect()
-    }
 }
-
-/// How [`VerifyReport::problems`] names an image HEAD.
-pub const HEAD: &str = "HEAD";
 
 struct Checker<'a> {
     store: &'a Store,
@@ -122,9 +97,8 @@ impl Checker<'_> {
 
 pub fn run(store: &Store, scope: &VerifyScope, progress: &dyn Progress) -> Result<VerifyReport> {
     let versions = match scope {
-        VerifyScope::All => store.all_versions()?,
-        VerifyScope::Snapshot { image, snapshot } => vec![store.version(image, Some(snapshot))?],
-        VerifyScope::Head { image } => vec![store.version(image, None)?],
+        VerifyScope::Store => store.all_versions()?,
+        VerifyScope::Version { image, snap } => vec![store.version(image, snap.as_deref())?],
     };
     let mut c = Checker {
         store,

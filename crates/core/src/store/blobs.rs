@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 /// Packs are sealed once they reach this size.
 pub const PACK_TARGET: u64 = 64 << 20;
@@ -98,10 +99,13 @@ pub struct Blobs {
     level: i32,
     index: RwLock<Index>,
     writer: Mutex<Option<(u32, PackWriter)>>,
-    /// Packs being sealed outside the writer lock, so that one writer's
-    /// fsync does not stall the others; [`Blobs::seal`] waits for them.
-    sealing: Mutex<usize>,
-    sealed: Condvar,
+    /// Read-held by a thread sealing a full pack outside the writer lock;
+    /// `seal` write-locks it to wait for those. Order: writer, inflight.
+    inflight: RwLock<()>,
+    /// Set when a background seal failed: flushes must fail from then on.
+    failed_seal: Mutex<Option<String>>,
+    /// Seal packs at this size ([`PACK_TARGET`]; tests lower it).
+    pub pack_target: AtomicU64,
     /// Held by gc while it rewrites the map, so that a concurrent refresh
     /// does not renumber packs under it.
     maint: Mutex<()>,
@@ -120,9 +124,10 @@ impl Blobs {
             level,
             index: RwLock::new(Index::default()),
             writer: Mutex::new(None),
-            sealing: Mutex::new(0),
-            sealed: Condvar::new(),
             maint: Mutex::new(()),
+            pack_target: AtomicU64::new(PACK_TARGET),
+            inflight: RwLock::new(()),
+            failed_seal: Mutex::new(None),
         };
         blobs.refresh()?;
         Ok(blobs)
@@ -162,6 +167,7 @@ impl Blobs {
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
         let mut writer = self.lock_writer();
+        let _sealed = self.inflight.write().unwrap_or_else(|p| p.into_inner());
         if let Some((num, w)) = writer.as_ref() {
             if !w.part_exists() {
                 self.write_index().drop_pack(*num);
@@ -290,7 +296,7 @@ impl Blobs {
             return Ok(());
         };
         let entry = w.append(b.id, b.kind, b.stored, b.raw_len, b.compressed)?;
-        let (num, full) = (*num, w.len() >= PACK_TARGET);
+        let (num, full) = (*num, w.len() >= self.pack_target.load(Ordering::Relaxed));
         {
             let mut index = self.write_index();
             if relocate {
@@ -302,14 +308,16 @@ impl Blobs {
             }
         }
         if full {
+            // Seal outside the writer lock so that other threads keep
+            // appending to a new pack during the fsync; `inflight` makes a
+            // flush wait for this seal before it publishes anything.
             let taken = writer.take();
-            *self.sealing.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            let _sealing = self.inflight.read().unwrap_or_else(|p| p.into_inner());
             drop(writer);
-            let result = self.seal_taken(taken);
-            let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-            *sealing -= 1;
-            self.sealed.notify_all();
-            return result;
+            if let Some((num, w)) = taken {
+                self.seal_pack(num, w)
+                    .inspect_err(|e| *self.lock_failed() = Some(e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -320,34 +328,46 @@ impl Blobs {
         Ok((self.write_index().add_pack(w.slot()), w))
     }
 
-    /// Seals the open pack, if any, and waits for packs other writers are
-    /// sealing: after this every blob in the map is in a durable, complete
-    /// pack.
-    pub fn seal(&self) -> Result<()> {
-        let taken = self.lock_writer().take();
-        self.seal_taken(taken)?;
-        let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-        while *sealing > 0 {
-            sealing = self.sealed.wait(sealing).unwrap_or_else(|p| p.into_inner());
-        }
-        Ok(())
+    fn lock_failed(&self) -> MutexGuard<'_, Option<String>> {
+        self.failed_seal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn seal_taken(&self, taken: Option<(u32, PackWriter)>) -> Result<()> {
-        let Some((num, w)) = taken else {
-            return Ok(());
-        };
+    /// Seals the open pack, if any, and waits for packs being sealed by
+    /// other threads: after this every blob in the map is in a durable,
+    /// complete pack. Fails if an earlier background seal failed, since
+    /// blobs the map knows may then not be durable.
+    pub fn seal(&self) -> Result<()> {
+        let mut writer = self.lock_writer();
+        let _all = self.inflight.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = self.lock_failed().clone() {
+            return Err(StoreError::Io {
+                what: format!("sealing a pack in {}", self.dir.display()),
+                source: std::io::Error::other(why),
+            });
+        }
+        match writer.take() {
+            Some((num, w)) => self.seal_pack(num, w),
+            None => Ok(()),
+        }
+    }
+
+    fn seal_pack(&self, num: u32, w: PackWriter) -> Result<()> {
         if w.is_empty() {
             self.write_index().drop_pack(num);
             return w.discard();
         }
+        let name = w.name.clone();
         let path = w.seal(&self.dir)?;
         let bytes = std::fs::metadata(&path)
             .map_err(|e| StoreError::io_path(&path, e))?
             .len();
-        if let Some(Some(slot)) = self.write_index().packs.get_mut(num as usize) {
-            slot.sealed = true;
-            slot.bytes = bytes;
+        let mut index = self.write_index();
+        // By name: the pack table may have been renumbered meanwhile.
+        if let Some(num) = index.by_name.get(&name).copied() {
+            if let Some(Some(slot)) = index.packs.get_mut(num as usize) {
+                slot.sealed = true;
+                slot.bytes = bytes;
+            }
         }
         Ok(())
     }
@@ -356,7 +376,7 @@ impl Blobs {
     /// decompressing and verifying it against its id.
     pub fn get(&self, id: &ChunkId, out: &mut [u8]) -> Result<()> {
         let found = self.locate(id);
-        let (loc, file, pack) = match found {
+        let (loc, file) = match found {
             Some(found) => found,
             None => {
                 // Maybe written by another process since we opened.
@@ -369,16 +389,19 @@ impl Blobs {
         };
         self.read_loc(id, &loc, &file, out)
             .map_err(|why| StoreError::Corrupt {
-                what: format!("chunk {id} in pack {pack}"),
+                what: format!(
+                    "chunk {id} in pack {}",
+                    self.read_index().pack_name(loc.pack)
+                ),
                 why,
             })
     }
 
-    fn locate(&self, id: &ChunkId) -> Option<(Loc, Arc<File>, String)> {
+    fn locate(&self, id: &ChunkId) -> Option<(Loc, Arc<File>)> {
         let index = self.read_index();
         let loc = *index.map.get(id)?;
         let slot = index.packs.get(loc.pack as usize)?.as_ref()?;
-        Some((loc, slot.file.clone(), slot.name.clone()))
+        Some((loc, slot.file.clone()))
     }
 
     fn read_loc(&self, id: &ChunkId, loc: &Loc, file: &File, out: &mut [u8]) -> Result<(), String> {

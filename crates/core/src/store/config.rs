@@ -21,7 +21,7 @@ pub struct Config {
 
 impl Config {
     pub fn new(chunk_size: u32, key: [u8; 32]) -> Result<Self> {
-        check_chunk_size(chunk_size)?;
+        check_chunk_size(u64::from(chunk_size))?;
         Ok(Config {
             format: FORMAT_VERSION,
             chunk_size,
@@ -45,7 +45,7 @@ impl Config {
                 known: FORMAT_VERSION,
             });
         }
-        check_chunk_size(cfg.chunk_size)?;
+        check_chunk_size(u64::from(cfg.chunk_size))?;
         cfg.key_bytes()?;
         Ok(cfg)
     }
@@ -62,7 +62,7 @@ impl Config {
 
 /// Chunk sizes are powers of two from 4 KiB to 4 MiB (a leaf page of 1024
 /// ids then covers 4 MiB .. 4 GiB).
-fn check_chunk_size(size: u32) -> Result<()> {
+fn check_chunk_size(size: u64) -> Result<()> {
     if size.is_power_of_two() && (4096..=4 << 20).contains(&size) {
         return Ok(());
     }

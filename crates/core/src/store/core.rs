@@ -44,6 +44,7 @@ impl VersionRef {
 
 impl Store {
     pub fn new(root: PathBuf, config: &Config) -> Result<Self> {
+        raise_open_file_limit();
         let blobs = Blobs::open(root.join(PACKS_DIR), config.key_bytes()?, config.zstd_level)?;
         Ok(Store {
             root,
@@ -177,4 +178,22 @@ pub fn check_writable(path: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Every pack stays open (so reads survive a concurrent gc unlinking it):
+/// lift the soft limit on open files to the hard limit, as a large store
+/// has more packs than the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            // Best effort: on failure we keep the old limit.
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

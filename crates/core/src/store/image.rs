@@ -387,7 +387,7 @@ impl Image for StoreImage {
     fn write_digested(&self, offset: u64, data: &[u8], digests: &[[u8; 32]]) -> Result<()> {
         let cs = self.cs();
         let usable = cs == CHECKSUM_BLOCK
-            && offset % cs == 0
+            && offset & (cs - 1) == 0 // chunk sizes are powers of two
             && digests.len() as u64 == (data.len() as u64).div_ceil(cs);
         if !usable {
             return self.write_at(offset, data);
@@ -454,8 +454,9 @@ impl Image for StoreImage {
         Some(self)
     }
 
+    /// Whole aligned chunks avoid read-modify-write.
     fn io_granularity(&self) -> u64 {
-        self.store.chunk_size
+        self.cs()
     }
 }
 

@@ -32,6 +32,12 @@ mod tree;
 mod verify;
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::config::{DEFAULT_CHUNK_SIZE, FORMAT_VERSION};

@@ -227,7 +227,10 @@ pub fn read_index(path: &Path) -> Result<(File, Vec<Entry>, u64)> {
         .ok_or_else(|| corrupt("bad index entry".into()))?;
     if entries
         .iter()
-        .any(|e| e.offset + u64::from(e.len) > index_offset)
+        .any(|e| match e.offset.checked_add(u64::from(e.len)) {
+            Some(end) => end > index_offset,
+            None => true,
+        })
     {
         return Err(corrupt("index entry points beyond the blob area".into()));
     }

@@ -76,7 +76,7 @@ fn init_refuses_non_empty_dir_and_open_checks_the_format() {
 #[test]
 fn init_rejects_bad_chunk_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    for cs in [0, 1000, 4095, 8 << 20] {
+    for cs in [0, 1000, 4095, 8 << 20, u32::MAX] {
         let r = LocalStore::init(dir.path(), InitOptions { chunk_size: cs });
         assert!(matches!(r, Err(StoreError::Invalid { .. })), "{cs}");
     }
@@ -470,7 +470,8 @@ fn a_flipped_byte_is_reported_with_chunk_pack_and_users() {
         image: "img".into(),
         snap: Some("snap1".into()),
     };
-    assert_eq!(store.verify(&scoped, &NoProgress).unwrap().bad.len(), 1);
+    let report = store.verify(&scoped, &NoProgress).unwrap();
+    assert_eq!(report.bad.len(), 1);
 }
 
 #[test]
@@ -673,6 +674,118 @@ fn zeroing_whole_leaves_makes_holes() {
     let mut buf = vec![1u8; 3 * leaf as usize];
     img.read_at(0, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn packs_roll_over_while_threads_write_and_all_are_sealed_by_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    store
+        .inner
+        .blobs
+        .pack_target
+        .store(64 << 10, std::sync::atomic::Ordering::Relaxed);
+    let size = 1024 * CS;
+    store.create("img", size).unwrap();
+    let img = store.open("img").unwrap();
+    let data = random(size as usize, 5);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (img, data) = (&img, &data);
+            s.spawn(move || {
+                for (i, c) in data.chunks(16 * CS as usize).enumerate() {
+                    if i % 4 == t {
+                        img.write_at(i as u64 * 16 * CS, c).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    img.flush().unwrap();
+    let parts = std::fs::read_dir(dir.path().join("packs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part")
+        })
+        .count();
+    assert_eq!(parts, 0);
+    drop(img);
+    let store = LocalStore::open(dir.path()).unwrap();
+    assert!(store.stats().unwrap().packs > 10);
+    assert_eq!(read_all(&*store.open_read_only("img", None).unwrap()), data);
+    assert!(store
+        .verify(&VerifyScope::Store, &NoProgress)
+        .unwrap()
+        .is_ok());
+}
+
+#[test]
+fn a_corrupt_index_page_is_reported_and_stops_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    store.create("img", 4 * CS).unwrap();
+    let img = store.open("img").unwrap();
+    img.write_at(0, &random(4 * CS as usize, 8)).unwrap();
+    img.snapshots().unwrap().create("s").unwrap();
+    drop(img);
+    let head = meta::read_head(dir.path(), "img").unwrap();
+    let pack = std::fs::read_dir(dir.path().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let (_, entries, _) = pack::read_index(&pack).unwrap();
+    let page = entries.iter().find(|e| e.id == head.root).unwrap();
+    assert_eq!(page.kind, pack::BlobKind::Page);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[page.offset as usize + 3] ^= 0x40;
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let store = LocalStore::open(dir.path()).unwrap();
+    let img = store.open_read_only("img", None).unwrap();
+    let err = img.read_at(0, &mut [0u8; 16]).err().unwrap();
+    assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+    let report = store.verify(&VerifyScope::Store, &NoProgress).unwrap();
+    assert_eq!(report.bad.len(), 1, "{report:?}");
+    assert_eq!(report.bad[0].kind, "page");
+    assert_eq!(report.bad[0].users.len(), 2);
+    assert!(matches!(
+        store.gc(&NoProgress),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_reader_in_another_instance_survives_a_repack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let keep = random(4 * CS as usize, 1);
+    store.create("keep", 4 * CS).unwrap();
+    store.create("drop", 12 * CS).unwrap();
+    let (k, d) = (store.open("keep").unwrap(), store.open("drop").unwrap());
+    k.write_at(0, &keep).unwrap();
+    d.write_at(0, &random(12 * CS as usize, 2)).unwrap();
+    k.flush().unwrap();
+    d.flush().unwrap();
+    drop((k, d));
+    let reader = LocalStore::open(dir.path()).unwrap();
+    let img = reader.open_read_only("keep", None).unwrap();
+    let mut first = vec![0u8; CS as usize];
+    img.read_at(0, &mut first).unwrap();
+    store.remove("drop").unwrap();
+    let stats = store.gc(&NoProgress).unwrap();
+    assert!(stats.packs_repacked >= 1, "{stats:?}");
+    // The reader's map still points into the unlinked pack: still readable.
+    assert_eq!(read_all(&*img), keep);
+    // And a fresh handle of the same instance too.
+    assert_eq!(
+        read_all(&*reader.open_read_only("keep", None).unwrap()),
+        keep
+    );
 }
 
 /// Throughput smoke test: `cargo test --release -p blockback-core --lib

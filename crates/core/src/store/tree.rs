@@ -210,3 +210,90 @@ fn walk_node(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Pages in memory, counting stores.
+    #[derive(Default)]
+    struct Mem {
+        pages: RefCell<HashMap<ChunkId, Page>>,
+        stores: RefCell<usize>,
+    }
+
+    impl PageStore for Mem {
+        fn load(&self, id: &ChunkId) -> Result<Page> {
+            Ok(self.pages.borrow()[id].clone())
+        }
+
+        fn store(&self, page: &[ChunkId]) -> Result<ChunkId> {
+            if page.iter().all(ChunkId::is_null) {
+                return Ok(ChunkId::NULL);
+            }
+            *self.stores.borrow_mut() += 1;
+            let id = ChunkId::of(&[7; 32], &page_to_bytes(page));
+            self.pages.borrow_mut().insert(id, page.into());
+            Ok(id)
+        }
+    }
+
+    fn chunk(n: u64) -> ChunkId {
+        ChunkId::of(&[1; 32], &n.to_le_bytes())
+    }
+
+    fn set(ps: &Mem, root: ChunkId, levels: u32, idx: u64, id: ChunkId) -> ChunkId {
+        let leaf_no = idx / FANOUT as u64;
+        let mut leaf = load_leaf(ps, root, levels, leaf_no).unwrap().to_vec();
+        leaf[(idx % FANOUT as u64) as usize] = id;
+        rebuild(ps, root, levels, &[(leaf_no, leaf)].into_iter().collect()).unwrap()
+    }
+
+    #[test]
+    fn levels_cover_the_chunks() {
+        assert_eq!(levels_for(0), 1);
+        assert_eq!(levels_for(1024), 1);
+        assert_eq!(levels_for(1025), 2);
+        assert_eq!(levels_for(1 << 20), 2);
+        assert_eq!(levels_for((1 << 20) + 1), 3);
+        assert!(levels_for(u64::MAX) <= 7);
+    }
+
+    #[test]
+    fn a_change_rewrites_only_its_path() {
+        let ps = Mem::default();
+        let levels = 3;
+        let mut root = ChunkId::NULL;
+        for idx in [0u64, 5_000, 2_000_000] {
+            root = set(&ps, root, levels, idx, chunk(idx));
+        }
+        let before = *ps.stores.borrow();
+        let changed = set(&ps, root, levels, 5_001, chunk(1));
+        assert_eq!(*ps.stores.borrow() - before, levels as usize);
+        for idx in [0u64, 5_000, 2_000_000] {
+            assert_eq!(lookup(&ps, changed, levels, idx).unwrap(), chunk(idx));
+        }
+        assert_eq!(lookup(&ps, changed, levels, 5_001).unwrap(), chunk(1));
+        assert!(lookup(&ps, changed, levels, 7).unwrap().is_null());
+        // Setting it back gives the old root: pages are content-addressed.
+        assert_eq!(set(&ps, changed, levels, 5_001, ChunkId::NULL), root);
+    }
+
+    #[test]
+    fn truncate_and_reshape() {
+        let ps = Mem::default();
+        let mut root = ChunkId::NULL;
+        for idx in [3u64, 1_500, 9_000] {
+            root = set(&ps, root, 2, idx, chunk(idx));
+        }
+        let cut = truncate(&ps, root, 2, 1_501).unwrap();
+        assert_eq!(lookup(&ps, cut, 2, 1_500).unwrap(), chunk(1_500));
+        assert!(lookup(&ps, cut, 2, 9_000).unwrap().is_null());
+        let grown = reshape(&ps, cut, 2, 4).unwrap();
+        assert_eq!(lookup(&ps, grown, 4, 3).unwrap(), chunk(3));
+        assert_eq!(reshape(&ps, grown, 4, 2).unwrap(), cut);
+        assert!(truncate(&ps, root, 2, 0).unwrap().is_null());
+    }
+}

@@ -28,16 +28,20 @@ impl Write for LimitedSink {
 
 /// Reads every record, pulling payloads in small pieces.
 fn drain(bytes: &[u8]) {
-    let Ok(mut r) = DiffReader::new(bytes) else { return };
+    let Ok(mut r) = DiffReader::new(bytes) else {
+        return;
+    };
     let mut piece = [0u8; 512];
     for _ in 0..100_000 {
         match r.next_record() {
             Ok(Record::End) | Err(_) => return,
-            Ok(Record::Data { .. }) => while let Ok(n) = r.read_data(&mut piece) {
-                if n == 0 {
-                    break;
+            Ok(Record::Data { .. }) => {
+                while let Ok(n) = r.read_data(&mut piece) {
+                    if n == 0 {
+                        break;
+                    }
                 }
-            },
+            }
             Ok(_) => {}
         }
     }

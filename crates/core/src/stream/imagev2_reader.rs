@@ -18,7 +18,8 @@ pub struct ImageV2Reader<R: Read> {
 }
 
 impl<R: Read> ImageV2Reader<R> {
-    /// Reads everything up to the first diff.
+    /// Reads everything up to the first diff. Reads exactly the stream's
+    /// bytes, in small pieces: wrap plain files and pipes in a `BufReader`.
     pub fn new(inner: R) -> Result<Self> {
         let mut src = ByteReader::new(inner, 0);
         let (header, diffs_left) = v2header::read(&mut src)?;

@@ -95,3 +95,13 @@ impl<R: Read> ByteReader<R> {
         Ok(got)
     }
 }
+
+/// Plain reads through a `ByteReader` still count toward its position, so
+/// a nested reader (one diff inside an image v2 stream) keeps it right.
+impl<R: Read> Read for ByteReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

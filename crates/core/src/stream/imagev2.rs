@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Write};
 
-use super::bytes::ByteReader;
 use super::error::{Result, StreamError};
 use super::export::{changed_extents, write_extents, write_header};
 use super::format::{DiffFormat, IO_BUFFER};
+use super::imagev2_reader::ImageV2Reader;
 use super::import::{apply_diff, ApplyRules, ImportReport};
 use super::reader::DiffReader;
 use super::v2header;
@@ -116,17 +116,18 @@ pub fn import_image_v2(
     target: &dyn Image,
     progress: &dyn Progress,
 ) -> Result<ImageV2Report> {
-    let mut src = ByteReader::new(BufReader::with_capacity(IO_BUFFER, reader), 0);
-    let (header, ndiffs) = v2header::read(&mut src)?;
+    let mut src = ImageV2Reader::new(BufReader::with_capacity(IO_BUFFER, reader))?;
     let mut snapshots: Vec<ImportedSnapshot> = Vec::new();
-    let mut pos = src.position();
-    let mut inner = src.into_inner();
-    for i in 0..ndiffs {
-        let mut r = DiffReader::at_offset(&mut inner, pos, Some(DiffFormat::V2))?;
+    loop {
         let expected_from = snapshots.last().map(|s| s.name.clone());
-        let report = apply_one(&mut r, target, expected_from, progress)?;
-        pos = r.position();
-        check_end(&report, i + 1 == ndiffs, pos)?;
+        let (report, pos) = {
+            let Some(mut r) = src.next_diff()? else { break };
+            (
+                apply_one(&mut r, target, expected_from, progress)?,
+                r.position(),
+            )
+        };
+        check_end(&report, src.diffs_left() == 0, pos)?;
         if let Some(name) = report.to_snap {
             snapshots.push(ImportedSnapshot {
                 name,
@@ -136,7 +137,7 @@ pub fn import_image_v2(
         }
     }
     Ok(ImageV2Report {
-        header,
+        header: src.header().clone(),
         snapshots,
         size: target.size()?,
     })

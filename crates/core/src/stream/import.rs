@@ -52,7 +52,16 @@ pub fn import_diff(
     opts: ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-    let mut r = DiffReader::new(BufReader::with_capacity(IO_BUFFER, reader))?;
+    let mut r = match DiffReader::new(BufReader::with_capacity(IO_BUFFER, reader)) {
+        Err(StreamError::Truncated { offset, .. }) => {
+            let consequence = "nothing was written; no end snapshot was created".into();
+            return Err(StreamError::ImportTruncated {
+                offset,
+                consequence,
+            });
+        }
+        other => other?,
+    };
     let rules = ApplyRules {
         force: opts.force,
         verify_head: true,

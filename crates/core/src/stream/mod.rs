@@ -13,6 +13,7 @@ mod error;
 mod export;
 pub mod format;
 mod imagev2;
+mod imagev2_reader;
 mod import;
 mod merge;
 mod readahead;
@@ -34,6 +35,7 @@ pub use format::DiffFormat;
 pub use imagev2::{
     export_image_v2, import_image_v2, ImageV2Header, ImageV2Report, ImportedSnapshot,
 };
+pub use imagev2_reader::ImageV2Reader;
 pub use import::{import_diff, ImportOptions, ImportReport};
 pub use merge::merge_diff;
 pub use reader::{DiffReader, Record};

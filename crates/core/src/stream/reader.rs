@@ -44,7 +44,8 @@ pub struct DiffReader<R: Read> {
 }
 
 impl<R: Read> DiffReader<R> {
-    /// Reads and checks the banner (v1 or v2).
+    /// Reads and checks the banner (v1 or v2). Reads in small pieces: wrap
+    /// plain files and pipes in a `BufReader`.
     pub fn new(inner: R) -> Result<Self> {
         Self::at_offset(inner, 0, None)
     }

@@ -78,6 +78,9 @@ pub fn with_pool<T>(
             let (jobs, done, bufs, sh) = (job_rx.clone(), done_tx.clone(), buf_tx.clone(), &shared);
             s.spawn(move || work(target, jobs, done, bufs, sh));
         }
+        // Only the writers hold these now: if they all die, our receives
+        // fail instead of blocking forever.
+        drop((job_rx, done_tx, buf_tx));
         let mut pool = WritePool {
             jobs: Some(job_tx),
             done: done_rx,

@@ -120,3 +120,29 @@ fn import_rejects_a_broken_chain_and_a_v1_diff() {
     let e = import_image_v2(&b"rbd image v1\n"[..], &MemImage::new(0), &NoProgress).unwrap_err();
     assert!(matches!(e, StreamError::BadBanner { offset: 0, .. }), "{e}");
 }
+
+#[test]
+fn pull_reader_walks_header_and_each_diff() {
+    use super::super::{ImageV2Reader, Record};
+    let src = source();
+    let mut stream = Vec::new();
+    export_image_v2(&src, &header(), &mut stream, &NoProgress).unwrap();
+    let mut r = ImageV2Reader::new(&stream[..]).unwrap();
+    assert_eq!(r.header(), &header());
+    assert_eq!(r.diffs_left(), 4);
+    let mut ends = Vec::new();
+    while let Some(mut d) = r.next_diff().unwrap() {
+        let mut to = None;
+        loop {
+            match d.next_record().unwrap() {
+                Record::ToSnap(n) => to = Some(n),
+                Record::End => break,
+                _ => {}
+            }
+        }
+        ends.push(to);
+    }
+    let want = [Some("one"), Some("two"), Some("three"), None];
+    assert_eq!(ends, want.map(|s| s.map(String::from)));
+    assert_eq!(r.position(), stream.len() as u64);
+}

@@ -118,6 +118,17 @@ fn truncated_stream_rolls_back_and_can_be_applied_again() {
 }
 
 #[test]
+fn truncated_banner_is_an_import_truncation() {
+    let (target, stream, _) = setup();
+    let e = import_diff(&stream[..5], &target, SAFE, &NoProgress).unwrap_err();
+    assert!(
+        matches!(e, StreamError::ImportTruncated { offset: 5, .. }),
+        "{e}"
+    );
+    assert_eq!(target.write_count(), 0);
+}
+
+#[test]
 fn truncated_forced_import_leaves_partial_writes_and_reapplies() {
     let (target, stream, want) = setup();
     let cut = stream.len() - 200;
@@ -191,4 +202,32 @@ fn late_from_record_is_refused() {
     let s = Enc::v1().w(0, &[1; 2]).name(b'f', "a").end();
     let why = refused(import_diff(&s[..], &target, SAFE, &NoProgress));
     assert!(why.contains("comes after data"), "{why}");
+}
+
+mod truncation_property {
+    use proptest::prelude::*;
+
+    use super::super::super::{import_diff, StreamError};
+    use super::{setup, NoProgress, SAFE};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Wherever the stream is cut, the import fails naming the cut,
+        /// leaves the target as it was, and the full stream then applies.
+        #[test]
+        fn any_cut_fails_cleanly_and_reapplies(cut in any::<prop::sample::Index>()) {
+            let (target, stream, want) = setup();
+            let before = target.contents();
+            let cut = cut.index(stream.len());
+            match import_diff(&stream[..cut], &target, SAFE, &NoProgress) {
+                Err(StreamError::ImportTruncated { offset, .. }) => prop_assert_eq!(offset, cut as u64),
+                other => prop_assert!(false, "cut {}: {:?}", cut, other),
+            }
+            prop_assert_eq!(target.contents(), before);
+            prop_assert_eq!(target.snapshot_names(), vec!["a".to_string()]);
+            import_diff(&stream[..], &target, SAFE, &NoProgress).unwrap();
+            prop_assert_eq!(target.contents(), want);
+        }
+    }
 }

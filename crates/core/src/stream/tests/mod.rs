@@ -2,6 +2,7 @@
 //! values are built by hand from the reference byte layout ([`Enc`]), not by
 //! the writer under test.
 
+mod concurrency;
 mod corruption;
 mod golden;
 mod imagev2;

@@ -140,14 +140,22 @@ fn with_pool<T>(
             let StoreLocation::Local(_) = &session.config.store else {
                 bail!("local:{image} needs a local --store");
             };
-            let store = open_store(&session.config.store, &session.config.store_ceph, &session.connections, true)?;
+            let store = open_store(
+                &session.config.store,
+                &session.config.store_ceph,
+                &session.connections,
+                true,
+            )?;
             let StoreHandle::Local(local) = &store else {
                 unreachable!("a local location opens a local store")
             };
             op(local, image)
         }
         ImageAddress::Rbd(spec) => {
-            let pool = session.connections.get(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
+            let pool = session
+                .connections
+                .get(&session.config.volume_ceph)?
+                .open_pool(&spec.pool)?;
             op(&pool, spec.require_image()?)
         }
         _ => unreachable!("files and backups are opened directly"),

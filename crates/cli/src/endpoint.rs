@@ -112,7 +112,11 @@ impl Volume {
     }
 
     /// Opens the volume read-only (a backup source).
-    pub fn open_source(&self, ceph: &ClusterConfig, connections: &Connections) -> Result<Box<dyn Image>> {
+    pub fn open_source(
+        &self,
+        ceph: &ClusterConfig,
+        connections: &Connections,
+    ) -> Result<Box<dyn Image>> {
         match self {
             Volume::File(p) => Ok(Box::new(FileImage::open(resolve_file(p)?, false)?)),
             Volume::Rbd(spec) => {

@@ -42,7 +42,12 @@ impl Session {
     /// Opens the configured store; a local one is created first when
     /// `create` and it does not exist yet.
     pub fn store(&self, create: bool) -> Result<StoreHandle> {
-        open_store(&self.config.store, &self.config.store_ceph, &self.connections, create)
+        open_store(
+            &self.config.store,
+            &self.config.store_ceph,
+            &self.connections,
+            create,
+        )
     }
 
     /// Opens the store a backup was written to.

@@ -346,8 +346,15 @@ struct FrozenOsd(String);
 impl FrozenOsd {
     fn freeze(conf: &Path) -> Self {
         let pid_file = conf.parent().unwrap().join("run/osd.0.pid");
-        let pid = std::fs::read_to_string(&pid_file).expect("osd pid file").trim().to_string();
-        assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        let pid = std::fs::read_to_string(&pid_file)
+            .expect("osd pid file")
+            .trim()
+            .to_string();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success());
         FrozenOsd(pid)
     }
 }
@@ -363,9 +370,24 @@ fn cluster_down_mid_backup_fails_cleanly_and_a_retry_succeeds() {
     let Some(conf) = cluster() else { return };
     let dir = Dir::new();
     let src = dir.path("disk.img");
-    make_image(&src, 512 * MIB, &[(0, 200 * MIB), (256 * MIB, 200 * MIB)], 36);
-    let args = with_conf(&dir, &conf, &["--store", "rbd:backups", "backup", "create", src.to_str().unwrap()]);
-    let mut child = dir
+    make_image(
+        &src,
+        512 * MIB,
+        &[(0, 200 * MIB), (256 * MIB, 200 * MIB)],
+        36,
+    );
+    let args = with_conf(
+        &dir,
+        &conf,
+        &[
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            src.to_str().unwrap(),
+        ],
+    );
+    let child = dir
         .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .env("CEPH_ARGS", "--rados_osd_op_timeout=5")
         .stdout(Stdio::null())
@@ -377,19 +399,57 @@ fn cluster_down_mid_backup_fails_cleanly_and_a_retry_succeeds() {
     let out = child.wait_with_output().unwrap();
     drop(frozen);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "the backup must fail while the OSD is down: {stderr}");
-    assert!(stderr.contains("timed out"), "clear error expected: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the backup must fail while the OSD is down: {stderr}"
+    );
+    assert!(
+        stderr.contains("timed out"),
+        "clear error expected: {stderr}"
+    );
     let list = json(&dir, &conf, &["backup", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["status"], "error", "the catalog marks it error");
     // Nothing partial is published: no backup snapshot exists for it.
-    if let Ok(snaps) = Command::new("rbd").arg("-c").arg(&conf).args(["snap", "ls", &format!("backups/{}", list[0]["image"].as_str().unwrap())]).output() {
-        assert!(!String::from_utf8_lossy(&snaps.stdout).contains("backup."), "no snapshot of the failed backup");
+    if let Ok(snaps) = Command::new("rbd")
+        .arg("-c")
+        .arg(&conf)
+        .args([
+            "snap",
+            "ls",
+            &format!("backups/{}", list[0]["image"].as_str().unwrap()),
+        ])
+        .output()
+    {
+        assert!(
+            !String::from_utf8_lossy(&snaps.stdout).contains("backup."),
+            "no snapshot of the failed backup"
+        );
     }
-    let retry = json(&dir, &conf, &["--store", "rbd:backups", "backup", "create", src.to_str().unwrap()]);
+    let retry = json(
+        &dir,
+        &conf,
+        &[
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            src.to_str().unwrap(),
+        ],
+    );
     assert_eq!(retry["status"], "available");
     let restored = dir.path("r.img");
-    ok(&dir, &conf, &["backup", "restore", &id_of(&retry), restored.to_str().unwrap()]);
+    ok(
+        &dir,
+        &conf,
+        &[
+            "backup",
+            "restore",
+            &id_of(&retry),
+            restored.to_str().unwrap(),
+        ],
+    );
     assert_eq!(sha256(&restored), sha256(&src));
     ok(&dir, &conf, &["backup", "delete", &id_of(&list[0])]);
     ok(&dir, &conf, &["backup", "delete", &id_of(&retry)]);

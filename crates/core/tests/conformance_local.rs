@@ -26,5 +26,8 @@ impl ImageFactory for StoreFactory {
 fn local_store_images_pass_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::init(&dir.path().join("store"), Default::default()).unwrap();
-    run_image_suite(&StoreFactory { store, next: AtomicUsize::new(0) });
+    run_image_suite(&StoreFactory {
+        store,
+        next: AtomicUsize::new(0),
+    });
 }

@@ -82,7 +82,10 @@ fn restore_to_rbd(
     }
     let name = spec.require_image()?;
     let source = store.open_read_only(&record.image, Some(&record.snapshot))?;
-    let pool = session.connections.get(&session.config.volume_ceph)?.open_pool(&spec.pool)?;
+    let pool = session
+        .connections
+        .get(&session.config.volume_ceph)?
+        .open_pool(&spec.pool)?;
     let engine = session.engine();
     if pool.exists(name)? {
         let target = pool.open(name)?;

@@ -85,8 +85,7 @@ impl Engine<'_> {
             .catalog
             .list_backups(Some(volume.id))?
             .into_iter()
-            .filter(|b| b.status == BackupStatus::Available && b.store == req.store_label)
-            .last();
+            .rfind(|b| b.status == BackupStatus::Available && b.store == req.store_label);
         let new_chain = ChainChoice {
             image: naming::chain_base_name(&volume.id.to_string(), &id.to_string()),
             parent: None,

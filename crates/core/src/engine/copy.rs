@@ -212,7 +212,7 @@ struct Hashed<'d> {
 impl Hashed<'_> {
     /// The digests of the blocks `at..at+len` covers, if `at` starts a block.
     fn of(&self, at: u64, len: usize) -> Option<&[[u8; 32]]> {
-        if self.digests.is_empty() || at % CHECKSUM_BLOCK != 0 {
+        if self.digests.is_empty() || !at.is_multiple_of(CHECKSUM_BLOCK) {
             return None;
         }
         let first = ((at - self.base) / CHECKSUM_BLOCK) as usize;

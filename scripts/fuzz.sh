@@ -4,6 +4,7 @@
 # enabled on the stable toolchain with RUSTC_BOOTSTRAP=1.
 set -eu
 seconds="${1:-60}"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 cd "$(dirname "$0")/../fuzz"
 mkdir -p corpus/diff_reader
 RUSTC_BOOTSTRAP=1 exec cargo fuzz run diff_reader corpus/diff_reader -- \

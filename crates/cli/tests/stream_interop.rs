@@ -1,41 +1,9 @@
 //! Ceph stream formats against the real rbd CLI on the test cluster.
 
 mod util;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+use util::ceph::{cluster, rbd, unique};
 use util::*;
-
-fn cluster() -> Option<PathBuf> {
-    match std::env::var_os("BLOCKBACK_TEST_CEPH_CONF") {
-        Some(conf) => Some(PathBuf::from(conf)),
-        None if std::env::var("BLOCKBACK_REQUIRE_CEPH").as_deref() == Ok("1") => {
-            panic!("BLOCKBACK_REQUIRE_CEPH=1 but BLOCKBACK_TEST_CEPH_CONF is not set")
-        }
-        None => {
-            eprintln!("SKIPPED: no Ceph test cluster (set BLOCKBACK_TEST_CEPH_CONF)");
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
-}
-
-fn rbd(conf: &Path, args: &[&str]) -> String {
-    let out = Command::new("rbd")
-        .arg("-c")
-        .arg(conf)
-        .args(args)
-        .output()
-        .expect("rbd CLI");
-    assert!(
-        out.status.success(),
-        "rbd {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()

@@ -159,6 +159,8 @@ fn with_output<T>(out: &str, op: impl FnOnce(&mut dyn Write) -> Result<T>) -> Re
         return Ok(result);
     }
     let path = Path::new(out);
+    // Only a regular file of ours is removed on failure, never a device.
+    let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
     let file = File::create(path).with_context(|| format!("output {out}"))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let result = op(&mut w);
@@ -167,10 +169,13 @@ fn with_output<T>(out: &str, op: impl FnOnce(&mut dyn Write) -> Result<T>) -> Re
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("writing {out}"))?;
-        file.sync_all().with_context(|| format!("syncing {out}"))?;
+        // Devices and pipes (e.g. /dev/null) have nothing to make durable.
+        if regular {
+            file.sync_all().with_context(|| format!("syncing {out}"))?;
+        }
         Ok(r)
     });
-    if result.is_err() {
+    if result.is_err() && regular {
         let _ = std::fs::remove_file(path);
     }
     result

@@ -1,6 +1,8 @@
 //! Test harness: the real `blockback` binary in a temp directory.
 #![allow(dead_code)]
 
+pub mod ceph;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};

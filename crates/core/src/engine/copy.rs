@@ -154,7 +154,7 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Vec<
         let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
         match part.kind {
             ExtentKind::Data => job.src.read_at(part.offset, &mut buf[rel])?,
-            ExtentKind::Zero => buf[rel].fill(0),
+            ExtentKind::Zero => zero_block_edges(&mut buf[rel], part.offset),
         }
     }
     let digests = if job.hash {
@@ -178,6 +178,17 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Vec<
         job.progress.advance(part.len);
     }
     Ok(digests)
+}
+
+/// Zeroes the parts of a zero extent that share a checksum block with data:
+/// blocks lying wholly inside zero extents are never hashed (they get the
+/// precomputed zero digest) nor written, so their bytes need no clearing.
+fn zero_block_edges(buf: &mut [u8], offset: u64) {
+    let block = CHECKSUM_BLOCK as usize;
+    let head = ((block - (offset % CHECKSUM_BLOCK) as usize) % block).min(buf.len());
+    let tail_start = head + (buf.len() - head) / block * block;
+    buf[..head].fill(0);
+    buf[tail_start..].fill(0);
 }
 
 /// Checksum block digests of a segment whose parts cover it entirely.

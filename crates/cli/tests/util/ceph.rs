@@ -1,0 +1,62 @@
+//! Helpers for tests against the real Ceph test cluster.
+
+use super::Dir;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The test cluster's conf; `None` (skip, loudly) only when Ceph is not required.
+pub fn cluster() -> Option<PathBuf> {
+    match std::env::var_os("BLOCKBACK_TEST_CEPH_CONF") {
+        Some(conf) => Some(PathBuf::from(conf)),
+        None if std::env::var("BLOCKBACK_REQUIRE_CEPH").as_deref() == Ok("1") => {
+            panic!("BLOCKBACK_REQUIRE_CEPH=1 but BLOCKBACK_TEST_CEPH_CONF is not set: start the test cluster")
+        }
+        None => {
+            eprintln!("SKIPPED: no Ceph test cluster (set BLOCKBACK_TEST_CEPH_CONF)");
+            None
+        }
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
+}
+
+/// Runs the real `rbd` CLI against the test cluster.
+pub fn rbd(conf: &Path, args: &[&str]) -> String {
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .expect("rbd CLI");
+    assert!(
+        out.status.success(),
+        "rbd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn with_conf(dir: &Dir, conf: &Path, args: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = vec!["--ceph-conf".into(), conf.display().to_string()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    let _ = dir;
+    all
+}
+
+pub fn ok(dir: &Dir, conf: &Path, args: &[&str]) -> String {
+    let all = with_conf(dir, conf, args);
+    dir.ok(&all.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+pub fn json(dir: &Dir, conf: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(dir, conf, &all)).expect("json")
+}
+
+pub fn fails(dir: &Dir, conf: &Path, args: &[&str]) -> String {
+    let all = with_conf(dir, conf, args);
+    dir.fails(&all.iter().map(String::as_str).collect::<Vec<_>>())
+}

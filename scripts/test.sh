@@ -17,5 +17,10 @@ export BLOCKBACK_REQUIRE_CEPH=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --no-fail-fast
-if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh "${FUZZ_SECONDS:-60}"; fi
+log=$(mktemp /tmp/blockback-test.XXXXXX)
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+# One closing line for every cargo test binary together.
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+rm -f "$log"

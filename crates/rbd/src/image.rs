@@ -147,6 +147,12 @@ pub(crate) fn describe(pool: &str, name: &str, snap: Option<&str>) -> String {
 }
 
 impl Image for RbdImage {
+    /// Each request waits a network round trip to the OSDs; like `rbd
+    /// import` (10 in flight), keep several going.
+    fn queue_depth(&self) -> usize {
+        8
+    }
+
     fn describe(&self) -> String {
         describe(&self.pool, &self.name, self.snap.as_deref())
     }

@@ -71,6 +71,11 @@ pub fn copy(
     progress: &dyn Progress,
 ) -> Result<CopyStats> {
     let segments = plan.segments();
+    let depth = src.queue_depth().max(dst.queue_depth());
+    let opts = CopyOptions {
+        threads: opts.threads.max(depth),
+        ..opts
+    };
     let job = Job {
         src,
         dst,

@@ -83,6 +83,12 @@ pub trait Image: Send + Sync {
     fn io_granularity(&self) -> u64 {
         4096
     }
+    /// How many requests this backend wants in flight to reach its speed:
+    /// local files and stores are CPU-bound (the engine's default suffices),
+    /// network backends are latency-bound.
+    fn queue_depth(&self) -> usize {
+        1
+    }
 }
 
 /// Snapshot operations of an image (librbd's `rbd_snap_*`).

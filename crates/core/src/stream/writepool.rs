@@ -1,10 +1,10 @@
 //! A small pool of writer threads with a bounded set of buffers, so an
 //! import keeps several writes in flight even when its input is a pipe.
 //!
-//! Ordering: jobs normally ascend and never overlap, so they run in any
-//! order. A job that starts below the highest end submitted so far (rbd does
-//! not enforce record order) first waits for every earlier job: overlapping
-//! writes then land in stream order.
+//! Ordering: jobs that do not overlap run in any order (the final image is
+//! the same). A job that overlaps one still in flight (rbd does not enforce
+//! record order) first waits for it: overlapping writes land in stream order,
+//! while an unordered but disjoint stream keeps every writer busy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -50,11 +50,11 @@ struct Shared {
 /// The caller's side of the pool (see [`with_pool`]).
 pub struct WritePool<'s> {
     jobs: Option<Sender<Job>>,
-    done: Receiver<()>,
+    done: Receiver<(u64, u64)>,
     bufs: Receiver<Vec<u8>>,
     shared: &'s Shared,
-    outstanding: usize,
-    high_water: u64,
+    /// Ranges of the jobs queued or running (a few: the queue is bounded).
+    in_flight: Vec<(u64, u64)>,
 }
 
 /// Runs `f` with a pool of writers on `target`; every job has finished when
@@ -68,7 +68,7 @@ pub fn with_pool<T>(
         error: Mutex::new(None),
     };
     let (job_tx, job_rx) = bounded::<Job>(WRITERS * 2);
-    let (done_tx, done_rx) = unbounded::<()>();
+    let (done_tx, done_rx) = unbounded::<(u64, u64)>();
     let (buf_tx, buf_rx) = bounded::<Vec<u8>>(BUFFERS);
     for _ in 0..BUFFERS {
         let _ = buf_tx.send(Vec::new()); // cannot fail: there is room
@@ -86,8 +86,7 @@ pub fn with_pool<T>(
             done: done_rx,
             bufs: buf_rx,
             shared: &shared,
-            outstanding: 0,
-            high_water: 0,
+            in_flight: Vec::new(),
         };
         let result = f(&mut pool);
         let finished = pool.finish();
@@ -99,11 +98,12 @@ pub fn with_pool<T>(
 fn work(
     target: &dyn Image,
     jobs: Receiver<Job>,
-    done: Sender<()>,
+    done: Sender<(u64, u64)>,
     bufs: Sender<Vec<u8>>,
     sh: &Shared,
 ) {
     for job in jobs {
+        let range = job.range();
         if !sh.failed.load(Ordering::Acquire) {
             if let Err(e) = run_job(target, &job) {
                 let mut slot = sh.error.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,7 +114,7 @@ fn work(
         if let Job::Write { buf, .. } = job {
             let _ = bufs.send(buf);
         }
-        let _ = done.send(());
+        let _ = done.send(range);
     }
 }
 
@@ -145,25 +145,33 @@ impl WritePool<'_> {
     /// Queues `job`; fails early if an earlier job failed.
     pub fn submit(&mut self, job: Job) -> Result<()> {
         self.check()?;
-        while self.done.try_recv().is_ok() {
-            self.outstanding -= 1;
+        while let Ok(range) = self.done.try_recv() {
+            self.retire(range);
         }
         let (start, end) = job.range();
-        if start < self.high_water {
-            self.barrier()?;
+        while self.in_flight.iter().any(|&(s, e)| s < end && start < e) {
+            let range = self.done.recv().map_err(|_| stopped())?;
+            self.retire(range);
         }
-        self.high_water = self.high_water.max(end);
+        self.check()?;
         let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
         jobs.send(job).map_err(|_| stopped())?;
-        self.outstanding += 1;
+        self.in_flight.push((start, end));
         Ok(())
+    }
+
+    /// Forgets one finished job with this range.
+    fn retire(&mut self, range: (u64, u64)) {
+        if let Some(i) = self.in_flight.iter().position(|&r| r == range) {
+            self.in_flight.swap_remove(i);
+        }
     }
 
     /// Waits until every queued job has run; reports the first failure.
     pub fn barrier(&mut self) -> Result<()> {
-        while self.outstanding > 0 {
-            self.done.recv().map_err(|_| stopped())?;
-            self.outstanding -= 1;
+        while !self.in_flight.is_empty() {
+            let range = self.done.recv().map_err(|_| stopped())?;
+            self.retire(range);
         }
         self.check()
     }

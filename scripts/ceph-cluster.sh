@@ -70,7 +70,11 @@ have_packages() {
     for tool in ceph-mon ceph-osd ceph rbd ceph-authtool monmaptool; do
         command -v "$tool" >/dev/null 2>&1 || return 1
     done
-    ldconfig -p | grep -q 'librbd\.so\.1' && ldconfig -p | grep -q 'librados\.so\.2'
+    # Not `ldconfig -p | grep -q`: grep exits at the first match, ldconfig
+    # then dies of SIGPIPE and pipefail turns that into a spurious failure.
+    local libs
+    libs=$(ldconfig -p)
+    grep -q 'librbd\.so\.1' <<<"$libs" && grep -q 'librados\.so\.2' <<<"$libs"
 }
 
 # --- helpers bound to DIR ----------------------------------------------------
@@ -195,7 +199,7 @@ start_osd() {
     wait_for "osd.0 to be up" osd_up
 }
 
-osd_up() { c_ceph osd dump | grep -q '^osd\.0 up'; }
+osd_up() { local dump; dump=$(c_ceph osd dump) && grep -q '^osd\.0 up' <<<"$dump"; }
 
 make_pools() {
     local pool

@@ -65,13 +65,31 @@ impl From<rusqlite::Error> for SetupError {
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers run while another process writes.
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    let mode = switch_to_wal(conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "catalog database did not switch to WAL mode");
     }
     // FULL: in WAL mode, NORMAL may lose the last commits on power loss, and
     // the Catalog contract says each call is durable when it returns.
     conn.pragma_update(None, "synchronous", "FULL")
+}
+
+/// Switches to WAL. SQLite answers SQLITE_BUSY to a journal-mode change
+/// without calling the busy handler while another connection is opening
+/// the same new database, so retry here, within the same busy timeout.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Brings the schema up to [`VERSION`]; refuses a newer one.

@@ -13,6 +13,9 @@ pub struct Cli {
     /// Catalog database [default: $XDG_DATA_HOME/blockback/catalog.sqlite].
     #[arg(long, global = true, env = "BLOCKBACK_CATALOG")]
     pub catalog: Option<PathBuf>,
+    /// Local store holding `local:IMAGE` volumes [default: --store, when local].
+    #[arg(long, global = true, env = "BLOCKBACK_VOLUME_STORE")]
+    pub volume_store: Option<PathBuf>,
     /// Machine-readable JSON output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -139,7 +142,7 @@ pub enum BackupCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Image file, block device, or `rbd:POOL/IMAGE[@SNAP]` to back up.
+    /// Image file, block device, `rbd:POOL/IMAGE[@SNAP]` or `local:IMAGE` to back up.
     pub source: String,
     /// Name recorded for the volume [default: the source's file name].
     #[arg(long)]
@@ -148,8 +151,14 @@ pub struct CreateArgs {
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
     /// Start a new chain with a full backup.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "incremental")]
     pub full: bool,
+    /// Fail instead of starting a new chain when the chain cannot continue.
+    #[arg(long)]
+    pub incremental: bool,
+    /// Backup snapshots kept on a source with snapshots, per chain.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub keep_source_snapshots: u16,
 }
 
 #[derive(Debug, Subcommand)]

@@ -41,6 +41,8 @@ impl StoreLocation {
 pub struct Config {
     pub store: StoreLocation,
     pub catalog: PathBuf,
+    /// The local store of `local:IMAGE` volumes, if any.
+    pub volume_store: Option<PathBuf>,
     pub json: bool,
     pub quiet: bool,
     pub store_ceph: ClusterConfig,
@@ -58,14 +60,25 @@ impl Config {
             None => data_dir()?.join("catalog.sqlite"),
         };
         let (store_ceph, volume_ceph) = ceph_configs(&cli.ceph)?;
+        let volume_store = match (&cli.volume_store, &store) {
+            (Some(p), _) => Some(absolute(p)?),
+            (None, StoreLocation::Local(p)) => Some(p.clone()),
+            (None, StoreLocation::Rbd(_)) => None,
+        };
         Ok(Config {
             store,
             catalog,
+            volume_store,
             json: cli.json,
             quiet: cli.quiet,
             store_ceph,
             volume_ceph,
         })
+    }
+
+    /// Block digests of backups live beside the catalog that records them.
+    pub fn digest_dir(&self) -> PathBuf {
+        self.catalog.with_extension("digests")
     }
 
     /// Volume lock files live beside the catalog they protect.

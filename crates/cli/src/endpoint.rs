@@ -81,16 +81,54 @@ fn open_local(path: &Path, create: bool) -> Result<LocalStore> {
 pub enum Volume {
     File(PathBuf),
     Rbd(RbdSpec),
+    /// An image of a local store (`local:IMAGE`, in --volume-store).
+    Local { store: PathBuf, image: String },
+}
+
+/// An opened backup source.
+pub struct Source {
+    pub image: Box<dyn Image>,
+    /// A HEAD with snapshots: the backup snapshots it and can go differential.
+    pub snapshot_capable: bool,
 }
 
 impl Volume {
-    pub fn parse(text: &str) -> Result<Self> {
+    /// Parses a volume; `local:` names an image of `volume_store`.
+    pub fn parse(text: &str, volume_store: Option<&Path>) -> Result<Self> {
         if RbdSpec::is_rbd(text) {
             let spec = RbdSpec::parse(text)?;
             spec.require_image()?;
             return Ok(Volume::Rbd(spec));
         }
+        if let Some(image) = text.strip_prefix("local:") {
+            let Some(store) = volume_store else {
+                bail!("{text}: local volumes need a local store; give --volume-store DIR");
+            };
+            if image.is_empty() || image.contains('/') || image.contains('@') {
+                bail!("{text}: give local:IMAGE (an image name of the local store, no snapshot)");
+            }
+            return Ok(Volume::Local {
+                store: store.to_path_buf(),
+                image: image.to_string(),
+            });
+        }
         Ok(Volume::File(absolute(Path::new(text))?))
+    }
+
+    /// The volume a catalog label names (the inverse of [`Volume::label`]).
+    pub fn from_label(label: &str) -> Result<Self> {
+        if let Some(rest) = label.strip_prefix("local:") {
+            if let Some((store, image)) = rest.rsplit_once('/') {
+                return Ok(Volume::Local {
+                    store: PathBuf::from(store),
+                    image: image.to_string(),
+                });
+            }
+        }
+        if RbdSpec::is_rbd(label) {
+            return Ok(Volume::Rbd(RbdSpec::parse(label)?));
+        }
+        Ok(Volume::File(PathBuf::from(label)))
     }
 
     /// Resolved name that identifies the volume across runs.
@@ -98,6 +136,7 @@ impl Volume {
         match self {
             Volume::File(p) => Ok(resolve_file(p)?.display().to_string()),
             Volume::Rbd(spec) => Ok(spec.to_string()),
+            Volume::Local { store, image } => Ok(format!("local:{}/{image}", store.display())),
         }
     }
 
@@ -108,21 +147,57 @@ impl Volume {
                 .file_name()
                 .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into()),
             Volume::Rbd(spec) => spec.image.clone().unwrap_or_default(),
+            Volume::Local { image, .. } => image.clone(),
         }
     }
 
-    /// Opens the volume read-only (a backup source).
-    pub fn open_source(
+    /// Opens the volume as a backup source: a HEAD with snapshots is opened
+    /// writable (the backup snapshots it), anything else read-only.
+    pub fn open_source(&self, ceph: &ClusterConfig, connections: &Connections) -> Result<Source> {
+        match self {
+            Volume::File(p) => Ok(Source {
+                image: Box::new(FileImage::open(resolve_file(p)?, false)?),
+                snapshot_capable: false,
+            }),
+            Volume::Rbd(spec) => {
+                let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
+                let name = spec.require_image()?;
+                Ok(match &spec.snap {
+                    Some(snap) => Source {
+                        image: pool.open_read_only(name, Some(snap))?,
+                        snapshot_capable: false,
+                    },
+                    None => Source {
+                        image: pool.open(name)?,
+                        snapshot_capable: true,
+                    },
+                })
+            }
+            // The local store takes snapshots through read-only handles, so
+            // the volume stays open for its own writers.
+            Volume::Local { store, image } => Ok(Source {
+                image: LocalStore::open(store)?.open_read_only(image, None)?,
+                snapshot_capable: true,
+            }),
+        }
+    }
+
+    /// The volume's HEAD, writable, when it exists and has snapshots (to
+    /// remove backup snapshots from it); `None` for files.
+    pub fn open_head(
         &self,
         ceph: &ClusterConfig,
         connections: &Connections,
-    ) -> Result<Box<dyn Image>> {
+    ) -> Result<Option<Box<dyn Image>>> {
         match self {
-            Volume::File(p) => Ok(Box::new(FileImage::open(resolve_file(p)?, false)?)),
-            Volume::Rbd(spec) => {
+            Volume::Rbd(spec) if spec.snap.is_none() => {
                 let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
-                Ok(pool.open_read_only(spec.require_image()?, spec.snap.as_deref())?)
+                Ok(Some(pool.open(spec.require_image()?)?))
             }
+            Volume::Local { store, image } => Ok(Some(
+                LocalStore::open(store)?.open_read_only(image, None)?,
+            )),
+            _ => Ok(None),
         }
     }
 }

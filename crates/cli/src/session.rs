@@ -6,7 +6,7 @@ use crate::progress::CliProgress;
 use anyhow::Result;
 use blockback_catalog::SqliteCatalog;
 use blockback_core::catalog::BackupRecord;
-use blockback_core::engine::{Engine, LockDir};
+use blockback_core::engine::{DigestDir, Engine, LockDir};
 use blockback_core::image::Pool;
 
 pub struct Session {
@@ -35,6 +35,7 @@ impl Session {
         Engine::new(
             &self.catalog,
             LockDir::new(self.config.lock_dir()),
+            DigestDir::new(self.config.digest_dir()),
             &self.progress,
         )
     }

@@ -6,26 +6,33 @@ use crate::output::{bytes, emit};
 use crate::session::Session;
 use anyhow::{bail, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord};
-use blockback_core::engine::{BackupRequest, RestoreReport};
-use blockback_core::image::Pool;
-use blockback_rbd::RbdSpec;
+use blockback_core::engine::{BackupRequest, ChainMode, RestoreReport, RestoreTarget};
+use blockback_core::image::{Image, ImageError, Pool};
+use blockback_core::progress::Progress;
+use blockback_core::store::LocalStore;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
-    let volume = Volume::parse(&args.source)?;
+    let volume = Volume::parse(&args.source, session.config.volume_store.as_deref())?;
     let source_label = volume.label()?;
     let metadata = parse_meta(&args.meta)?;
     let source = volume.open_source(&session.config.volume_ceph, &session.connections)?;
     let store = session.store(true)?;
     let request = BackupRequest {
-        source: source.as_ref(),
+        source: source.image.as_ref(),
+        snapshot_source: source.snapshot_capable,
         source_label,
         volume_name: args.name.clone().unwrap_or_else(|| volume.short_name()),
         store: store.pool(),
         store_label: session.config.store.label(),
         metadata,
-        force_full: args.full,
+        mode: match (args.full, args.incremental) {
+            (true, _) => ChainMode::Full,
+            (_, true) => ChainMode::Incremental,
+            _ => ChainMode::Auto,
+        },
+        keep_source_snapshots: usize::from(args.keep_source_snapshots),
     };
     let record = session.engine().backup(&request)?;
     emit(session.config.json, &record, || {
@@ -45,14 +52,29 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
 pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
     let record = resolve_backup(&session.catalog, backup)?;
     let store = session.store_of(&record)?;
-    let report = match Volume::parse(target)? {
+    let volume = Volume::parse(target, session.config.volume_store.as_deref())?;
+    let report = match &volume {
         Volume::File(path) => session
             .engine()
-            .restore_to_path(&record, store.pool(), &path)?,
-        Volume::Rbd(spec) => restore_to_rbd(session, &record, store.pool(), &spec)?,
+            .restore_to_path(&record, store.pool(), path)?,
+        Volume::Rbd(spec) => {
+            if spec.snap.is_some() {
+                bail!("restore target {spec} names a snapshot; snapshots are read-only, give rbd:POOL/IMAGE");
+            }
+            let pool = session
+                .connections
+                .get(&session.config.volume_ceph)?
+                .open_pool(&spec.pool)?;
+            restore_to_pool(session, &record, store.pool(), &pool, spec.require_image()?, &volume)?
+        }
+        Volume::Local { store: dir, image } => {
+            let pool = LocalStore::open(dir)?;
+            restore_to_pool(session, &record, store.pool(), &pool, image, &volume)?
+        }
     };
     let json = serde_json::json!({
         "backup": record.id, "target": report.target, "created": report.created,
+        "differential": report.differential,
         "bytes_read": report.bytes_read, "bytes_written": report.bytes_written,
         "excess_zeroed": report.excess_zeroed, "checksum": report.checksum,
     });
@@ -67,35 +89,29 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
     })
 }
 
-/// Restores into an RBD image: a new one (only non-zero extents written)
-/// or an existing one (only differing regions written).
-fn restore_to_rbd(
+/// Restores into an image of a pool (RBD or local store): a new one, or
+/// an existing one (differential when it is empty and not the source).
+fn restore_to_pool(
     session: &Session,
     record: &BackupRecord,
     store: &dyn Pool,
-    spec: &RbdSpec,
+    pool: &dyn Pool,
+    name: &str,
+    volume: &Volume,
 ) -> Result<RestoreReport> {
-    if spec.snap.is_some() {
-        bail!(
-            "restore target {spec} names a snapshot; snapshots are read-only, give rbd:POOL/IMAGE"
-        );
-    }
-    let name = spec.require_image()?;
     let source = store.open_read_only(&record.image, Some(&record.snapshot))?;
-    let pool = session
-        .connections
-        .get(&session.config.volume_ceph)?
-        .open_pool(&spec.pool)?;
     let engine = session.engine();
+    let label = volume.label()?;
     if pool.exists(name)? {
-        let target = pool.open(name)?;
-        return Ok(engine.restore_into(record, source.as_ref(), target.as_ref(), false)?);
+        let image = pool.open(name)?;
+        let target = RestoreTarget { image: image.as_ref(), label, is_new: false };
+        return Ok(engine.restore_into(record, source.as_ref(), &target)?);
     }
     pool.create(name, record.size)?;
-    let result = pool
-        .open(name)
-        .map_err(Into::into)
-        .and_then(|target| engine.restore_into(record, source.as_ref(), target.as_ref(), true));
+    let result = pool.open(name).map_err(Into::into).and_then(|image| {
+        let target = RestoreTarget { image: image.as_ref(), label, is_new: true };
+        engine.restore_into(record, source.as_ref(), &target)
+    });
     if result.is_err() {
         let _ = pool.remove(name);
     }
@@ -107,10 +123,48 @@ pub fn delete(session: &Session, backup: &str, retry_delay: f64) -> Result<()> {
         bail!("--retry-delay {retry_delay}: give seconds between 0 and 3600");
     }
     let record = resolve_backup(&session.catalog, backup)?;
-    let store = session.store_of(&record)?;
     let mut engine = session.engine();
     engine.retry.delay = Duration::from_secs_f64(retry_delay);
-    engine.delete(&record, store.pool())?;
+    let store = match session.store_of(&record) {
+        Ok(store) => store,
+        Err(e) if is_not_found(&e) => {
+            engine.forget(&record, &format!("{e:#}"))?;
+            return emit_deleted(session, &record);
+        }
+        Err(e) => return Err(e),
+    };
+    let source = open_source_head(session, &record);
+    let snaps = source.as_ref().and_then(|s| s.snapshots());
+    engine.delete(&record, store.pool(), snaps)?;
+    emit_deleted(session, &record)
+}
+
+/// The backup's source volume, to remove its backup snapshot; `None` (with
+/// a note) when it has no snapshots or cannot be opened.
+fn open_source_head(session: &Session, record: &BackupRecord) -> Option<Box<dyn Image>> {
+    let opened = Volume::from_label(&record.source)
+        .and_then(|v| v.open_head(&session.config.volume_ceph, &session.connections));
+    match opened {
+        Ok(head) => head,
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => {
+            session.progress.note(&format!(
+                "cannot open source {} to remove snapshot {}: {e:#}",
+                record.source, record.snapshot
+            ));
+            None
+        }
+    }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<ImageError>()
+            .is_some_and(ImageError::is_not_found)
+    })
+}
+
+fn emit_deleted(session: &Session, record: &BackupRecord) -> Result<()> {
     emit(
         session.config.json,
         &serde_json::json!({ "deleted": record.id }),

@@ -10,7 +10,7 @@ use blockback_core::catalog::{resolve_backup, Catalog};
 pub fn list(session: &Session, source: Option<&str>) -> Result<()> {
     let mut backups = session.catalog.list_backups(None)?;
     if let Some(source) = source {
-        let volume = Volume::parse(source)?;
+        let volume = Volume::parse(source, session.config.volume_store.as_deref())?;
         let wanted = volume.label().unwrap_or_else(|_| source.to_string());
         backups.retain(|b| b.source == wanted);
     }

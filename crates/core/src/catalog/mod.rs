@@ -3,8 +3,10 @@
 //! The engine records every backup here; `blockback-catalog` implements it
 //! on SQLite. Times are Unix seconds (UTC) as `f64`.
 
+mod memory;
 mod record;
 
+pub use memory::MemoryCatalog;
 pub use record::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
 
 use uuid::Uuid;

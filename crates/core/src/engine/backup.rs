@@ -1,15 +1,19 @@
-//! `backup create`: a full transfer of the source into its chain's base
-//! image, then a snapshot of the base that publishes the backup.
+//! `backup create`: the chain choice, the record's life cycle, and the
+//! path of sources without snapshots (files, block devices).
 //!
 //! A volume's backups form a chain in one base image
-//! (`volume-<vid>.backup.<first bid>`), one snapshot per backup. The next
-//! backup continues the chain when the latest available backup's snapshot
-//! is still on the base; unchanged data is then deduplicated by the store.
+//! (`volume-<vid>.backup.<first bid>`), one snapshot per backup; the base
+//! snapshot publishes the backup's data, the catalog record (set available
+//! last) publishes the backup. Sources without snapshots are read whole
+//! into the base HEAD (the store deduplicates unchanged data); sources with
+//! snapshots go through [`super::snapshotted`].
 
-use super::copy::{copy, CopyOptions};
+use super::chain::{Chain, ChainMode};
+use super::copy::{copy, CopyOptions, CopyStats};
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
+use crate::checksum::BlockDigests;
 use crate::image::{Image, Pool};
 use crate::naming;
 use std::collections::BTreeMap;
@@ -18,29 +22,35 @@ use uuid::Uuid;
 
 /// What to back up, and where.
 pub struct BackupRequest<'r> {
+    /// The volume's HEAD; opened writable when it has snapshots, since the
+    /// backup snapshots it.
     pub source: &'r dyn Image,
+    /// `source` is a HEAD whose snapshots the backup may use (false for a
+    /// snapshot opened read-only, or to force the whole-read path).
+    pub snapshot_source: bool,
     /// The source, resolved: identifies the volume across runs.
     pub source_label: String,
     pub volume_name: String,
     pub store: &'r dyn Pool,
     pub store_label: String,
     pub metadata: BTreeMap<String, String>,
-    /// Start a new chain even when the current one could continue.
-    pub force_full: bool,
+    pub mode: ChainMode,
+    /// Backup snapshots kept on a source with snapshots, per chain (at least 1).
+    pub keep_source_snapshots: usize,
 }
 
-/// Where the backup goes: the chain it continues, or a new one.
-struct ChainChoice {
-    image: String,
-    parent: Option<Uuid>,
-    created_base: bool,
+/// What a finished transfer leaves for the record.
+pub(super) struct Transferred {
+    /// The base HEAD written, to be snapshotted through the same handle.
+    pub base: Box<dyn Image>,
+    pub stats: CopyStats,
+    pub digests: Option<BlockDigests>,
 }
 
 impl Engine<'_> {
     /// Backs up `req.source`; returns the record of the available backup.
     pub fn backup(&self, req: &BackupRequest<'_>) -> EngineResult<BackupRecord> {
-        let size = req.source.size()?;
-        if size == 0 {
+        if req.source.size()? == 0 {
             return Err(EngineError::ZeroSize(req.source_label.clone()));
         }
         let volume = self.volume_for(req)?;
@@ -51,14 +61,27 @@ impl Engine<'_> {
                 volume: volume.id.to_string(),
                 source_name: req.source_label.clone(),
             })?;
-        let id = Uuid::new_v4();
-        let chain = self.choose_chain(req, &volume, id)?;
-        let mut record = new_record(req, &volume, id, size, &chain);
-        self.catalog.insert_backup(&record)?;
-        match self.transfer(req, &mut record) {
-            Ok(()) => Ok(record),
-            Err(cause) => Err(self.fail(req.store, &mut record, cause)),
+        let snaps = req.source.snapshots().filter(|_| req.snapshot_source);
+        let chain =
+            self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)?;
+        if let Chain::New {
+            reason: Some(reason),
+        } = &chain
+        {
+            if req.mode == ChainMode::Incremental {
+                return Err(EngineError::ChainBroken(reason.clone()));
+            }
+            self.progress
+                .note(&format!("starting a new chain with a full backup: {reason}"));
         }
+        let id = Uuid::new_v4();
+        let mut record = new_record(req, &volume, id, &chain)?;
+        self.catalog.insert_backup(&record)?;
+        match snaps {
+            Some(snaps) => self.backup_snapshotted(req, snaps, chain, &mut record)?,
+            None => self.backup_whole(req, &mut record)?,
+        }
+        Ok(record)
     }
 
     fn volume_for(&self, req: &BackupRequest<'_>) -> EngineResult<VolumeRecord> {
@@ -75,47 +98,20 @@ impl Engine<'_> {
         Ok(volume)
     }
 
-    fn choose_chain(
-        &self,
-        req: &BackupRequest<'_>,
-        volume: &VolumeRecord,
-        id: Uuid,
-    ) -> EngineResult<ChainChoice> {
-        let latest = self
-            .catalog
-            .list_backups(Some(volume.id))?
-            .into_iter()
-            .rfind(|b| b.status == BackupStatus::Available && b.store == req.store_label);
-        let new_chain = ChainChoice {
-            image: naming::chain_base_name(&volume.id.to_string(), &id.to_string()),
-            parent: None,
-            created_base: true,
-        };
-        let Some(latest) = latest else {
-            return Ok(new_chain);
-        };
-        if req.force_full {
-            self.progress
-                .note("full backup requested: starting a new chain");
-            return Ok(new_chain);
-        }
-        match chain_continues(req.store, &latest) {
-            Ok(()) => Ok(ChainChoice {
-                image: latest.image,
-                parent: Some(latest.id),
-                created_base: false,
-            }),
-            Err(reason) => {
-                self.progress.note(&format!(
-                    "starting a new chain with a full backup: {reason}"
-                ));
-                Ok(new_chain)
-            }
-        }
+    /// A source without snapshots: read whole into the base HEAD.
+    fn backup_whole(&self, req: &BackupRequest<'_>, record: &mut BackupRecord) -> EngineResult<()> {
+        let result = self.transfer_whole(req, record).and_then(|t| {
+            snapshot_base(t.base.as_ref(), record)?;
+            self.publish(req.store, record, t)
+        });
+        result.map_err(|cause| self.fail(req.store, record, cause, &[]))
     }
 
-    fn transfer(&self, req: &BackupRequest<'_>, record: &mut BackupRecord) -> EngineResult<()> {
-        let before = req.store.usage().ok().flatten();
+    fn transfer_whole(
+        &self,
+        req: &BackupRequest<'_>,
+        record: &BackupRecord,
+    ) -> EngineResult<Transferred> {
         if record.created_base {
             req.store.create(&record.image, record.size)?;
         }
@@ -124,19 +120,55 @@ impl Engine<'_> {
             base.resize(record.size)?;
         }
         let plan = TransferPlan::full(req.source)?;
-        self.progress.begin("backup", plan.size);
         let opts = CopyOptions {
             target_is_zero: record.created_base,
             ..self.copy
         };
-        let stats = copy(req.source, base.as_ref(), &plan, opts, self.progress)?;
+        let stats = self.run_copy("backup", req.source, base.as_ref(), &plan, opts)?;
+        Ok(Transferred {
+            base,
+            stats,
+            digests: None,
+        })
+    }
+
+    /// Copies with progress reporting.
+    pub(super) fn run_copy(
+        &self,
+        label: &str,
+        src: &dyn Image,
+        dst: &dyn Image,
+        plan: &TransferPlan,
+        opts: CopyOptions,
+    ) -> EngineResult<CopyStats> {
+        self.progress.begin(label, plan.size);
+        let stats = copy(src, dst, plan, opts, self.progress);
         self.progress.end();
-        snapshot_base(base.as_ref(), &record.snapshot)?;
-        let after = req.store.usage().ok().flatten();
-        record.bytes_read = stats.bytes_read;
-        record.bytes_written = stats.bytes_written;
-        record.bytes_stored = after.zip(before).map_or(0, |(a, b)| a.saturating_sub(b));
-        record.checksum = stats.checksum;
+        Ok(stats?)
+    }
+
+    /// Records a transferred and snapshotted backup as available.
+    pub(super) fn publish(
+        &self,
+        store: &dyn Pool,
+        record: &mut BackupRecord,
+        t: Transferred,
+    ) -> EngineResult<()> {
+        let checksum = match &t.digests {
+            Some(d) => Some(d.checksum()),
+            None => t.stats.checksum.clone(),
+        };
+        if let Some(d) = &t.digests {
+            self.digests.save(record.id, d)?;
+        }
+        record.bytes_read = t.stats.bytes_read;
+        record.bytes_written = t.stats.bytes_written;
+        record.bytes_stored = store
+            .usage()
+            .ok()
+            .flatten()
+            .map_or(0, |after| after.saturating_sub(record.bytes_stored));
+        record.checksum = checksum;
         record.status = BackupStatus::Available;
         record.pid = None;
         record.completed_at = Some(unix_now());
@@ -145,13 +177,24 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Marks the backup failed and removes what it created; returns the
-    /// original cause (cleanup problems are appended, never substituted).
-    fn fail(&self, store: &dyn Pool, record: &mut BackupRecord, cause: EngineError) -> EngineError {
+    /// Marks the backup failed and removes what it created (its snapshot on
+    /// `source_snaps` among them); returns the original cause (cleanup
+    /// problems are appended to the recorded message, never substituted).
+    pub(super) fn fail(
+        &self,
+        store: &dyn Pool,
+        record: &mut BackupRecord,
+        cause: EngineError,
+        cleanup_notes: &[String],
+    ) -> EngineError {
         let mut message = cause.to_string();
+        for note in cleanup_notes {
+            message.push_str(&format!(" ({note})"));
+        }
         if let Err(e) = undo_partial_backup(store, record) {
             message.push_str(&format!(" (cleanup also failed: {e})"));
         }
+        let _ = self.digests.remove(record.id);
         record.status = BackupStatus::Error;
         record.error = Some(message);
         record.pid = None;
@@ -167,78 +210,64 @@ fn new_record(
     req: &BackupRequest<'_>,
     volume: &VolumeRecord,
     id: Uuid,
-    size: u64,
-    chain: &ChainChoice,
-) -> BackupRecord {
+    chain: &Chain,
+) -> EngineResult<BackupRecord> {
+    let size = req.source.size()?;
     let now = unix_now();
     let mut metadata = req.metadata.clone();
     metadata.insert("volume.name".into(), volume.name.clone());
     metadata.insert("volume.size".into(), size.to_string());
-    BackupRecord {
+    let (image, parent) = match chain {
+        Chain::Continue { parent, .. } => (parent.image.clone(), Some(parent.id)),
+        Chain::New { .. } => (
+            naming::chain_base_name(&volume.id.to_string(), &id.to_string()),
+            None,
+        ),
+    };
+    Ok(BackupRecord {
         id,
         volume_id: volume.id,
         source: req.source_label.clone(),
         size,
-        parent: chain.parent,
-        kind: if chain.parent.is_some() {
-            BackupKind::Incremental
-        } else {
-            BackupKind::Full
+        parent,
+        kind: match parent {
+            Some(_) => BackupKind::Incremental,
+            None => BackupKind::Full,
         },
         status: BackupStatus::Creating,
         store: req.store_label.clone(),
-        image: chain.image.clone(),
+        image,
         snapshot: naming::backup_snap_name(&id.to_string(), SystemTime::now()),
         bytes_read: 0,
         bytes_written: 0,
-        bytes_stored: 0,
+        // The store's usage before the backup, until `publish` sets the growth.
+        bytes_stored: req.store.usage().ok().flatten().unwrap_or(0),
         checksum: None,
         created_at: now,
         updated_at: now,
         completed_at: None,
         error: None,
         pid: Some(std::process::id()),
-        created_base: chain.created_base,
+        created_base: parent.is_none(),
         metadata,
-    }
+    })
 }
 
-/// Why the chain of `latest` cannot continue, if it cannot.
-fn chain_continues(store: &dyn Pool, latest: &BackupRecord) -> Result<(), String> {
-    let base = match store.open_read_only(&latest.image, None) {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() => return Err(format!("base image {} is gone", latest.image)),
-        Err(e) => return Err(e.to_string()),
-    };
-    let snaps = base
-        .snapshots()
-        .ok_or("the store has no snapshots")?
-        .list()
-        .map_err(|e| e.to_string())?;
-    if snaps.iter().any(|s| s.name == latest.snapshot) {
-        Ok(())
-    } else {
-        Err(format!(
-            "snapshot {} of the previous backup is missing on {}",
-            latest.snapshot, latest.image
-        ))
-    }
-}
-
-fn snapshot_base(base: &dyn Image, name: &str) -> EngineResult<()> {
+/// Records the base's HEAD as the backup's snapshot (which flushes it).
+pub(super) fn snapshot_base(base: &dyn Image, record: &BackupRecord) -> EngineResult<()> {
     let snaps = base.snapshots().ok_or_else(|| {
         EngineError::Invalid(format!(
             "backup store image {} has no snapshots",
             base.describe()
         ))
     })?;
-    snaps.create(name)?;
+    snaps.create(&record.snapshot)?;
     Ok(())
 }
 
-/// Removes what a failed or interrupted backup created: its snapshot, and
-/// its base image when it created it; otherwise rolls the base HEAD back to
-/// the chain's latest snapshot so the chain stays continuable.
+/// Removes what a failed or interrupted backup created in the store: its
+/// snapshot, and its base image when it created it; otherwise rolls the base
+/// HEAD back to the chain's latest snapshot so the chain stays continuable.
 pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
     let base = match store.open(&record.image) {
         Ok(b) => b,

@@ -23,6 +23,9 @@ pub struct CopyOptions {
     pub target_is_zero: bool,
     /// Read the target first and write only what differs.
     pub compare_target: bool,
+    /// Return the digests of every checksum block the plan touches, even
+    /// when it does not cover the volume (incremental transfers).
+    pub block_digests: bool,
 }
 
 impl Default for CopyOptions {
@@ -32,6 +35,7 @@ impl Default for CopyOptions {
             threads: cores + 1,
             target_is_zero: false,
             compare_target: false,
+            block_digests: false,
         }
     }
 }
@@ -43,6 +47,9 @@ pub struct CopyStats {
     pub bytes_written: u64,
     /// Set when the plan covered the whole volume.
     pub checksum: Option<String>,
+    /// Digests of the checksum blocks the plan touched, by block offset,
+    /// ascending (empty unless hashing was asked for or implied).
+    pub digests: Vec<(u64, [u8; 32])>,
 }
 
 #[derive(Default)]
@@ -82,27 +89,31 @@ pub fn copy(
         opts,
         unit: dst.io_granularity().max(1),
         size: plan.size,
-        hash: plan.covers_volume,
+        hash: plan.covers_volume || opts.block_digests,
         counters: Counters::default(),
         progress,
     };
-    let digests = run_workers(&job, &segments)?;
+    let mut digests = run_workers(&job, &segments)?;
+    digests.sort_unstable_by_key(|d| d.0);
     let checksum = plan
         .covers_volume
-        .then(|| ordered_checksum(plan.size, digests))
+        .then(|| ordered_checksum(plan.size, &digests))
         .flatten();
     Ok(CopyStats {
         bytes_read: job.counters.read.into_inner(),
         bytes_written: job.counters.written.into_inner(),
         checksum,
+        digests,
     })
 }
 
-fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<BTreeMap<u64, Vec<[u8; 32]>>> {
+type Digests = Vec<(u64, [u8; 32])>;
+
+fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<Digests> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
-    let digests = Mutex::new(BTreeMap::new());
+    let digests = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..job.opts.threads.max(1) {
             scope.spawn(|| {
@@ -112,11 +123,7 @@ fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<BTreeMap<u64, Vec<
                         break;
                     };
                     match copy_segment(job, seg, &mut bufs) {
-                        Ok(d) => {
-                            if job.hash {
-                                lock(&digests).insert(seg.offset, d);
-                            }
-                        }
+                        Ok(d) => lock(&digests).extend(d),
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
                             lock(&first_error).get_or_insert(e);
@@ -136,11 +143,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn ordered_checksum(size: u64, digests: BTreeMap<u64, Vec<[u8; 32]>>) -> Option<String> {
+fn ordered_checksum(size: u64, digests: &[(u64, [u8; 32])]) -> Option<String> {
     let mut sum = VolumeChecksum::new(size);
-    for (_, blocks) in digests {
-        blocks.iter().for_each(|d| sum.push(d));
-    }
+    digests.iter().for_each(|(_, d)| sum.push(d));
     sum.finish()
 }
 
@@ -150,33 +155,22 @@ struct Buffers {
     target: Vec<u8>,
 }
 
-/// Reads, hashes and writes one segment; returns its block digests.
-fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Vec<[u8; 32]>> {
-    let span = seg.span() as usize;
+/// Reads, hashes and writes one segment; returns the digests of the
+/// checksum blocks it touches (none when not hashing).
+fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Digests> {
     bufs.data.resize(SEGMENT as usize, 0);
-    let buf = &mut bufs.data[..span];
-    for part in &seg.parts {
-        let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
-        match part.kind {
-            ExtentKind::Data => job.src.read_at(part.offset, &mut buf[rel])?,
-            ExtentKind::Zero => zero_block_edges(&mut buf[rel], part.offset),
-        }
-    }
     let digests = if job.hash {
-        segment_digests(seg, buf)
+        read_blocks(job, seg, &mut bufs.data)?
     } else {
+        read_parts(job, seg, &mut bufs.data)?;
         Vec::new()
     };
     for part in &seg.parts {
         let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
         match part.kind {
             ExtentKind::Data => {
-                job.counters.read.fetch_add(part.len, Ordering::Relaxed);
-                let hashed = Hashed {
-                    base: seg.offset,
-                    digests: &digests,
-                };
-                write_data(job, part.offset, &buf[rel], &hashed, &mut bufs.target)?;
+                let hashed = Hashed { digests: &digests };
+                write_data(job, part.offset, &bufs.data[rel], &hashed, &mut bufs.target)?;
             }
             ExtentKind::Zero => write_zero(job, *part, &mut bufs.target)?,
         }
@@ -185,55 +179,113 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Vec<
     Ok(digests)
 }
 
-/// Zeroes the parts of a zero extent that share a checksum block with data:
-/// blocks lying wholly inside zero extents are never hashed (they get the
-/// precomputed zero digest) nor written, so their bytes need no clearing.
-fn zero_block_edges(buf: &mut [u8], offset: u64) {
-    let block = CHECKSUM_BLOCK as usize;
-    let head = ((block - (offset % CHECKSUM_BLOCK) as usize) % block).min(buf.len());
-    let tail_start = head + (buf.len() - head) / block * block;
-    buf[..head].fill(0);
-    buf[tail_start..].fill(0);
+/// Reads the data parts of a segment into `buf` (not hashing).
+fn read_parts(job: &Job<'_>, seg: &Segment, buf: &mut [u8]) -> Result<()> {
+    for part in seg.parts.iter().filter(|p| p.kind == ExtentKind::Data) {
+        let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
+        job.src.read_at(part.offset, &mut buf[rel])?;
+        job.counters.read.fetch_add(part.len, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
-/// Checksum block digests of a segment whose parts cover it entirely.
-fn segment_digests(seg: &Segment, buf: &[u8]) -> Vec<[u8; 32]> {
-    buf.chunks(CHECKSUM_BLOCK as usize)
-        .enumerate()
-        .map(|(i, block)| {
-            let start = seg.offset + i as u64 * CHECKSUM_BLOCK;
-            if only_zero_parts(seg, start, block.len() as u64) {
-                zero_block_digest(block.len() as u64)
+/// Reads every checksum block the segment's parts touch, whole, into `buf`
+/// and returns their digests. Blocks lying wholly inside zero parts are
+/// neither read nor hashed (they get the precomputed zero digest); a block
+/// only partly changed is read whole, since its digest covers all of it.
+fn read_blocks(job: &Job<'_>, seg: &Segment, buf: &mut [u8]) -> Result<Digests> {
+    let blocks = touched_blocks(seg, job.size);
+    let mut i = 0;
+    while i < blocks.len() {
+        if blocks[i].all_zero {
+            i += 1;
+            continue;
+        }
+        let start = blocks[i].offset;
+        let mut end = blocks[i].end;
+        while i + 1 < blocks.len() && !blocks[i + 1].all_zero && blocks[i + 1].offset == end {
+            i += 1;
+            end = blocks[i].end;
+        }
+        let rel = (start - seg.offset) as usize..(end - seg.offset) as usize;
+        job.src.read_at(start, &mut buf[rel])?;
+        job.counters.read.fetch_add(end - start, Ordering::Relaxed);
+        i += 1;
+    }
+    Ok(blocks
+        .iter()
+        .map(|b| {
+            let digest = if b.all_zero {
+                zero_block_digest(b.end - b.offset)
             } else {
-                block_digest(block)
+                let rel = (b.offset - seg.offset) as usize..(b.end - seg.offset) as usize;
+                block_digest(&buf[rel])
+            };
+            (b.offset, digest)
+        })
+        .collect())
+}
+
+/// A checksum block a segment touches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TouchedBlock {
+    offset: u64,
+    end: u64,
+    /// Wholly covered by zero parts.
+    all_zero: bool,
+}
+
+/// The checksum blocks (clipped to `size`) that `seg`'s parts touch, ascending.
+fn touched_blocks(seg: &Segment, size: u64) -> Vec<TouchedBlock> {
+    // Per block of the segment: bytes covered by zero parts, or None once
+    // a data part touches it.
+    let mut zero_cover: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    for part in &seg.parts {
+        let mut block = part.offset - part.offset % CHECKSUM_BLOCK;
+        while block < part.end() {
+            let overlap = part.end().min(block + CHECKSUM_BLOCK) - part.offset.max(block);
+            let entry = zero_cover.entry(block).or_insert(Some(0));
+            *entry = match (part.kind, *entry) {
+                (ExtentKind::Zero, Some(covered)) => Some(covered + overlap),
+                _ => None,
+            };
+            block += CHECKSUM_BLOCK;
+        }
+    }
+    zero_cover
+        .into_iter()
+        .map(|(offset, cover)| {
+            let end = (offset + CHECKSUM_BLOCK).min(size);
+            TouchedBlock {
+                offset,
+                end,
+                all_zero: cover == Some(end - offset),
             }
         })
         .collect()
 }
 
-fn only_zero_parts(seg: &Segment, start: u64, len: u64) -> bool {
-    seg.parts
-        .iter()
-        .filter(|p| p.offset < start + len && p.end() > start)
-        .all(|p| p.kind == ExtentKind::Zero)
-}
-
-/// Checksum block digests of a segment starting at `base` (empty when the
-/// transfer computes no checksum).
+/// The digests of the blocks a segment touched (empty when the transfer
+/// computes none), for backends that reuse them.
 struct Hashed<'d> {
-    base: u64,
-    digests: &'d [[u8; 32]],
+    digests: &'d [(u64, [u8; 32])],
 }
 
 impl Hashed<'_> {
-    /// The digests of the blocks `at..at+len` covers, if `at` starts a block.
-    fn of(&self, at: u64, len: usize) -> Option<&[[u8; 32]]> {
+    /// The digests of the blocks `at..at+len` covers, if `at` starts a block
+    /// and all of them were hashed.
+    fn of(&self, at: u64, len: usize) -> Option<Vec<[u8; 32]>> {
         if self.digests.is_empty() || !at.is_multiple_of(CHECKSUM_BLOCK) {
             return None;
         }
-        let first = ((at - self.base) / CHECKSUM_BLOCK) as usize;
+        let first = self.digests.binary_search_by_key(&at, |d| d.0).ok()?;
         let count = (len as u64).div_ceil(CHECKSUM_BLOCK) as usize;
-        self.digests.get(first..first + count)
+        let run = self.digests.get(first..first + count)?;
+        let contiguous = run
+            .iter()
+            .enumerate()
+            .all(|(i, d)| d.0 == at + i as u64 * CHECKSUM_BLOCK);
+        contiguous.then(|| run.iter().map(|d| d.1).collect())
     }
 }
 
@@ -253,7 +305,7 @@ fn write_data(
         let bytes = &data[run.start..run.start + run.len];
         if !run.zero {
             match hashed.of(at, run.len) {
-                Some(digests) => job.dst.write_digested(at, bytes, digests)?,
+                Some(digests) => job.dst.write_digested(at, bytes, &digests)?,
                 None => job.dst.write_at(at, bytes)?,
             }
             job.counters

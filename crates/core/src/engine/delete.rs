@@ -1,11 +1,14 @@
 //! `backup delete`: removes the backup's snapshot from its chain's base, and
-//! the base once no backup snapshots remain. Only the backup's own recorded
-//! base is ever touched: never a fallback name that may belong to another.
+//! the base once no backup snapshots remain; then the backup's snapshot on
+//! its source volume (no backup needs it any more) and its block digests.
+//! Only the backup's own recorded base is ever touched: never a fallback
+//! name that may belong to another backup. Any backup of a chain can go,
+//! in any order: each one is just a snapshot of the base.
 
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine};
 use crate::catalog::{BackupRecord, BackupStatus};
-use crate::image::{ImageError, Pool};
+use crate::image::{ImageError, Pool, Snapshots};
 use crate::naming::parse_backup_snap;
 use std::time::Duration;
 
@@ -45,7 +48,14 @@ impl RetryPolicy {
 impl Engine<'_> {
     /// Deletes `backup` from `store` and the catalog. A missing base or
     /// pool is reported as a note; the catalog entry goes anyway.
-    pub fn delete(&self, backup: &BackupRecord, store: &dyn Pool) -> EngineResult<()> {
+    /// `source_snaps`: the snapshots of the backup's source volume, when it
+    /// has them and could be opened.
+    pub fn delete(
+        &self,
+        backup: &BackupRecord,
+        store: &dyn Pool,
+        source_snaps: Option<&dyn Snapshots>,
+    ) -> EngineResult<()> {
         let _lock = self
             .locks
             .try_lock(&backup.volume_id.to_string())?
@@ -72,8 +82,39 @@ impl Engine<'_> {
             }
             Ok(()) => {}
         }
+        self.remove_source_snapshot(&record, source_snaps);
+        self.digests.remove(record.id)?;
         self.catalog.remove_backup(record.id)?;
         Ok(())
+    }
+
+    /// Forgets a backup whose store is gone (e.g. its pool was removed).
+    pub fn forget(&self, backup: &BackupRecord, why: &str) -> EngineResult<()> {
+        self.progress
+            .note(&format!("{why}; removing the catalog entry of backup {} anyway", backup.id));
+        self.digests.remove(backup.id)?;
+        self.catalog.remove_backup(backup.id)?;
+        Ok(())
+    }
+
+    /// The source snapshot of a deleted backup pins space and serves no
+    /// backup; problems are notes (the source may be gone or unreachable).
+    fn remove_source_snapshot(&self, record: &BackupRecord, snaps: Option<&dyn Snapshots>) {
+        let Some(snaps) = snaps else { return };
+        let present = snaps
+            .list()
+            .map(|l| l.iter().any(|s| s.name == record.snapshot));
+        let result = match present {
+            Ok(true) => self.retry.run(|| snaps.remove(&record.snapshot)),
+            Ok(false) => return,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            self.progress.note(&format!(
+                "source snapshot {} of backup {} left in place: {e}",
+                record.snapshot, record.id
+            ));
+        }
     }
 
     fn remove_from_store(&self, record: &BackupRecord, store: &dyn Pool) -> EngineResult<()> {
@@ -97,9 +138,12 @@ impl Engine<'_> {
         if let Some(snap) = own.first() {
             self.retry.run(|| snaps.remove(&snap.name))?;
         }
-        let others_left = list.iter().any(|s| !own.iter().any(|o| o.name == s.name));
+        let backups_left = list
+            .iter()
+            .filter(|s| parse_backup_snap(&s.name).is_some())
+            .any(|s| !own.iter().any(|o| o.name == s.name));
         drop(base);
-        if !others_left {
+        if !backups_left {
             self.retry.run(|| store.remove(&record.image))?;
         }
         Ok(())

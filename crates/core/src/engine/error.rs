@@ -42,6 +42,8 @@ pub enum EngineError {
     },
     #[error("backup {id} has no snapshot on {image}; its data is gone")]
     SnapshotMissing { id: String, image: String },
+    #[error("the backup chain cannot continue: {0}; run without --incremental to start a new chain with a full backup")]
+    ChainBroken(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

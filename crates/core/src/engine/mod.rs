@@ -2,25 +2,33 @@
 //! traits and the catalog trait. One file per operation.
 
 mod backup;
+mod chain;
+#[doc(hidden)]
+pub mod conformance;
 pub mod copy;
 mod delete;
+mod digests;
 mod error;
 mod lock;
 pub mod plan;
 mod recover;
+mod prune;
 mod restore;
 mod sink;
+mod snapshotted;
 mod verify;
 pub mod zero;
 
 pub use backup::BackupRequest;
+pub use chain::ChainMode;
 pub use copy::{copy, CopyOptions, CopyStats};
 pub use delete::RetryPolicy;
+pub use digests::DigestDir;
 pub use error::{EngineError, EngineResult};
 pub use lock::{LockDir, VolumeLock};
 pub use plan::TransferPlan;
 pub use recover::Recovered;
-pub use restore::RestoreReport;
+pub use restore::{differential_restore_allowed, RestoreFacts, RestoreReport, RestoreTarget};
 pub use sink::NullImage;
 pub use verify::VerifyOutcome;
 
@@ -32,16 +40,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct Engine<'a> {
     pub catalog: &'a dyn Catalog,
     pub locks: LockDir,
+    /// Block digests of the backups incrementals may continue from.
+    pub digests: DigestDir,
     pub progress: &'a dyn Progress,
     pub copy: CopyOptions,
     pub retry: RetryPolicy,
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(catalog: &'a dyn Catalog, locks: LockDir, progress: &'a dyn Progress) -> Self {
+    pub fn new(
+        catalog: &'a dyn Catalog,
+        locks: LockDir,
+        digests: DigestDir,
+        progress: &'a dyn Progress,
+    ) -> Self {
         Engine {
             catalog,
             locks,
+            digests,
             progress,
             copy: CopyOptions::default(),
             retry: RetryPolicy::default(),

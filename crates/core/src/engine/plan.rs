@@ -1,6 +1,6 @@
 //! What a transfer must do: which extents of the volume to copy or zero.
 
-use crate::image::{Extent, ExtentKind, Image, Result};
+use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
 
 /// Work unit of a transfer: reads and writes of at most this many bytes,
 /// aligned so that no store chunk or checksum block straddles two units.
@@ -113,8 +113,70 @@ pub fn fill_gaps(data: &[Extent], size: u64) -> Vec<Extent> {
     out
 }
 
+/// Whether `image` reports, since `from_snap`, an extent matching `pred`;
+/// stops at the first one.
+pub fn any_extent(
+    image: &dyn Image,
+    from_snap: Option<&str>,
+    pred: impl Fn(&Extent) -> bool,
+) -> Result<bool> {
+    const FOUND: &str = "stop: an extent matched";
+    let size = image.size()?;
+    let walk = image.changed_extents(from_snap, 0..size, &mut |e| match pred(&e) {
+        true => Err(ImageError::Invalid {
+            what: String::new(),
+            why: FOUND.into(),
+        }),
+        false => Ok(()),
+    });
+    match walk {
+        Err(ImageError::Invalid { why, .. }) if why == FOUND => Ok(true),
+        Err(e) => Err(e),
+        Ok(()) => Ok(false),
+    }
+}
+
+/// `extents` (ascending, non-overlapping) with `data` laid over them:
+/// whatever `data` covers becomes one data extent.
+pub fn overlay_data(extents: Vec<Extent>, data: Extent) -> Vec<Extent> {
+    let mut out = Vec::with_capacity(extents.len() + 2);
+    for e in extents {
+        if e.end() <= data.offset || e.offset >= data.end() {
+            out.push(e);
+            continue;
+        }
+        if e.offset < data.offset {
+            out.push(Extent { len: data.offset - e.offset, ..e });
+        }
+        if e.end() > data.end() {
+            out.push(Extent {
+                offset: data.end(),
+                len: e.end() - data.end(),
+                kind: e.kind,
+            });
+        }
+    }
+    out.push(data);
+    out.sort_by_key(|e| e.offset);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn overlaid_data_replaces_what_it_covers() {
+        let extents = vec![Extent::zero(0, 10), Extent::data(20, 10), Extent::zero(40, 5)];
+        assert_eq!(
+            overlay_data(extents, Extent::data(5, 20)),
+            vec![
+                Extent::zero(0, 5),
+                Extent::data(5, 20),
+                Extent::data(25, 5),
+                Extent::zero(40, 5)
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,144 @@
+//! Whether a backup continues its volume's chain, and why not.
+//!
+//! A chain continues from the volume's latest available backup in the same
+//! store when its snapshot is still on the chain's base. For a source with
+//! snapshots the incremental transfers only what changed between the two
+//! source snapshots, so more must hold: the snapshot is still on the source,
+//! the base's HEAD is unchanged since it (`rbd import-diff` does not check
+//! this and silently diverges), and its block digests are at hand.
+
+use super::error::EngineResult;
+use super::Engine;
+use crate::catalog::{BackupRecord, BackupStatus};
+use crate::checksum::BlockDigests;
+use crate::image::{Image, Pool, Snapshots};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChainMode {
+    /// Continue the chain when possible, otherwise start a new one.
+    #[default]
+    Auto,
+    /// Always start a new chain.
+    Full,
+    /// Continue the chain or fail.
+    Incremental,
+}
+
+/// The chain a backup goes to.
+pub(super) enum Chain {
+    Continue {
+        parent: BackupRecord,
+        /// The parent's block digests (snapshot sources only).
+        digests: Option<BlockDigests>,
+    },
+    /// A new chain; `reason` says why the old one could not continue.
+    New { reason: Option<String> },
+}
+
+impl Engine<'_> {
+    /// The chain of a backup of `volume` into `store_label`.
+    /// `source_snaps`: the source's snapshots, for a source that has them.
+    pub(super) fn choose_chain(
+        &self,
+        volume: uuid::Uuid,
+        store: &dyn Pool,
+        store_label: &str,
+        mode: ChainMode,
+        source_snaps: Option<&dyn Snapshots>,
+    ) -> EngineResult<Chain> {
+        let latest = self
+            .catalog
+            .list_backups(Some(volume))?
+            .into_iter()
+            .rfind(|b| b.status == BackupStatus::Available && b.store == store_label);
+        let Some(latest) = latest else {
+            return Ok(Chain::New { reason: None });
+        };
+        if mode == ChainMode::Full {
+            return Ok(Chain::New {
+                reason: Some("a full backup was requested".into()),
+            });
+        }
+        let checked = match source_snaps {
+            None => base_has_snapshot(store, &latest).map(|_| None),
+            Some(snaps) => self.differential_ready(store, &latest, snaps).map(Some),
+        };
+        Ok(match checked {
+            Ok(digests) => Chain::Continue {
+                parent: latest,
+                digests,
+            },
+            Err(reason) => Chain::New {
+                reason: Some(reason),
+            },
+        })
+    }
+
+    /// Checks everything an incremental from `latest` needs; returns its
+    /// digests, or why it cannot be done.
+    fn differential_ready(
+        &self,
+        store: &dyn Pool,
+        latest: &BackupRecord,
+        source_snaps: &dyn Snapshots,
+    ) -> Result<BlockDigests, String> {
+        let base = base_has_snapshot(store, latest)?;
+        let on_source = source_snaps.list().map_err(|e| e.to_string())?;
+        if !on_source.iter().any(|s| s.name == latest.snapshot) {
+            return Err(format!(
+                "snapshot {} of the previous backup is missing on the source",
+                latest.snapshot
+            ));
+        }
+        head_unchanged(base.as_ref(), latest)?;
+        let checksum = latest.checksum.as_deref().unwrap_or_default();
+        self.digests.load(latest.id, checksum).ok_or_else(|| {
+            format!(
+                "the block digests of the previous backup {} are missing",
+                latest.id
+            )
+        })
+    }
+}
+
+/// Opens `latest`'s base (HEAD, read-only) and checks that its snapshot is there.
+fn base_has_snapshot(store: &dyn Pool, latest: &BackupRecord) -> Result<Box<dyn Image>, String> {
+    let base = match store.open_read_only(&latest.image, None) {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Err(format!("base image {} is gone", latest.image)),
+        Err(e) => return Err(e.to_string()),
+    };
+    let snaps = base
+        .snapshots()
+        .ok_or("the store has no snapshots")?
+        .list()
+        .map_err(|e| e.to_string())?;
+    if snaps.iter().any(|s| s.name == latest.snapshot) {
+        Ok(base)
+    } else {
+        Err(format!(
+            "snapshot {} of the previous backup is missing on {}",
+            latest.snapshot, latest.image
+        ))
+    }
+}
+
+/// Fails when the base's HEAD differs from the snapshot of `latest`.
+fn head_unchanged(base: &dyn Image, latest: &BackupRecord) -> Result<(), String> {
+    let modified = || {
+        format!(
+            "base image {} was modified after snapshot {}",
+            latest.image, latest.snapshot
+        )
+    };
+    let size = base.size().map_err(|e| e.to_string())?;
+    if size != latest.size {
+        return Err(modified());
+    }
+    match super::plan::any_extent(base, Some(&latest.snapshot), |_| true) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(modified()),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,282 @@
+//! Backup checks: chains, broken chains, fallback, pruning.
+
+use super::support::{contents, ensure, is_injected, CheckResult, Ctx, Faulty, How, Vol, MIB};
+use crate::catalog::{BackupKind, BackupRecord, BackupStatus, Catalog};
+use crate::checksum::checksum_of;
+use crate::engine::{ChainMode, EngineError};
+use crate::naming::chain_base_name;
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// A backup that must succeed with `kind`.
+fn expect_backup(ctx: &Ctx<'_>, vol: &Vol, kind: BackupKind) -> Result<BackupRecord, String> {
+    let b = ctx.backup(vol).map_err(s)?;
+    ensure!(b.kind == kind, "backup {} is {}, expected {kind}", b.id, b.kind);
+    ensure!(
+        b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
+        "backup {} records checksum {:?}, the volume has {}",
+        b.id,
+        b.checksum,
+        checksum_of(&vol.mirror)
+    );
+    Ok(b)
+}
+
+/// A restore into a new empty volume must be differential and exact.
+fn expect_restores(ctx: &Ctx<'_>, b: &BackupRecord, expected: &[u8]) -> CheckResult {
+    let (report, target) = ctx.restore_new(b).map_err(s)?;
+    ensure!(report.differential, "restore of {} into an empty volume was not differential", b.id);
+    ensure!(contents(target.head.as_ref())? == expected, "restore of {} differs", b.id);
+    Ok(())
+}
+
+fn noted(ctx: &Ctx<'_>, what: &str) -> CheckResult {
+    let notes = ctx.notes.all();
+    ensure!(notes.iter().any(|n| n.contains(what)), "no note says {what:?}; notes: {notes:?}");
+    Ok(())
+}
+
+pub fn chain_of_five(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("chain", 12 * MIB)?;
+    vol.scribble(0, 3 * MIB as usize, 1)?;
+    vol.scribble(9 * MIB, 100_000, 2)?;
+    let mut points = Vec::new();
+    for i in 0..5u64 {
+        let mut changed = 0;
+        if i > 0 {
+            vol.scribble(i * 2 * MIB + 4096 * i, 65536 * i as usize, 10 + i as u8)?;
+            vol.write(i * MIB, &vec![0u8; 8192])?;
+            changed = 65536 * i + 8192;
+        }
+        let kind = if i == 0 { BackupKind::Full } else { BackupKind::Incremental };
+        let b = expect_backup(ctx, &vol, kind)?;
+        let limit = changed + changed / 5 + 64 * 1024;
+        ensure!(
+            i == 0 || b.bytes_written <= limit,
+            "incremental {i} wrote {} bytes for {changed} changed",
+            b.bytes_written
+        );
+        points.push((b, vol.mirror.clone()));
+    }
+    for (b, expected) in &points {
+        expect_restores(ctx, b, expected)?;
+        let mut full = ctx.volume("full", b.size)?;
+        full.scribble(MIB, 5 * MIB as usize, 99)?;
+        let report = ctx.restore_onto(b, &full, false).map_err(s)?;
+        ensure!(!report.differential, "restore onto data was differential");
+        ensure!(contents(full.head.as_ref())? == *expected, "full restore of {} differs", b.id);
+        ctx.engine().verify(b, ctx.store(0)).map_err(s)?;
+    }
+    ensure!(vol.backup_snaps() == [points[4].0.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    Ok(())
+}
+
+pub fn unchanged_transfers_nothing(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("same", 12 * MIB)?;
+    vol.scribble(MIB, 2 * MIB as usize, 3)?;
+    expect_backup(ctx, &vol, BackupKind::Full)?;
+    let b = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    ensure!(b.bytes_written == 0 && b.bytes_read == 0, "read {} wrote {}", b.bytes_read, b.bytes_written);
+    expect_restores(ctx, &b, &vol.mirror)
+}
+
+pub fn zero_size_refused(ctx: &Ctx<'_>) -> CheckResult {
+    let vol = ctx.volume("empty", 0)?;
+    match ctx.backup(&vol) {
+        Err(EngineError::ZeroSize(_)) => {}
+        other => return Err(format!("backup of a 0-byte volume: {other:?}")),
+    }
+    ensure!(ctx.catalog.list_backups(None).map_err(s)?.is_empty(), "a record was left");
+    ensure!(vol.backup_snaps().is_empty(), "a source snapshot was left");
+    Ok(())
+}
+
+/// Backs up, breaks the chain with `breaker`, changes the volume and checks
+/// that the next backup starts a new chain, noting `why`.
+fn broken_chain(ctx: &Ctx<'_>, breaker: impl Fn(&BackupRecord, &Vol) -> CheckResult, why: &str) -> CheckResult {
+    let mut vol = ctx.volume("broken", 12 * MIB)?;
+    vol.scribble(0, MIB as usize, 4)?;
+    let first = expect_backup(ctx, &vol, BackupKind::Full)?;
+    breaker(&first, &vol)?;
+    vol.scribble(5 * MIB, 70_000, 5)?;
+    let second = expect_backup(ctx, &vol, BackupKind::Full)?;
+    ensure!(second.image != first.image, "the new chain reuses {}", first.image);
+    ensure!(second.parent.is_none(), "a full backup has a parent");
+    noted(ctx, why)?;
+    expect_restores(ctx, &second, &vol.mirror)
+}
+
+pub fn snap_gone_on_source(ctx: &Ctx<'_>) -> CheckResult {
+    broken_chain(ctx, |b, vol| vol.snapshots().remove(&b.snapshot).map_err(s), "missing on the source")
+}
+
+pub fn snap_gone_on_base(ctx: &Ctx<'_>) -> CheckResult {
+    broken_chain(
+        ctx,
+        |b, _| {
+            let base = ctx.store(0).open(&b.image).map_err(s)?;
+            base.snapshots().ok_or("no snapshots")?.remove(&b.snapshot).map_err(s)
+        },
+        "is missing on",
+    )
+}
+
+pub fn base_head_modified(ctx: &Ctx<'_>) -> CheckResult {
+    broken_chain(
+        ctx,
+        |b, _| {
+            let base = ctx.store(0).open(&b.image).map_err(s)?;
+            base.write_at(7 * MIB, &[0xAB; 4096]).map_err(s)?;
+            base.flush().map_err(s)
+        },
+        "was modified after snapshot",
+    )
+}
+
+pub fn base_deleted(ctx: &Ctx<'_>) -> CheckResult {
+    broken_chain(
+        ctx,
+        |b, _| {
+            super::support::purge(ctx.store(0), &b.image);
+            Ok(())
+        },
+        "is gone",
+    )
+}
+
+pub fn incremental_mode_refuses(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("strict", 12 * MIB)?;
+    vol.scribble(0, MIB as usize, 6)?;
+    let first = expect_backup(ctx, &vol, BackupKind::Full)?;
+    vol.snapshots().remove(&first.snapshot).map_err(s)?;
+    let how = How { mode: ChainMode::Incremental, ..How::default() };
+    match ctx.backup_with(vol.head.as_ref(), &vol, how) {
+        Err(EngineError::ChainBroken(why)) => ensure!(why.contains("missing on the source"), "reason: {why}"),
+        other => return Err(format!("--incremental on a broken chain gave {other:?}")),
+    }
+    ensure!(ctx.catalog.list_backups(None).map_err(s)?.len() == 1, "a record was added");
+    ensure!(vol.backup_snaps().is_empty(), "a source snapshot was added: {:?}", vol.backup_snaps());
+    ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "the base changed");
+    Ok(())
+}
+
+pub fn full_mode_new_chain(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("forced", 12 * MIB)?;
+    vol.scribble(0, MIB as usize, 7)?;
+    let first = expect_backup(ctx, &vol, BackupKind::Full)?;
+    let how = How { mode: ChainMode::Full, ..How::default() };
+    let second = ctx.backup_with(vol.head.as_ref(), &vol, how).map_err(s)?;
+    ensure!(second.kind == BackupKind::Full && second.image != first.image, "not a new chain");
+    ensure!(vol.backup_snaps() == [second.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    expect_restores(ctx, &first, &vol.mirror)
+}
+
+/// A volume with a full backup and changes in two 4 MiB segments since.
+fn changed_after_backup(ctx: &Ctx<'_>) -> Result<(Vol, BackupRecord), String> {
+    let mut vol = ctx.volume("faulty", 12 * MIB)?;
+    vol.scribble(0, 2 * MIB as usize, 8)?;
+    let first = expect_backup(ctx, &vol, BackupKind::Full)?;
+    vol.scribble(100_000, 50_000, 9)?;
+    vol.scribble(9 * MIB, 50_000, 10)?;
+    Ok((vol, first))
+}
+
+pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
+    let (vol, first) = changed_after_backup(ctx)?;
+    let faulty = Faulty::new(vol.head.as_ref(), 1, 0);
+    let b = ctx.backup_with(&faulty, &vol, How::default()).map_err(s)?;
+    ensure!(b.kind == BackupKind::Full, "fallback recorded as {}", b.kind);
+    let own_base = chain_base_name(&b.volume_id.to_string(), &b.id.to_string());
+    ensure!(b.image == own_base, "fallback went to {}", b.image);
+    ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "old base: {:?}", ctx.base_snaps(0, &first.image));
+    ensure!(vol.backup_snaps() == [b.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    noted(ctx, "falling back to a full backup")?;
+    expect_restores(ctx, &b, &vol.mirror)
+}
+
+pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
+    let (vol, first) = changed_after_backup(ctx)?;
+    let faulty = Faulty::new(vol.head.as_ref(), 2, 0);
+    let err = match ctx.backup_with(&faulty, &vol, How::default()) {
+        Err(e) => e.to_string(),
+        Ok(b) => return Err(format!("backup {} succeeded through broken reads", b.id)),
+    };
+    ensure!(is_injected(&err), "error does not carry the cause: {err}");
+    let records = ctx.catalog.list_backups(None).map_err(s)?;
+    let failed = records.iter().find(|b| b.id != first.id).ok_or("no record of the failure")?;
+    let message = failed.error.clone().unwrap_or_default();
+    ensure!(failed.status == BackupStatus::Error, "failed backup is {}", failed.status);
+    ensure!(is_injected(&message) && message.contains("full fallback failed too"), "recorded: {message}");
+    let new_base = chain_base_name(&failed.volume_id.to_string(), &failed.id.to_string());
+    ensure!(!ctx.base_exists(0, &new_base), "the fallback's base {new_base} was left");
+    ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "old base changed");
+    ensure!(vol.backup_snaps() == [first.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    // The chain is intact: the next backup continues it.
+    let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    expect_restores(ctx, &next, &vol.mirror)
+}
+
+pub fn source_snapshots_pruned(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("prune", 12 * MIB)?;
+    let foreign = format!("backup.{}.snap.5.0", uuid::Uuid::new_v4());
+    vol.snapshots().create("user-snap").map_err(s)?;
+    vol.snapshots().create(&foreign).map_err(s)?;
+    let mut last = Vec::new();
+    for i in 0..3u8 {
+        vol.scribble(u64::from(i) * MIB, 10_000, i)?;
+        last.push(ctx.backup(&vol).map_err(s)?);
+    }
+    let mut expected = vec![foreign.clone(), last[2].snapshot.clone()];
+    let mut kept = vol.backup_snaps();
+    kept.sort();
+    expected.sort();
+    ensure!(kept == expected, "keep 1: source has {kept:?}");
+    let how = How { keep: 2, ..How::default() };
+    vol.scribble(6 * MIB, 10_000, 40)?;
+    let fourth = ctx.backup_with(vol.head.as_ref(), &vol, how).map_err(s)?;
+    ensure!(fourth.kind == BackupKind::Incremental, "fourth is {}", fourth.kind);
+    let mut expected = vec![foreign, last[2].snapshot.clone(), fourth.snapshot.clone()];
+    let mut kept = vol.backup_snaps();
+    kept.sort();
+    expected.sort();
+    ensure!(kept == expected, "keep 2: source has {kept:?}");
+    let all = vol.snapshots().list().map_err(s)?;
+    ensure!(all.iter().any(|s| s.name == "user-snap"), "a user snapshot was removed");
+    Ok(())
+}
+
+pub fn read_only_source_twice(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("fromsnap", 12 * MIB)?;
+    vol.scribble(2 * MIB, MIB as usize, 11)?;
+    vol.snapshots().create("s1").map_err(s)?;
+    let at_s1 = vol.mirror.clone();
+    vol.scribble(0, 4096, 12)?;
+    let snap = ctx.fx.volumes().open_read_only(&vol.name, Some("s1")).map_err(s)?;
+    let how = How { snapshots: false, ..How::default() };
+    let a = ctx.backup_with(snap.as_ref(), &vol, how).map_err(s)?;
+    let b = ctx.backup_with(snap.as_ref(), &vol, how).map_err(s)?;
+    ensure!(a.image == b.image && a.snapshot != b.snapshot, "second backup of a snapshot: {b:?}");
+    expect_restores(ctx, &a, &at_s1)?;
+    expect_restores(ctx, &b, &at_s1)
+}
+
+pub fn two_stores(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("twostores", 12 * MIB)?;
+    let other = How { store: 1, ..How::default() };
+    vol.scribble(0, 100_000, 13)?;
+    ctx.backup(&vol).map_err(s)?;
+    ctx.backup_with(vol.head.as_ref(), &vol, other).map_err(s)?;
+    vol.scribble(8 * MIB, 100_000, 14)?;
+    let a = ctx.backup(&vol).map_err(s)?;
+    let b = ctx.backup_with(vol.head.as_ref(), &vol, other).map_err(s)?;
+    ensure!(a.kind == BackupKind::Incremental && b.kind == BackupKind::Incremental, "{} / {}", a.kind, b.kind);
+    let mut kept = vol.backup_snaps();
+    kept.sort();
+    let mut expected = vec![a.snapshot.clone(), b.snapshot.clone()];
+    expected.sort();
+    ensure!(kept == expected, "source has {kept:?}");
+    expect_restores(ctx, &a, &vol.mirror)?;
+    expect_restores(ctx, &b, &vol.mirror)
+}

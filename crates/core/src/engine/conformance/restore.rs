@@ -1,0 +1,92 @@
+//! Restore checks: size at the restore point, targets, snapshots left.
+
+use super::support::{contents, ensure, CheckResult, Ctx, MIB};
+use crate::engine::EngineError;
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+pub fn extended_volume(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("grow", 8 * MIB)?;
+    vol.scribble(MIB, MIB as usize, 20)?;
+    let small = ctx.backup(&vol).map_err(s)?;
+    let at_small = vol.mirror.clone();
+    vol.resize(12 * MIB + 4096)?;
+    vol.scribble(10 * MIB, 300_000, 21)?;
+    let large = ctx.backup(&vol).map_err(s)?;
+    ensure!(large.parent == Some(small.id), "the grown volume did not continue the chain");
+    ensure!(small.size == 8 * MIB && large.size == 12 * MIB + 4096, "sizes {} {}", small.size, large.size);
+    for (b, expected) in [(&small, &at_small), (&large, &vol.mirror)] {
+        let (_, target) = ctx.restore_new(b).map_err(s)?;
+        let got = contents(target.head.as_ref())?;
+        ensure!(got.len() == expected.len(), "restore of {} has {} bytes, expected {}", b.id, got.len(), expected.len());
+        ensure!(got == *expected, "restore of {} differs", b.id);
+    }
+    ctx.engine().verify(&small, ctx.store(0)).map_err(s)?;
+    Ok(())
+}
+
+pub fn no_backup_snapshots_left(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("nosnap", 12 * MIB)?;
+    vol.scribble(0, 500_000, 22)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let (report, target) = ctx.restore_new(&b).map_err(s)?;
+    ensure!(report.differential, "not differential");
+    let snaps = target.snapshots().list().map_err(s)?;
+    ensure!(snaps.is_empty(), "restored volume has snapshots {snaps:?}");
+    Ok(())
+}
+
+pub fn onto_source(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("original", 12 * MIB)?;
+    vol.scribble(0, 4 * MIB as usize, 23)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let expected = vol.mirror.clone();
+    vol.scribble(2 * MIB, 65536, 24)?;
+    let report = ctx.restore_onto(&b, &vol, false).map_err(s)?;
+    ensure!(!report.differential, "restore onto the source was differential");
+    ensure!(report.bytes_written <= 2 * 65536, "rewrote {} bytes for a 64 KiB change", report.bytes_written);
+    ensure!(contents(vol.head.as_ref())? == expected, "source differs after restore");
+    Ok(())
+}
+
+pub fn into_volume_with_data(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("src", 12 * MIB)?;
+    vol.scribble(3 * MIB, MIB as usize, 25)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let mut other = ctx.volume("busy", 12 * MIB)?;
+    other.scribble(0, 12 * MIB as usize, 26)?;
+    let report = ctx.restore_onto(&b, &other, false).map_err(s)?;
+    ensure!(!report.differential, "restore onto data was differential");
+    ensure!(contents(other.head.as_ref())? == vol.mirror, "target differs");
+    Ok(())
+}
+
+pub fn target_too_small(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("big", 12 * MIB)?;
+    vol.scribble(0, 4096, 27)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let mut small = ctx.volume("small", 8 * MIB)?;
+    small.scribble(0, 4096, 28)?;
+    match ctx.restore_onto(&b, &small, false) {
+        Err(EngineError::TargetTooSmall { .. }) => {}
+        other => return Err(format!("restore into a smaller volume: {other:?}")),
+    }
+    ensure!(contents(small.head.as_ref())? == small.mirror, "the refused target was changed");
+    Ok(())
+}
+
+pub fn larger_target(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("base", 8 * MIB)?;
+    vol.scribble(MIB, 10_000, 29)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let mut large = ctx.volume("large", 12 * MIB)?;
+    large.scribble(9 * MIB, 2 * MIB as usize, 30)?;
+    let report = ctx.restore_onto(&b, &large, false).map_err(s)?;
+    ensure!(report.excess_zeroed == 4 * MIB, "zeroed {}", report.excess_zeroed);
+    let mut expected = vol.mirror.clone();
+    expected.resize(12 * MIB as usize, 0);
+    ensure!(contents(large.head.as_ref())? == expected, "target differs");
+    Ok(())
+}

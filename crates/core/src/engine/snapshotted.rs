@@ -1,0 +1,212 @@
+//! Backups of sources with snapshots (RBD images, local-store images): the
+//! reference design's differential backup, done right.
+//!
+//! The source is snapshotted as `backup.<id>.snap.<time>`. Continuing a
+//! chain transfers only the extents changed between the previous backup's
+//! source snapshot and the new one into the base HEAD (which the chain
+//! check proved equal to the previous snapshot); a new chain copies the
+//! whole snapshot into a new base. The base then gets a snapshot of the
+//! same name. When an incremental transfer fails, exactly what this run
+//! created is removed and a full backup into a new chain is made instead.
+
+use super::backup::{snapshot_base, BackupRequest, Transferred};
+use super::chain::{Chain, ChainMode};
+use super::copy::CopyOptions;
+use super::error::{EngineError, EngineResult};
+use super::plan::overlay_data;
+use super::{unix_now, Engine, TransferPlan};
+use crate::catalog::{BackupKind, BackupRecord};
+use crate::checksum::{BlockDigests, CHECKSUM_BLOCK};
+use crate::image::{Extent, Image, Pool, Snapshots};
+use crate::naming;
+
+impl Engine<'_> {
+    pub(super) fn backup_snapshotted(
+        &self,
+        req: &BackupRequest<'_>,
+        snaps: &dyn Snapshots,
+        chain: Chain,
+        record: &mut BackupRecord,
+    ) -> EngineResult<()> {
+        if let Err(cause) = snaps.create(&record.snapshot) {
+            return Err(self.fail(req.store, record, cause.into(), &[]));
+        }
+        let first = self.transfer_chain(req, snaps, &chain, record);
+        let cause = match first {
+            Ok(()) => return Ok(()),
+            Err(cause) => cause,
+        };
+        let notes = self.undo_attempt(req.store, snaps, record);
+        let incremental = matches!(chain, Chain::Continue { .. });
+        if !incremental || req.mode == ChainMode::Incremental {
+            return Err(self.fail(req.store, record, cause, &notes));
+        }
+        self.progress.note(&format!(
+            "incremental transfer failed ({cause}); falling back to a full backup"
+        ));
+        self.restart_as_full(record)?;
+        let second = snaps
+            .create(&record.snapshot)
+            .map_err(EngineError::from)
+            .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
+        match second {
+            Ok(()) => Ok(()),
+            Err(again) => {
+                let mut notes = self.undo_attempt(req.store, snaps, record);
+                notes.insert(0, format!("the full fallback failed too: {again}"));
+                Err(self.fail(req.store, record, cause, &notes))
+            }
+        }
+    }
+
+    /// Transfers, snapshots the base, publishes, then prunes.
+    fn transfer_chain(
+        &self,
+        req: &BackupRequest<'_>,
+        snaps: &dyn Snapshots,
+        chain: &Chain,
+        record: &mut BackupRecord,
+    ) -> EngineResult<()> {
+        let source = snaps.open_snapshot(&record.snapshot)?;
+        let size = source.size()?;
+        if size == 0 {
+            return Err(EngineError::ZeroSize(req.source_label.clone()));
+        }
+        if size != record.size {
+            record.size = size;
+            record.metadata.insert("volume.size".into(), size.to_string());
+            self.catalog.update_backup(record)?;
+        }
+        let transferred = match chain {
+            Chain::Continue {
+                parent,
+                digests: Some(digests),
+            } => self.transfer_changes(req.store, source.as_ref(), parent, digests, record)?,
+            Chain::Continue { digests: None, .. } => {
+                return Err(EngineError::Invalid(
+                    "an incremental of a source with snapshots needs its parent's digests".into(),
+                ))
+            }
+            Chain::New { .. } => self.transfer_all(req.store, source.as_ref(), record)?,
+        };
+        snapshot_base(transferred.base.as_ref(), record)?;
+        self.publish(req.store, record, transferred)?;
+        self.prune_source_snapshots(snaps, record, req.keep_source_snapshots);
+        Ok(())
+    }
+
+    /// A new chain: the whole snapshot into a new base.
+    fn transfer_all(
+        &self,
+        store: &dyn Pool,
+        source: &dyn Image,
+        record: &BackupRecord,
+    ) -> EngineResult<Transferred> {
+        store.create(&record.image, record.size)?;
+        let base = store.open(&record.image)?;
+        let plan = TransferPlan::full(source)?;
+        let opts = CopyOptions {
+            target_is_zero: true,
+            ..self.copy
+        };
+        let stats = self.run_copy("backup", source, base.as_ref(), &plan, opts)?;
+        let digests = stats.digests.iter().map(|d| d.1).collect();
+        let digests = BlockDigests::from_vec(record.size, digests);
+        Ok(Transferred {
+            base,
+            stats,
+            digests,
+        })
+    }
+
+    /// Continues the chain: only the changes since the parent's snapshot.
+    fn transfer_changes(
+        &self,
+        store: &dyn Pool,
+        source: &dyn Image,
+        parent: &BackupRecord,
+        parent_digests: &BlockDigests,
+        record: &BackupRecord,
+    ) -> EngineResult<Transferred> {
+        let base = store.open(&record.image)?;
+        if base.size()? != record.size {
+            base.resize(record.size)?;
+        }
+        let plan = changes_plan(source, &parent.snapshot, parent.size, record.size)?;
+        let opts = CopyOptions {
+            block_digests: true,
+            ..self.copy
+        };
+        let stats = self.run_copy("backup", source, base.as_ref(), &plan, opts)?;
+        let mut digests = parent_digests.clone();
+        digests.resize(record.size);
+        for (offset, digest) in &stats.digests {
+            digests.set(*offset, *digest);
+        }
+        Ok(Transferred {
+            base,
+            stats,
+            digests: Some(digests),
+        })
+    }
+
+    /// Removes this attempt's snapshot from the source and its traces from
+    /// the store; returns notes on what could not be removed.
+    fn undo_attempt(
+        &self,
+        store: &dyn Pool,
+        snaps: &dyn Snapshots,
+        record: &BackupRecord,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Err(e) = super::backup::undo_partial_backup(store, record) {
+            notes.push(format!("cleanup of {} failed: {e}", record.image));
+        }
+        match snaps.remove(&record.snapshot) {
+            Err(e) if !e.is_not_found() => {
+                notes.push(format!("source snapshot {} left: {e}", record.snapshot))
+            }
+            _ => {}
+        }
+        notes
+    }
+
+    /// Turns `record` into the first backup of a new chain.
+    fn restart_as_full(&self, record: &mut BackupRecord) -> EngineResult<()> {
+        let (vid, id) = (record.volume_id.to_string(), record.id.to_string());
+        record.image = naming::chain_base_name(&vid, &id);
+        record.parent = None;
+        record.kind = BackupKind::Full;
+        record.created_base = true;
+        record.updated_at = unix_now();
+        self.catalog.update_backup(record)?;
+        Ok(())
+    }
+}
+
+/// The extents changed between snapshot `from` (of `from_size` bytes) and
+/// `source`. When the size changed, the block holding the old end is added:
+/// its digest covered a different length.
+fn changes_plan(
+    source: &dyn Image,
+    from: &str,
+    from_size: u64,
+    size: u64,
+) -> EngineResult<TransferPlan> {
+    let mut extents = Vec::new();
+    source.changed_extents(Some(from), 0..size, &mut |e| {
+        extents.push(e);
+        Ok(())
+    })?;
+    let edge = from_size.min(size);
+    if from_size != size && !edge.is_multiple_of(CHECKSUM_BLOCK) {
+        let start = edge - edge % CHECKSUM_BLOCK;
+        let end = (start + CHECKSUM_BLOCK).min(size);
+        extents = overlay_data(extents, Extent::data(start, end - start));
+    }
+    Ok(TransferPlan {
+        size,
+        extents,
+        covers_volume: false,
+    })
+}

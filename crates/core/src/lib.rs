@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod checksum;
 pub mod engine;
 pub mod image;
+pub mod metadata;
 pub mod naming;
 pub mod objects;
 pub mod progress;

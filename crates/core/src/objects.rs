@@ -22,9 +22,15 @@ pub fn object_what(pool: &str, name: &str) -> String {
     format!("object {name:?} in {pool}")
 }
 
+/// Name prefixes of librbd's own RADOS objects (`rbd_directory`,
+/// `rbd_header.<id>`, `rbd_data.<id>.*`, journals): in an RBD pool, putting
+/// or removing one of these would corrupt the images.
+pub const RESERVED_PREFIXES: [&str; 3] = ["rbd_", "journal.", "journal_data."];
+
 /// Checks an object name: 1..=255 bytes, no '/', no NUL, not starting with
 /// '.' (which also rules out "." and "..": the local store keeps its temp
-/// files under dot names).
+/// files under dot names), no [`RESERVED_PREFIXES`]. The rules are the same
+/// on every backend.
 pub fn check_object_name(pool: &str, name: &str) -> Result<()> {
     let why = if name.is_empty() || name.len() > MAX_OBJECT_NAME {
         format!("an object name must be 1 to {MAX_OBJECT_NAME} bytes")
@@ -32,6 +38,8 @@ pub fn check_object_name(pool: &str, name: &str) -> Result<()> {
         "an object name must not contain '/' or NUL".to_string()
     } else if name.starts_with('.') {
         "an object name must not start with '.'".to_string()
+    } else if let Some(p) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+        format!("object names starting with {p:?} are reserved for librbd's own objects")
     } else {
         return Ok(());
     };
@@ -85,6 +93,9 @@ mod tests {
         assert!(why(".").contains("'.'"));
         assert!(why("..").contains("'.'"));
         assert!(why(".tmp-x").contains("'.'"));
+        assert!(why("rbd_directory").contains("reserved"));
+        assert!(why("journal.abc").contains("reserved"));
+        check_object_name("p", "rbd-ok.journal").unwrap();
     }
 
     #[test]

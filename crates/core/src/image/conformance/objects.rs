@@ -130,7 +130,9 @@ fn bad_names_rejected(pool: &dyn Pool, prefix: &str) -> CheckResult {
     let slash = format!("{prefix}/slash");
     let nul = format!("{prefix}\0nul");
     let dot = format!(".{prefix}");
-    for name in ["", long.as_str(), &slash, &nul, &dot, ".", ".."] {
+    // rbd_directory: an RBD pool's image directory, which must survive.
+    let names = ["", &long, &slash, &nul, &dot, ".", "..", "rbd_directory"];
+    for name in names {
         bad_name_rejected(pool, name)?;
     }
     Ok(())

@@ -9,10 +9,10 @@
 //!
 //! Operators' existing pools hold objects Cinder wrote, so both directions
 //! follow Cinder: we write version 2 with Python's separators and key
-//! order; we read versions 1 and 2 (same layout; Cinder differs between
-//! them only in which fields it restores) and refuse any other version.
-//! Cinder omits empty sections, so a missing section reads as empty;
-//! unknown top-level keys are ignored, as Cinder does.
+//! order, leaving out empty sections as Cinder does; we read versions 1
+//! and 2 (same layout; Cinder differs between them only in which fields it
+//! restores) and refuse any other version. A missing section reads as
+//! empty; unknown top-level keys are ignored, as Cinder does.
 
 use crate::image::{ImageError, Pool};
 use serde::de::DeserializeOwned;
@@ -57,21 +57,26 @@ pub fn meta_object_name(backup_id: &str) -> String {
     format!("backup.{backup_id}.meta")
 }
 
-/// The wire layout, fields in Cinder's order.
+/// The wire layout, fields in Cinder's order; like Cinder, a section is
+/// only written when it has entries.
 #[derive(Serialize)]
 struct WireOut<'a> {
     version: u32,
-    #[serde(rename = "volume-base-metadata")]
+    #[serde(rename = "volume-base-metadata", skip_serializing_if = "is_empty")]
     volume_base: &'a BTreeMap<String, Value>,
-    #[serde(rename = "volume-metadata")]
+    #[serde(rename = "volume-metadata", skip_serializing_if = "is_empty")]
     volume: &'a BTreeMap<String, String>,
-    #[serde(rename = "volume-glance-metadata")]
+    #[serde(rename = "volume-glance-metadata", skip_serializing_if = "is_empty")]
     glance: &'a BTreeMap<String, String>,
 }
 
+fn is_empty<V>(map: &&BTreeMap<String, V>) -> bool {
+    map.is_empty()
+}
+
 impl BackupMetadata {
-    /// Version-2 JSON, as Cinder writes it (`{"version": 2, ...}`; all
-    /// three sections, empty ones as `{}`).
+    /// Version-2 JSON, as Cinder writes it: `{"version": 2, ...}` with the
+    /// non-empty sections, Python's separators, non-ASCII as UTF-8.
     pub fn to_json(&self) -> Vec<u8> {
         let wire = WireOut {
             version: METADATA_VERSION,

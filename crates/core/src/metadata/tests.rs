@@ -39,8 +39,19 @@ fn writes_version_2_with_pythons_layout() {
     let json = String::from_utf8(sample().to_json()).unwrap();
     assert_eq!(
         json,
-        r#"{"version": 2, "volume-base-metadata": {"id": "v1", "size": 1}, "volume-metadata": {"k": "v"}, "volume-glance-metadata": {}}"#
+        r#"{"version": 2, "volume-base-metadata": {"id": "v1", "size": 1}, "volume-metadata": {"k": "v"}}"#
     );
+    let mut all = sample();
+    all.glance.insert("é".into(), "[1, 2]".into());
+    let json = String::from_utf8(all.to_json()).unwrap();
+    assert!(
+        json.ends_with(
+            r#""volume-metadata": {"k": "v"}, "volume-glance-metadata": {"é": "[1, 2]"}}"#
+        ),
+        "{json}"
+    );
+    let empty = BackupMetadata::default().to_json();
+    assert_eq!(empty, br#"{"version": 2}"#);
 }
 
 #[test]

@@ -30,9 +30,13 @@ pub fn put(root: &Path, name: &str, data: &[u8]) -> Result<()> {
     let dir = ensure_dir(root)?;
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
     let linked = write_durably(&tmp, data).and_then(|()| link_new(&tmp, &dir.join(name), name));
-    let cleaned = std::fs::remove_file(&tmp).map_err(|e| StoreError::io_path(&tmp, e));
+    if let Err(e) = std::fs::remove_file(&tmp) {
+        // The object (if linked) is complete; a stray temp file is gc's.
+        if e.kind() != ErrorKind::NotFound {
+            tracing::warn!("cannot remove {}: {e}", tmp.display());
+        }
+    }
     linked?;
-    cleaned?;
     sync_dir(&dir)
 }
 

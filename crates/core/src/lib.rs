@@ -8,6 +8,8 @@
 //!   the image traits and the [`catalog::Catalog`] trait.
 //! - [`stream`]: Ceph's `rbd diff v1`/`v2` and `rbd image v2` formats.
 //! - [`progress`]: a progress trait the CLI and service implement.
+//! - [`objects`]: rules of the named write-once objects a [`image::Pool`]
+//!   stores beside its images; [`metadata`]: the backup metadata object.
 //!
 //! The on-disk format, crash-safety argument and locking rules are in
 //! `docs/design.md`.
@@ -16,7 +18,9 @@ pub mod catalog;
 pub mod checksum;
 pub mod engine;
 pub mod image;
+pub mod metadata;
 pub mod naming;
+pub mod objects;
 pub mod progress;
 pub mod store;
 pub mod stream;

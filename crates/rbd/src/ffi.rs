@@ -14,6 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use libloading::Library;
 
+/// librados.h: `rados_write_op_create` fails if the object exists.
+const LIBRADOS_CREATE_EXCLUSIVE: c_int = 1;
+
 /// A positive errno returned (negated) by librados or librbd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Errno(pub i32);
@@ -23,6 +26,7 @@ type IoctxT = *mut c_void;
 type ImageT = *mut c_void;
 type OptionsT = *mut c_void;
 type CompletionT = *mut c_void;
+type WriteOpT = *mut c_void;
 type DiffCb = extern "C" fn(u64, usize, c_int, *mut c_void) -> c_int;
 type ProgressCb = extern "C" fn(u64, u64, *mut c_void) -> c_int;
 type AioCb = Option<extern "C" fn(CompletionT, *mut c_void)>;
@@ -88,6 +92,14 @@ api_table! {
     rados rados_shutdown(RadosT);
     rados rados_ioctx_create(RadosT, *const c_char, *mut IoctxT) -> c_int;
     rados rados_ioctx_destroy(IoctxT);
+    rados rados_create_write_op() -> WriteOpT;
+    rados rados_release_write_op(WriteOpT);
+    rados rados_write_op_create(WriteOpT, c_int, *const c_char);
+    rados rados_write_op_write_full(WriteOpT, *const c_char, usize);
+    rados rados_write_op_operate(WriteOpT, IoctxT, *const c_char, *mut libc::time_t, c_int) -> c_int;
+    rados rados_stat(IoctxT, *const c_char, *mut u64, *mut libc::time_t) -> c_int;
+    rados rados_read(IoctxT, *const c_char, *mut c_char, usize, u64) -> c_int;
+    rados rados_remove(IoctxT, *const c_char) -> c_int;
     rbd rbd_version(*mut c_int, *mut c_int, *mut c_int);
     rbd rbd_image_options_create(*mut OptionsT);
     rbd rbd_image_options_destroy(OptionsT);
@@ -331,6 +343,66 @@ impl IoCtx {
     pub(crate) fn remove_image(&self, name: &CStr) -> Result<(), Errno> {
         // Safety: live ioctx, valid name.
         check(unsafe { (self.api.rbd_remove)(self.ptr, name.as_ptr()) })
+    }
+
+    /// Creates RADOS object `oid` holding `data`, in one write op (exclusive
+    /// create + write_full), which the OSD applies atomically: EEXIST when
+    /// the object exists (left unchanged), and never a partial object.
+    pub(crate) fn create_object(&self, oid: &CStr, data: &[u8]) -> Result<(), Errno> {
+        // Safety: the op is created, filled, run and released here; `data`
+        // and `oid` outlive the synchronous operate call.
+        unsafe {
+            let op = (self.api.rados_create_write_op)();
+            if op.is_null() {
+                return Err(Errno(libc::ENOMEM));
+            }
+            (self.api.rados_write_op_create)(op, LIBRADOS_CREATE_EXCLUSIVE, ptr::null());
+            (self.api.rados_write_op_write_full)(op, data.as_ptr().cast(), data.len());
+            let rc =
+                (self.api.rados_write_op_operate)(op, self.ptr, oid.as_ptr(), ptr::null_mut(), 0);
+            (self.api.rados_release_write_op)(op);
+            check(rc)
+        }
+    }
+
+    /// The size of RADOS object `oid` (`rados_stat`).
+    pub(crate) fn stat_object(&self, oid: &CStr) -> Result<u64, Errno> {
+        let mut size = 0;
+        // Safety: live ioctx, valid name and out-pointer; mtime not wanted.
+        check(unsafe {
+            (self.api.rados_stat)(self.ptr, oid.as_ptr(), &mut size, ptr::null_mut())
+        })?;
+        Ok(size)
+    }
+
+    /// One `rados_read` of up to `buf.len()` bytes at `offset`; returns the
+    /// bytes read (fewer at the object's end). `buf` must be under 2 GiB.
+    pub(crate) fn read_object(
+        &self,
+        oid: &CStr,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, Errno> {
+        if c_int::try_from(buf.len()).is_err() {
+            return Err(Errno(libc::EINVAL));
+        }
+        // Safety: `buf` is valid for `buf.len()` bytes of writes.
+        let rc = unsafe {
+            (self.api.rados_read)(
+                self.ptr,
+                oid.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset,
+            )
+        };
+        check(rc)?;
+        Ok(usize::try_from(rc).unwrap_or(0))
+    }
+
+    pub(crate) fn remove_object(&self, oid: &CStr) -> Result<(), Errno> {
+        // Safety: live ioctx, valid name.
+        check(unsafe { (self.api.rados_remove)(self.ptr, oid.as_ptr()) })
     }
 }
 

@@ -6,7 +6,8 @@
 //! unsafe code lives in `ffi`; the rest is safe wrappers:
 //!
 //! - [`ClusterConfig`] / [`Cluster`]: one client connection (`Arc`-shared);
-//! - [`RbdPool`]: a pool as a [`blockback_core::image::Pool`];
+//! - [`RbdPool`]: a pool as a [`blockback_core::image::Pool`], including
+//!   its named RADOS objects (`put_object`, `get_object`, `remove_object`);
 //! - [`RbdImage`]: an image (HEAD or snapshot) as an
 //!   [`Image`](blockback_core::image::Image) with
 //!   [`Snapshots`](blockback_core::image::Snapshots);
@@ -17,6 +18,7 @@ mod diff;
 mod error;
 mod ffi;
 mod image;
+mod objects;
 mod pool;
 mod snapshots;
 mod spec;

@@ -8,6 +8,7 @@ use crate::cluster::{cstr, Cluster};
 use crate::error::from_errno;
 use crate::ffi::{self, Errno, IoCtx};
 use crate::image::RbdImage;
+use crate::objects;
 use crate::spec::require_name;
 
 /// RBD image feature bits (librbd.h `RBD_FEATURE_*`).
@@ -201,6 +202,18 @@ impl Pool for RbdPool {
             },
             _ => from_errno(e, what),
         })
+    }
+
+    fn put_object(&self, name: &str, data: &[u8]) -> Result<()> {
+        objects::put(&self.io, &self.describe(), name, data)
+    }
+
+    fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        objects::get(&self.io, &self.describe(), name)
+    }
+
+    fn remove_object(&self, name: &str) -> Result<()> {
+        objects::remove(&self.io, &self.describe(), name)
     }
 }
 

@@ -11,16 +11,20 @@
 //! Cleaning up is the factory's job (e.g. a temp dir, or remembering the
 //! image names it created); checks remove the snapshots they created when
 //! they succeed.
+//!
+//! [`run_pool_object_suite`] is the separate, pool-level group for named
+//! objects ([`super::Pool::put_object`] and friends).
 
 mod basic;
 mod concurrency;
 mod extents;
 #[cfg(test)]
 mod mem;
+mod objects;
 mod snapshots;
 mod support;
 
-use super::Image;
+use super::{Image, Pool};
 
 /// Creates the images the suite runs against.
 pub trait ImageFactory {
@@ -110,4 +114,27 @@ fn run_selected(factory: &dyn ImageFactory, select: &dyn Fn(&str) -> bool) -> Ve
         .filter(|c| select(c.name))
         .filter_map(|c| (c.run)(factory).err().map(|e| format!("  {}: {e}", c.name)))
         .collect()
+}
+
+/// Runs every named-object check against `pool`; panics with one line per
+/// failed check. Object names get a per-run prefix, and each check removes
+/// what it wrote when it succeeds, so a long-lived pool can run it often.
+pub fn run_pool_object_suite(pool: &dyn Pool) {
+    let prefix = objects::run_prefix();
+    let failures: Vec<String> = objects::CHECKS
+        .iter()
+        .filter_map(|c| {
+            (c.run)(pool, &prefix)
+                .err()
+                .map(|e| format!("  {}: {e}", c.name))
+        })
+        .collect();
+    if !failures.is_empty() {
+        panic!(
+            "object conformance on {}: {} check(s) failed:\n{}",
+            pool.describe(),
+            failures.len(),
+            failures.join("\n")
+        );
+    }
 }

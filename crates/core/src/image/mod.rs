@@ -125,6 +125,35 @@ pub trait Pool: Send + Sync {
     fn usage(&self) -> Result<Option<u64>> {
         Ok(None)
     }
+    /// Stores object `name` (small write-once data beside the images, e.g.
+    /// `backup.<id>.meta`). Fails with [`ImageError::Exists`] when the
+    /// object is there (its content is left alone); never leaves a partial
+    /// object visible. Names and sizes follow [`crate::objects`]
+    /// (`Invalid` naming the object otherwise).
+    fn put_object(&self, name: &str, data: &[u8]) -> Result<()> {
+        let _ = data;
+        Err(crate::objects::unsupported(
+            &self.describe(),
+            name,
+            "put_object",
+        ))
+    }
+    /// The content of object `name`, or `None` when there is none.
+    fn get_object(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Err(crate::objects::unsupported(
+            &self.describe(),
+            name,
+            "get_object",
+        ))
+    }
+    /// Removes object `name`; a missing object is not an error.
+    fn remove_object(&self, name: &str) -> Result<()> {
+        Err(crate::objects::unsupported(
+            &self.describe(),
+            name,
+            "remove_object",
+        ))
+    }
 }
 
 /// Checks `offset..offset+len` against `size`, naming `what` on failure.

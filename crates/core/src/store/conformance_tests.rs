@@ -44,3 +44,9 @@ impl ImageFactory for StoreImages {
 fn conformance_small_chunks() {
     run_image_suite(&StoreImages::new(4096));
 }
+
+#[test]
+fn object_conformance() {
+    let images = StoreImages::new(4096);
+    crate::image::conformance::run_pool_object_suite(&images.store);
+}

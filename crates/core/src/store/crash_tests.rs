@@ -154,3 +154,68 @@ fn kill_9_during_gc_leaves_a_consistent_store() {
     drop(store);
     assert_eq!(check_store(dir.path()), 3);
 }
+
+fn object_content(n: u64) -> Vec<u8> {
+    let len = 256 * 1024 + (n % 7) * 100_003;
+    (0..len).map(|i| (i.wrapping_mul(31) ^ n) as u8).collect()
+}
+
+/// The object child: endless puts of obj.<n> (n counting on from what
+/// exists), a gc every few puts.
+#[test]
+#[ignore]
+fn crash_object_child() {
+    let Some(path) = std::env::var_os(ENV) else {
+        return;
+    };
+    let store = LocalStore::open(Path::new(&path)).unwrap();
+    let first = (0..)
+        .find(|n| store.get_object(&format!("obj.{n}")).unwrap().is_none())
+        .unwrap();
+    for n in first.. {
+        store
+            .put_object(&format!("obj.{n}"), &object_content(n))
+            .unwrap();
+        if n % 5 == 4 {
+            store.gc(&NoProgress).unwrap();
+        }
+    }
+}
+
+/// Objects 0..k exist whole, nothing after them; returns k.
+fn check_objects(path: &Path) -> u64 {
+    let store = LocalStore::open(path).unwrap();
+    let mut n = 0;
+    while let Some(data) = store.get_object(&format!("obj.{n}")).unwrap() {
+        assert!(data == object_content(n), "obj.{n} is not what was put");
+        n += 1;
+    }
+    for later in n + 1..n + 3 {
+        let name = format!("obj.{later}");
+        assert!(store.get_object(&name).unwrap().is_none(), "{name} exists");
+    }
+    n
+}
+
+#[test]
+fn kill_9_during_object_puts_leaves_whole_objects_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(LocalStore::init(dir.path(), InitOptions::default()).unwrap());
+    let mut count = 0;
+    for ms in [80u64, 210, 35, 150] {
+        run_and_kill(dir.path(), "crash_object_child", Duration::from_millis(ms));
+        count = check_objects(dir.path());
+        eprintln!("after kill at {ms} ms: {count} objects");
+    }
+    assert!(count > 0, "the child never put an object");
+    // gc removes the temp files of killed puts and keeps every object.
+    let store = LocalStore::open(dir.path()).unwrap();
+    store.gc(&NoProgress).unwrap();
+    let objects = dir.path().join(super::objects::OBJECTS_DIR);
+    for entry in std::fs::read_dir(objects).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(!name.to_string_lossy().starts_with('.'), "{name:?} left");
+    }
+    drop(store);
+    assert_eq!(check_objects(dir.path()), count);
+}

@@ -184,5 +184,6 @@ fn remove_leftovers(store: &Store) -> Result<u64> {
         }
     }
     removed += super::meta::remove_leftovers(&store.root)? as u64;
+    removed += super::objects::remove_leftovers(&store.root)? as u64;
     Ok(removed)
 }

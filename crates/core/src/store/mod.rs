@@ -13,6 +13,7 @@
 //! <store>/lock             store lock (writers shared, gc exclusive)
 //! <store>/packs/*.pack     sealed packs; *.part = being written (or garbage)
 //! <store>/images/<image>/  head.json, snaps/<snap>.json, lock
+//! <store>/objects/<name>    named write-once objects (backup metadata)
 //! ```
 
 mod blobs;
@@ -26,6 +27,7 @@ mod id;
 mod image;
 mod lock;
 mod meta;
+mod objects;
 mod pack;
 mod stats;
 mod tree;
@@ -170,6 +172,10 @@ impl LocalStore {
         e.into_image(self.what(image))
     }
 
+    fn object_err(&self, name: &str, e: StoreError) -> ImageError {
+        e.into_image(crate::objects::object_what(&self.describe(), name))
+    }
+
     #[cfg(test)]
     fn page_loads(&self) -> u64 {
         self.inner
@@ -280,5 +286,22 @@ impl Pool for LocalStore {
             }
         }
         Ok(Some(total))
+    }
+
+    fn put_object(&self, name: &str, data: &[u8]) -> ImageResult<()> {
+        let what = || crate::objects::object_what(&self.describe(), name);
+        crate::objects::check_object_name(&self.describe(), name)?;
+        crate::objects::check_object_size(what, data.len() as u64)?;
+        objects::put(&self.inner.root, name, data).map_err(|e| self.object_err(name, e))
+    }
+
+    fn get_object(&self, name: &str) -> ImageResult<Option<Vec<u8>>> {
+        crate::objects::check_object_name(&self.describe(), name)?;
+        objects::get(&self.inner.root, name).map_err(|e| self.object_err(name, e))
+    }
+
+    fn remove_object(&self, name: &str) -> ImageResult<()> {
+        crate::objects::check_object_name(&self.describe(), name)?;
+        objects::remove(&self.inner.root, name).map_err(|e| self.object_err(name, e))
     }
 }

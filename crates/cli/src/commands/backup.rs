@@ -9,6 +9,7 @@ use blockback_core::catalog::{resolve_backup, BackupRecord};
 use blockback_core::engine::{BackupRequest, ChainMode, RestoreReport, RestoreTarget};
 use blockback_core::image::{Image, ImageError, Pool};
 use blockback_core::progress::Progress;
+use blockback_core::metadata::read_backup_metadata;
 use blockback_core::store::LocalStore;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,9 +73,16 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
             restore_to_pool(session, &record, store.pool(), &pool, image, &volume)?
         }
     };
+    let metadata = match read_backup_metadata(store.pool(), &record.id.to_string()) {
+        Ok(m) => m.map(|m| serde_json::json!({"volume-base-metadata": m.volume_base, "volume-metadata": m.volume})),
+        Err(e) => {
+            session.progress.note(&format!("{e}"));
+            None
+        }
+    };
     let json = serde_json::json!({
         "backup": record.id, "target": report.target, "created": report.created,
-        "differential": report.differential,
+        "differential": report.differential, "metadata": metadata,
         "bytes_read": report.bytes_read, "bytes_written": report.bytes_written,
         "excess_zeroed": report.excess_zeroed, "checksum": report.checksum,
     });

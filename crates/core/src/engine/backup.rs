@@ -15,6 +15,7 @@ use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
 use crate::checksum::BlockDigests;
 use crate::image::{Image, Pool};
+use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetadata};
 use crate::naming;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -147,13 +148,15 @@ impl Engine<'_> {
         Ok(stats?)
     }
 
-    /// Records a transferred and snapshotted backup as available.
+    /// Stores the volume metadata with the backup, then records the
+    /// transferred and snapshotted backup as available.
     pub(super) fn publish(
         &self,
         store: &dyn Pool,
         record: &mut BackupRecord,
         t: Transferred,
     ) -> EngineResult<()> {
+        write_backup_metadata(store, &record.id.to_string(), &volume_metadata(record))?;
         let checksum = match &t.digests {
             Some(d) => Some(d.checksum()),
             None => t.stats.checksum.clone(),
@@ -253,6 +256,24 @@ fn new_record(
     })
 }
 
+/// The reference's metadata object for `record`: the volume's name, size
+/// and id as its base metadata, the user's key/values as its metadata.
+pub fn volume_metadata(record: &BackupRecord) -> BackupMetadata {
+    let mut meta = BackupMetadata::default();
+    let base = &mut meta.volume_base;
+    base.insert("id".into(), record.volume_id.to_string().into());
+    base.insert("size".into(), record.size.into());
+    if let Some(name) = record.metadata.get("volume.name") {
+        base.insert("display_name".into(), name.clone().into());
+    }
+    for (key, value) in &record.metadata {
+        if let Some(user_key) = key.strip_prefix("user.") {
+            meta.volume.insert(user_key.to_string(), value.clone());
+        }
+    }
+    meta
+}
+
 /// Records the base's HEAD as the backup's snapshot (which flushes it).
 pub(super) fn snapshot_base(base: &dyn Image, record: &BackupRecord) -> EngineResult<()> {
     let snaps = base.snapshots().ok_or_else(|| {
@@ -266,9 +287,10 @@ pub(super) fn snapshot_base(base: &dyn Image, record: &BackupRecord) -> EngineRe
 }
 
 /// Removes what a failed or interrupted backup created in the store: its
-/// snapshot, and its base image when it created it; otherwise rolls the base
+/// metadata object, its snapshot, and its base image when it created it; otherwise rolls the base
 /// HEAD back to the chain's latest snapshot so the chain stays continuable.
 pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
+    remove_backup_metadata(store, &record.id.to_string())?;
     let base = match store.open(&record.image) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Ok(()),

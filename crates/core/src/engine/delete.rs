@@ -9,6 +9,7 @@ use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine};
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::{ImageError, Pool, Snapshots};
+use crate::metadata::remove_backup_metadata;
 use crate::naming::parse_backup_snap;
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ impl Engine<'_> {
                 return Err(e);
             }
             Ok(()) => {}
+        }
+        if let Err(e) = remove_backup_metadata(store, &record.id.to_string()) {
+            self.progress.note(&format!("metadata of backup {} left: {e}", record.id));
         }
         self.remove_source_snapshot(&record, source_snaps);
         self.digests.remove(record.id)?;

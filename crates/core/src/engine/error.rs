@@ -9,6 +9,8 @@ pub enum EngineError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
     #[error("{0}: need non-zero volume size")]
     ZeroSize(String),
     #[error("target {target} holds {target_size} bytes, less than the {backup_size} bytes of backup {backup}; use a target at least that large")]

@@ -209,6 +209,8 @@ pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
     let message = failed.error.clone().unwrap_or_default();
     ensure!(failed.status == BackupStatus::Error, "failed backup is {}", failed.status);
     ensure!(is_injected(&message) && message.contains("full fallback failed too"), "recorded: {message}");
+    let meta = crate::metadata::read_backup_metadata(ctx.store(0), &failed.id.to_string());
+    ensure!(matches!(meta, Ok(None)), "the failed backup left metadata: {meta:?}");
     let new_base = chain_base_name(&failed.volume_id.to_string(), &failed.id.to_string());
     ensure!(!ctx.base_exists(0, &new_base), "the fallback's base {new_base} was left");
     ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "old base changed");

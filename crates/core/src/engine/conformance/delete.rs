@@ -2,6 +2,7 @@
 
 use super::support::{contents, ensure, CheckResult, Ctx, Faulty, How, MIB};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog};
+use crate::metadata::{read_backup_metadata, write_backup_metadata};
 use crate::naming::legacy_base_name;
 
 fn s<E: std::fmt::Display>(e: E) -> String {
@@ -81,5 +82,20 @@ pub fn base_gone(ctx: &Ctx<'_>) -> CheckResult {
     ctx.delete(&b, &vol).map_err(s)?;
     ensure!(ctx.catalog.list_backups(None).map_err(s)?.is_empty(), "catalog entry left");
     ensure!(vol.backup_snaps().is_empty(), "source snapshot left");
+    Ok(())
+}
+
+pub fn metadata_object(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("meta", 8 * MIB)?;
+    vol.scribble(0, 10_000, 44)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let id = b.id.to_string();
+    let meta = read_backup_metadata(ctx.store(0), &id).map_err(s)?.ok_or("no metadata object")?;
+    ensure!(meta.volume.get("owner").map(String::as_str) == Some("chain-suite"), "volume metadata {:?}", meta.volume);
+    ensure!(meta.volume_base.get("size") == Some(&serde_json::Value::from(8 * MIB)), "base metadata {:?}", meta.volume_base);
+    let again = write_backup_metadata(ctx.store(0), &id, &meta);
+    ensure!(again.is_err(), "the metadata object was written twice");
+    ctx.delete(&b, &vol).map_err(s)?;
+    ensure!(read_backup_metadata(ctx.store(0), &id).map_err(s)?.is_none(), "metadata left after delete");
     Ok(())
 }

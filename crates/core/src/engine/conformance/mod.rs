@@ -62,6 +62,7 @@ const CHECKS: &[Check] = &[
     check("delete_removes_source_snapshot", delete::removes_source_snapshot),
     check("delete_of_failed_backup_spares_others", delete::failed_backup_spares_others),
     check("delete_with_base_gone_forgets_backup", delete::base_gone),
+    check("metadata_object_written_once_and_deleted", delete::metadata_object),
 ];
 
 /// Runs every check; panics listing the failed ones.

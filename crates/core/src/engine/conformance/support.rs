@@ -208,7 +208,7 @@ impl<'f> Ctx<'f> {
             volume_name: vol.name.clone(),
             store,
             store_label,
-            metadata: Default::default(),
+            metadata: [("user.owner".to_string(), "chain-suite".to_string())].into(),
             mode: how.mode,
             keep_source_snapshots: how.keep,
         })

@@ -82,7 +82,10 @@ pub enum Volume {
     File(PathBuf),
     Rbd(RbdSpec),
     /// An image of a local store (`local:IMAGE`, in --volume-store).
-    Local { store: PathBuf, image: String },
+    Local {
+        store: PathBuf,
+        image: String,
+    },
 }
 
 /// An opened backup source.
@@ -194,9 +197,9 @@ impl Volume {
                 let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
                 Ok(Some(pool.open(spec.require_image()?)?))
             }
-            Volume::Local { store, image } => Ok(Some(
-                LocalStore::open(store)?.open_read_only(image, None)?,
-            )),
+            Volume::Local { store, image } => {
+                Ok(Some(LocalStore::open(store)?.open_read_only(image, None)?))
+            }
             _ => Ok(None),
         }
     }

@@ -115,6 +115,13 @@ fn rbd_volume_into_local_store_restores_to_a_new_rbd_image() {
         ],
     );
     assert_eq!(sha256(&exported), sha256(&src));
+    // The backup's snapshot stays on the source for the next incremental.
+    let snaps = rbd(&conf, &["snap", "ls", &format!("volumes/{volume}")]);
+    assert!(
+        snaps.contains(record["snapshot"].as_str().unwrap()),
+        "{snaps}"
+    );
+    rbd(&conf, &["snap", "purge", &format!("volumes/{volume}")]);
     rbd(&conf, &["rm", &format!("volumes/{volume}")]);
     rbd(&conf, &["rm", &format!("volumes/{target}")]);
 }

@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord};
 use blockback_core::engine::{BackupRequest, ChainMode, RestoreReport, RestoreTarget};
 use blockback_core::image::{Image, ImageError, Pool};
-use blockback_core::progress::Progress;
 use blockback_core::metadata::read_backup_metadata;
+use blockback_core::progress::Progress;
 use blockback_core::store::LocalStore;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -66,7 +66,14 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
                 .connections
                 .get(&session.config.volume_ceph)?
                 .open_pool(&spec.pool)?;
-            restore_to_pool(session, &record, store.pool(), &pool, spec.require_image()?, &volume)?
+            restore_to_pool(
+                session,
+                &record,
+                store.pool(),
+                &pool,
+                spec.require_image()?,
+                &volume,
+            )?
         }
         Volume::Local { store: dir, image } => {
             let pool = LocalStore::open(dir)?;
@@ -112,12 +119,20 @@ fn restore_to_pool(
     let label = volume.label()?;
     if pool.exists(name)? {
         let image = pool.open(name)?;
-        let target = RestoreTarget { image: image.as_ref(), label, is_new: false };
+        let target = RestoreTarget {
+            image: image.as_ref(),
+            label,
+            is_new: false,
+        };
         return Ok(engine.restore_into(record, source.as_ref(), &target)?);
     }
     pool.create(name, record.size)?;
     let result = pool.open(name).map_err(Into::into).and_then(|image| {
-        let target = RestoreTarget { image: image.as_ref(), label, is_new: true };
+        let target = RestoreTarget {
+            image: image.as_ref(),
+            label,
+            is_new: true,
+        };
         engine.restore_into(record, source.as_ref(), &target)
     });
     if result.is_err() {

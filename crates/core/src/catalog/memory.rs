@@ -29,7 +29,12 @@ impl MemoryCatalog {
 
 impl Catalog for MemoryCatalog {
     fn volume_by_source(&self, source: &str) -> CatalogResult<Option<VolumeRecord>> {
-        Ok(self.state().volumes.iter().find(|v| v.source == source).cloned())
+        Ok(self
+            .state()
+            .volumes
+            .iter()
+            .find(|v| v.source == source)
+            .cloned())
     }
 
     fn volume(&self, id: Uuid) -> CatalogResult<VolumeRecord> {

@@ -63,8 +63,7 @@ impl Engine<'_> {
                 source_name: req.source_label.clone(),
             })?;
         let snaps = req.source.snapshots().filter(|_| req.snapshot_source);
-        let chain =
-            self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)?;
+        let chain = self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)?;
         if let Chain::New {
             reason: Some(reason),
         } = &chain
@@ -72,8 +71,9 @@ impl Engine<'_> {
             if req.mode == ChainMode::Incremental {
                 return Err(EngineError::ChainBroken(reason.clone()));
             }
-            self.progress
-                .note(&format!("starting a new chain with a full backup: {reason}"));
+            self.progress.note(&format!(
+                "starting a new chain with a full backup: {reason}"
+            ));
         }
         let id = Uuid::new_v4();
         let mut record = new_record(req, &volume, id, &chain)?;

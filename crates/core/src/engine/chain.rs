@@ -28,7 +28,7 @@ pub enum ChainMode {
 /// The chain a backup goes to.
 pub(super) enum Chain {
     Continue {
-        parent: BackupRecord,
+        parent: Box<BackupRecord>,
         /// The parent's block digests (snapshot sources only).
         digests: Option<BlockDigests>,
     },
@@ -66,7 +66,7 @@ impl Engine<'_> {
         };
         Ok(match checked {
             Ok(digests) => Chain::Continue {
-                parent: latest,
+                parent: Box::new(latest),
                 digests,
             },
             Err(reason) => Chain::New {

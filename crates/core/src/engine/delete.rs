@@ -84,7 +84,8 @@ impl Engine<'_> {
             Ok(()) => {}
         }
         if let Err(e) = remove_backup_metadata(store, &record.id.to_string()) {
-            self.progress.note(&format!("metadata of backup {} left: {e}", record.id));
+            self.progress
+                .note(&format!("metadata of backup {} left: {e}", record.id));
         }
         self.remove_source_snapshot(&record, source_snaps);
         self.digests.remove(record.id)?;
@@ -94,8 +95,10 @@ impl Engine<'_> {
 
     /// Forgets a backup whose store is gone (e.g. its pool was removed).
     pub fn forget(&self, backup: &BackupRecord, why: &str) -> EngineResult<()> {
-        self.progress
-            .note(&format!("{why}; removing the catalog entry of backup {} anyway", backup.id));
+        self.progress.note(&format!(
+            "{why}; removing the catalog entry of backup {} anyway",
+            backup.id
+        ));
         self.digests.remove(backup.id)?;
         self.catalog.remove_backup(backup.id)?;
         Ok(())

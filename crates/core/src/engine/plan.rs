@@ -146,7 +146,10 @@ pub fn overlay_data(extents: Vec<Extent>, data: Extent) -> Vec<Extent> {
             continue;
         }
         if e.offset < data.offset {
-            out.push(Extent { len: data.offset - e.offset, ..e });
+            out.push(Extent {
+                len: data.offset - e.offset,
+                ..e
+            });
         }
         if e.end() > data.end() {
             out.push(Extent {
@@ -165,7 +168,11 @@ pub fn overlay_data(extents: Vec<Extent>, data: Extent) -> Vec<Extent> {
 mod tests {
     #[test]
     fn overlaid_data_replaces_what_it_covers() {
-        let extents = vec![Extent::zero(0, 10), Extent::data(20, 10), Extent::zero(40, 5)];
+        let extents = vec![
+            Extent::zero(0, 10),
+            Extent::data(20, 10),
+            Extent::zero(40, 5),
+        ];
         assert_eq!(
             overlay_data(extents, Extent::data(5, 20)),
             vec![

@@ -68,7 +68,10 @@ fn keepers(backups: &[BackupRecord], record: &BackupRecord, keep: usize) -> Hash
     let mut chain: Vec<&BackupRecord> = backups
         .iter()
         .filter(|b| b.image == record.image)
-        .filter(|b| matches!(b.status, BackupStatus::Available | BackupStatus::Restoring) || b.id == record.id)
+        .filter(|b| {
+            matches!(b.status, BackupStatus::Available | BackupStatus::Restoring)
+                || b.id == record.id
+        })
         .collect();
     chain.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
     chain.iter().rev().take(keep).map(|b| b.id).collect()

@@ -249,11 +249,26 @@ mod tests {
     #[test]
     fn differential_restore_needs_every_condition() {
         assert!(differential_restore_allowed(&ALLOWED));
-        let no_base = RestoreFacts { base_exists: false, ..ALLOWED };
-        let no_point = RestoreFacts { has_restore_point: false, ..ALLOWED };
-        let not_rbd = RestoreFacts { target_has_snapshots: false, ..ALLOWED };
-        let same = RestoreFacts { same_volume: true, ..ALLOWED };
-        let extents = RestoreFacts { target_has_extents: true, ..ALLOWED };
+        let no_base = RestoreFacts {
+            base_exists: false,
+            ..ALLOWED
+        };
+        let no_point = RestoreFacts {
+            has_restore_point: false,
+            ..ALLOWED
+        };
+        let not_rbd = RestoreFacts {
+            target_has_snapshots: false,
+            ..ALLOWED
+        };
+        let same = RestoreFacts {
+            same_volume: true,
+            ..ALLOWED
+        };
+        let extents = RestoreFacts {
+            target_has_extents: true,
+            ..ALLOWED
+        };
         for facts in [no_base, no_point, not_rbd, same, extents] {
             assert!(!differential_restore_allowed(&facts), "{facts:?}");
         }
@@ -264,21 +279,45 @@ mod tests {
         use crate::engine::NullImage;
         struct Pieces(std::sync::Mutex<Vec<u64>>, NullImage);
         impl Image for Pieces {
-            fn describe(&self) -> String { "pieces".into() }
-            fn size(&self) -> crate::image::Result<u64> { self.1.size() }
-            fn read_at(&self, o: u64, b: &mut [u8]) -> crate::image::Result<()> { self.1.read_at(o, b) }
-            fn changed_extents(&self, f: Option<&str>, r: std::ops::Range<u64>, v: &mut crate::image::ExtentVisitor<'_>) -> crate::image::Result<()> { self.1.changed_extents(f, r, v) }
-            fn write_at(&self, o: u64, d: &[u8]) -> crate::image::Result<()> { self.1.write_at(o, d) }
+            fn describe(&self) -> String {
+                "pieces".into()
+            }
+            fn size(&self) -> crate::image::Result<u64> {
+                self.1.size()
+            }
+            fn read_at(&self, o: u64, b: &mut [u8]) -> crate::image::Result<()> {
+                self.1.read_at(o, b)
+            }
+            fn changed_extents(
+                &self,
+                f: Option<&str>,
+                r: std::ops::Range<u64>,
+                v: &mut crate::image::ExtentVisitor<'_>,
+            ) -> crate::image::Result<()> {
+                self.1.changed_extents(f, r, v)
+            }
+            fn write_at(&self, o: u64, d: &[u8]) -> crate::image::Result<()> {
+                self.1.write_at(o, d)
+            }
             fn write_zeroes(&self, _: u64, len: u64) -> crate::image::Result<()> {
                 self.0.lock().unwrap().push(len);
                 Ok(())
             }
-            fn flush(&self) -> crate::image::Result<()> { Ok(()) }
-            fn resize(&self, _: u64) -> crate::image::Result<()> { Ok(()) }
-            fn snapshots(&self) -> Option<&dyn crate::image::Snapshots> { None }
+            fn flush(&self) -> crate::image::Result<()> {
+                Ok(())
+            }
+            fn resize(&self, _: u64) -> crate::image::Result<()> {
+                Ok(())
+            }
+            fn snapshots(&self) -> Option<&dyn crate::image::Snapshots> {
+                None
+            }
         }
         let target = Pieces(Default::default(), NullImage { size: 5 << 30 });
-        assert_eq!(zero_excess(&target, 1 << 20, 5 << 30).unwrap(), (5 << 30) - (1 << 20));
+        assert_eq!(
+            zero_excess(&target, 1 << 20, 5 << 30).unwrap(),
+            (5 << 30) - (1 << 20)
+        );
         let pieces = target.0.lock().unwrap();
         assert!(pieces.iter().all(|&p| p <= (1 << 31) - 1));
         assert_eq!(pieces.iter().sum::<u64>(), (5 << 30) - (1 << 20));

@@ -74,7 +74,9 @@ impl Engine<'_> {
         }
         if size != record.size {
             record.size = size;
-            record.metadata.insert("volume.size".into(), size.to_string());
+            record
+                .metadata
+                .insert("volume.size".into(), size.to_string());
             self.catalog.update_backup(record)?;
         }
         let transferred = match chain {

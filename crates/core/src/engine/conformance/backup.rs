@@ -13,7 +13,12 @@ fn s<E: std::fmt::Display>(e: E) -> String {
 /// A backup that must succeed with `kind`.
 fn expect_backup(ctx: &Ctx<'_>, vol: &Vol, kind: BackupKind) -> Result<BackupRecord, String> {
     let b = ctx.backup(vol).map_err(s)?;
-    ensure!(b.kind == kind, "backup {} is {}, expected {kind}", b.id, b.kind);
+    ensure!(
+        b.kind == kind,
+        "backup {} is {}, expected {kind}",
+        b.id,
+        b.kind
+    );
     ensure!(
         b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
         "backup {} records checksum {:?}, the volume has {}",
@@ -27,14 +32,25 @@ fn expect_backup(ctx: &Ctx<'_>, vol: &Vol, kind: BackupKind) -> Result<BackupRec
 /// A restore into a new empty volume must be differential and exact.
 fn expect_restores(ctx: &Ctx<'_>, b: &BackupRecord, expected: &[u8]) -> CheckResult {
     let (report, target) = ctx.restore_new(b).map_err(s)?;
-    ensure!(report.differential, "restore of {} into an empty volume was not differential", b.id);
-    ensure!(contents(target.head.as_ref())? == expected, "restore of {} differs", b.id);
+    ensure!(
+        report.differential,
+        "restore of {} into an empty volume was not differential",
+        b.id
+    );
+    ensure!(
+        contents(target.head.as_ref())? == expected,
+        "restore of {} differs",
+        b.id
+    );
     Ok(())
 }
 
 fn noted(ctx: &Ctx<'_>, what: &str) -> CheckResult {
     let notes = ctx.notes.all();
-    ensure!(notes.iter().any(|n| n.contains(what)), "no note says {what:?}; notes: {notes:?}");
+    ensure!(
+        notes.iter().any(|n| n.contains(what)),
+        "no note says {what:?}; notes: {notes:?}"
+    );
     Ok(())
 }
 
@@ -50,7 +66,11 @@ pub fn chain_of_five(ctx: &Ctx<'_>) -> CheckResult {
             vol.write(i * MIB, &vec![0u8; 8192])?;
             changed = 65536 * i + 8192;
         }
-        let kind = if i == 0 { BackupKind::Full } else { BackupKind::Incremental };
+        let kind = if i == 0 {
+            BackupKind::Full
+        } else {
+            BackupKind::Incremental
+        };
         let b = expect_backup(ctx, &vol, kind)?;
         let limit = changed + changed / 5 + 64 * 1024;
         ensure!(
@@ -66,10 +86,18 @@ pub fn chain_of_five(ctx: &Ctx<'_>) -> CheckResult {
         full.scribble(MIB, 5 * MIB as usize, 99)?;
         let report = ctx.restore_onto(b, &full, false).map_err(s)?;
         ensure!(!report.differential, "restore onto data was differential");
-        ensure!(contents(full.head.as_ref())? == *expected, "full restore of {} differs", b.id);
+        ensure!(
+            contents(full.head.as_ref())? == *expected,
+            "full restore of {} differs",
+            b.id
+        );
         ctx.engine().verify(b, ctx.store(0)).map_err(s)?;
     }
-    ensure!(vol.backup_snaps() == [points[4].0.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    ensure!(
+        vol.backup_snaps() == [points[4].0.snapshot.clone()],
+        "source keeps {:?}",
+        vol.backup_snaps()
+    );
     Ok(())
 }
 
@@ -78,7 +106,12 @@ pub fn unchanged_transfers_nothing(ctx: &Ctx<'_>) -> CheckResult {
     vol.scribble(MIB, 2 * MIB as usize, 3)?;
     expect_backup(ctx, &vol, BackupKind::Full)?;
     let b = expect_backup(ctx, &vol, BackupKind::Incremental)?;
-    ensure!(b.bytes_written == 0 && b.bytes_read == 0, "read {} wrote {}", b.bytes_read, b.bytes_written);
+    ensure!(
+        b.bytes_written == 0 && b.bytes_read == 0,
+        "read {} wrote {}",
+        b.bytes_read,
+        b.bytes_written
+    );
     expect_restores(ctx, &b, &vol.mirror)
 }
 
@@ -88,28 +121,43 @@ pub fn zero_size_refused(ctx: &Ctx<'_>) -> CheckResult {
         Err(EngineError::ZeroSize(_)) => {}
         other => return Err(format!("backup of a 0-byte volume: {other:?}")),
     }
-    ensure!(ctx.catalog.list_backups(None).map_err(s)?.is_empty(), "a record was left");
+    ensure!(
+        ctx.catalog.list_backups(None).map_err(s)?.is_empty(),
+        "a record was left"
+    );
     ensure!(vol.backup_snaps().is_empty(), "a source snapshot was left");
     Ok(())
 }
 
 /// Backs up, breaks the chain with `breaker`, changes the volume and checks
 /// that the next backup starts a new chain, noting `why`.
-fn broken_chain(ctx: &Ctx<'_>, breaker: impl Fn(&BackupRecord, &Vol) -> CheckResult, why: &str) -> CheckResult {
+fn broken_chain(
+    ctx: &Ctx<'_>,
+    breaker: impl Fn(&BackupRecord, &Vol) -> CheckResult,
+    why: &str,
+) -> CheckResult {
     let mut vol = ctx.volume("broken", 12 * MIB)?;
     vol.scribble(0, MIB as usize, 4)?;
     let first = expect_backup(ctx, &vol, BackupKind::Full)?;
     breaker(&first, &vol)?;
     vol.scribble(5 * MIB, 70_000, 5)?;
     let second = expect_backup(ctx, &vol, BackupKind::Full)?;
-    ensure!(second.image != first.image, "the new chain reuses {}", first.image);
+    ensure!(
+        second.image != first.image,
+        "the new chain reuses {}",
+        first.image
+    );
     ensure!(second.parent.is_none(), "a full backup has a parent");
     noted(ctx, why)?;
     expect_restores(ctx, &second, &vol.mirror)
 }
 
 pub fn snap_gone_on_source(ctx: &Ctx<'_>) -> CheckResult {
-    broken_chain(ctx, |b, vol| vol.snapshots().remove(&b.snapshot).map_err(s), "missing on the source")
+    broken_chain(
+        ctx,
+        |b, vol| vol.snapshots().remove(&b.snapshot).map_err(s),
+        "missing on the source",
+    )
 }
 
 pub fn snap_gone_on_base(ctx: &Ctx<'_>) -> CheckResult {
@@ -117,7 +165,10 @@ pub fn snap_gone_on_base(ctx: &Ctx<'_>) -> CheckResult {
         ctx,
         |b, _| {
             let base = ctx.store(0).open(&b.image).map_err(s)?;
-            base.snapshots().ok_or("no snapshots")?.remove(&b.snapshot).map_err(s)
+            base.snapshots()
+                .ok_or("no snapshots")?
+                .remove(&b.snapshot)
+                .map_err(s)
         },
         "is missing on",
     )
@@ -151,14 +202,29 @@ pub fn incremental_mode_refuses(ctx: &Ctx<'_>) -> CheckResult {
     vol.scribble(0, MIB as usize, 6)?;
     let first = expect_backup(ctx, &vol, BackupKind::Full)?;
     vol.snapshots().remove(&first.snapshot).map_err(s)?;
-    let how = How { mode: ChainMode::Incremental, ..How::default() };
+    let how = How {
+        mode: ChainMode::Incremental,
+        ..How::default()
+    };
     match ctx.backup_with(vol.head.as_ref(), &vol, how) {
-        Err(EngineError::ChainBroken(why)) => ensure!(why.contains("missing on the source"), "reason: {why}"),
+        Err(EngineError::ChainBroken(why)) => {
+            ensure!(why.contains("missing on the source"), "reason: {why}")
+        }
         other => return Err(format!("--incremental on a broken chain gave {other:?}")),
     }
-    ensure!(ctx.catalog.list_backups(None).map_err(s)?.len() == 1, "a record was added");
-    ensure!(vol.backup_snaps().is_empty(), "a source snapshot was added: {:?}", vol.backup_snaps());
-    ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "the base changed");
+    ensure!(
+        ctx.catalog.list_backups(None).map_err(s)?.len() == 1,
+        "a record was added"
+    );
+    ensure!(
+        vol.backup_snaps().is_empty(),
+        "a source snapshot was added: {:?}",
+        vol.backup_snaps()
+    );
+    ensure!(
+        ctx.base_snaps(0, &first.image) == [first.snapshot.clone()],
+        "the base changed"
+    );
     Ok(())
 }
 
@@ -166,10 +232,20 @@ pub fn full_mode_new_chain(ctx: &Ctx<'_>) -> CheckResult {
     let mut vol = ctx.volume("forced", 12 * MIB)?;
     vol.scribble(0, MIB as usize, 7)?;
     let first = expect_backup(ctx, &vol, BackupKind::Full)?;
-    let how = How { mode: ChainMode::Full, ..How::default() };
+    let how = How {
+        mode: ChainMode::Full,
+        ..How::default()
+    };
     let second = ctx.backup_with(vol.head.as_ref(), &vol, how).map_err(s)?;
-    ensure!(second.kind == BackupKind::Full && second.image != first.image, "not a new chain");
-    ensure!(vol.backup_snaps() == [second.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    ensure!(
+        second.kind == BackupKind::Full && second.image != first.image,
+        "not a new chain"
+    );
+    ensure!(
+        vol.backup_snaps() == [second.snapshot.clone()],
+        "source keeps {:?}",
+        vol.backup_snaps()
+    );
     expect_restores(ctx, &first, &vol.mirror)
 }
 
@@ -187,11 +263,23 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     let (vol, first) = changed_after_backup(ctx)?;
     let faulty = Faulty::new(vol.head.as_ref(), 1, 0);
     let b = ctx.backup_with(&faulty, &vol, How::default()).map_err(s)?;
-    ensure!(b.kind == BackupKind::Full, "fallback recorded as {}", b.kind);
+    ensure!(
+        b.kind == BackupKind::Full,
+        "fallback recorded as {}",
+        b.kind
+    );
     let own_base = chain_base_name(&b.volume_id.to_string(), &b.id.to_string());
     ensure!(b.image == own_base, "fallback went to {}", b.image);
-    ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "old base: {:?}", ctx.base_snaps(0, &first.image));
-    ensure!(vol.backup_snaps() == [b.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    ensure!(
+        ctx.base_snaps(0, &first.image) == [first.snapshot.clone()],
+        "old base: {:?}",
+        ctx.base_snaps(0, &first.image)
+    );
+    ensure!(
+        vol.backup_snaps() == [b.snapshot.clone()],
+        "source keeps {:?}",
+        vol.backup_snaps()
+    );
     noted(ctx, "falling back to a full backup")?;
     expect_restores(ctx, &b, &vol.mirror)
 }
@@ -205,16 +293,39 @@ pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
     };
     ensure!(is_injected(&err), "error does not carry the cause: {err}");
     let records = ctx.catalog.list_backups(None).map_err(s)?;
-    let failed = records.iter().find(|b| b.id != first.id).ok_or("no record of the failure")?;
+    let failed = records
+        .iter()
+        .find(|b| b.id != first.id)
+        .ok_or("no record of the failure")?;
     let message = failed.error.clone().unwrap_or_default();
-    ensure!(failed.status == BackupStatus::Error, "failed backup is {}", failed.status);
-    ensure!(is_injected(&message) && message.contains("full fallback failed too"), "recorded: {message}");
+    ensure!(
+        failed.status == BackupStatus::Error,
+        "failed backup is {}",
+        failed.status
+    );
+    ensure!(
+        is_injected(&message) && message.contains("full fallback failed too"),
+        "recorded: {message}"
+    );
     let meta = crate::metadata::read_backup_metadata(ctx.store(0), &failed.id.to_string());
-    ensure!(matches!(meta, Ok(None)), "the failed backup left metadata: {meta:?}");
+    ensure!(
+        matches!(meta, Ok(None)),
+        "the failed backup left metadata: {meta:?}"
+    );
     let new_base = chain_base_name(&failed.volume_id.to_string(), &failed.id.to_string());
-    ensure!(!ctx.base_exists(0, &new_base), "the fallback's base {new_base} was left");
-    ensure!(ctx.base_snaps(0, &first.image) == [first.snapshot.clone()], "old base changed");
-    ensure!(vol.backup_snaps() == [first.snapshot.clone()], "source keeps {:?}", vol.backup_snaps());
+    ensure!(
+        !ctx.base_exists(0, &new_base),
+        "the fallback's base {new_base} was left"
+    );
+    ensure!(
+        ctx.base_snaps(0, &first.image) == [first.snapshot.clone()],
+        "old base changed"
+    );
+    ensure!(
+        vol.backup_snaps() == [first.snapshot.clone()],
+        "source keeps {:?}",
+        vol.backup_snaps()
+    );
     // The chain is intact: the next backup continues it.
     let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
     expect_restores(ctx, &next, &vol.mirror)
@@ -235,17 +346,27 @@ pub fn source_snapshots_pruned(ctx: &Ctx<'_>) -> CheckResult {
     kept.sort();
     expected.sort();
     ensure!(kept == expected, "keep 1: source has {kept:?}");
-    let how = How { keep: 2, ..How::default() };
+    let how = How {
+        keep: 2,
+        ..How::default()
+    };
     vol.scribble(6 * MIB, 10_000, 40)?;
     let fourth = ctx.backup_with(vol.head.as_ref(), &vol, how).map_err(s)?;
-    ensure!(fourth.kind == BackupKind::Incremental, "fourth is {}", fourth.kind);
+    ensure!(
+        fourth.kind == BackupKind::Incremental,
+        "fourth is {}",
+        fourth.kind
+    );
     let mut expected = vec![foreign, last[2].snapshot.clone(), fourth.snapshot.clone()];
     let mut kept = vol.backup_snaps();
     kept.sort();
     expected.sort();
     ensure!(kept == expected, "keep 2: source has {kept:?}");
     let all = vol.snapshots().list().map_err(s)?;
-    ensure!(all.iter().any(|s| s.name == "user-snap"), "a user snapshot was removed");
+    ensure!(
+        all.iter().any(|s| s.name == "user-snap"),
+        "a user snapshot was removed"
+    );
     Ok(())
 }
 
@@ -255,25 +376,43 @@ pub fn read_only_source_twice(ctx: &Ctx<'_>) -> CheckResult {
     vol.snapshots().create("s1").map_err(s)?;
     let at_s1 = vol.mirror.clone();
     vol.scribble(0, 4096, 12)?;
-    let snap = ctx.fx.volumes().open_read_only(&vol.name, Some("s1")).map_err(s)?;
-    let how = How { snapshots: false, ..How::default() };
+    let snap = ctx
+        .fx
+        .volumes()
+        .open_read_only(&vol.name, Some("s1"))
+        .map_err(s)?;
+    let how = How {
+        snapshots: false,
+        ..How::default()
+    };
     let a = ctx.backup_with(snap.as_ref(), &vol, how).map_err(s)?;
     let b = ctx.backup_with(snap.as_ref(), &vol, how).map_err(s)?;
-    ensure!(a.image == b.image && a.snapshot != b.snapshot, "second backup of a snapshot: {b:?}");
+    ensure!(
+        a.image == b.image && a.snapshot != b.snapshot,
+        "second backup of a snapshot: {b:?}"
+    );
     expect_restores(ctx, &a, &at_s1)?;
     expect_restores(ctx, &b, &at_s1)
 }
 
 pub fn two_stores(ctx: &Ctx<'_>) -> CheckResult {
     let mut vol = ctx.volume("twostores", 12 * MIB)?;
-    let other = How { store: 1, ..How::default() };
+    let other = How {
+        store: 1,
+        ..How::default()
+    };
     vol.scribble(0, 100_000, 13)?;
     ctx.backup(&vol).map_err(s)?;
     ctx.backup_with(vol.head.as_ref(), &vol, other).map_err(s)?;
     vol.scribble(8 * MIB, 100_000, 14)?;
     let a = ctx.backup(&vol).map_err(s)?;
     let b = ctx.backup_with(vol.head.as_ref(), &vol, other).map_err(s)?;
-    ensure!(a.kind == BackupKind::Incremental && b.kind == BackupKind::Incremental, "{} / {}", a.kind, b.kind);
+    ensure!(
+        a.kind == BackupKind::Incremental && b.kind == BackupKind::Incremental,
+        "{} / {}",
+        a.kind,
+        b.kind
+    );
     let mut kept = vol.backup_snaps();
     kept.sort();
     let mut expected = vec![a.snapshot.clone(), b.snapshot.clone()];

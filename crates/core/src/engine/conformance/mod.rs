@@ -39,30 +39,87 @@ const fn check(name: &'static str, run: fn(&Ctx<'_>) -> CheckResult) -> Check {
 
 const CHECKS: &[Check] = &[
     check("chain_of_five_restores_every_point", backup::chain_of_five),
-    check("unchanged_volume_transfers_nothing", backup::unchanged_transfers_nothing),
+    check(
+        "unchanged_volume_transfers_nothing",
+        backup::unchanged_transfers_nothing,
+    ),
     check("zero_size_volume_is_refused", backup::zero_size_refused),
-    check("snapshot_deleted_on_source_starts_a_new_chain", backup::snap_gone_on_source),
-    check("snapshot_deleted_on_base_starts_a_new_chain", backup::snap_gone_on_base),
-    check("base_head_modified_starts_a_new_chain", backup::base_head_modified),
+    check(
+        "snapshot_deleted_on_source_starts_a_new_chain",
+        backup::snap_gone_on_source,
+    ),
+    check(
+        "snapshot_deleted_on_base_starts_a_new_chain",
+        backup::snap_gone_on_base,
+    ),
+    check(
+        "base_head_modified_starts_a_new_chain",
+        backup::base_head_modified,
+    ),
     check("base_deleted_starts_a_new_chain", backup::base_deleted),
-    check("incremental_mode_refuses_a_broken_chain", backup::incremental_mode_refuses),
+    check(
+        "incremental_mode_refuses_a_broken_chain",
+        backup::incremental_mode_refuses,
+    ),
     check("full_mode_starts_a_new_chain", backup::full_mode_new_chain),
-    check("failed_transfer_falls_back_to_full", backup::failed_transfer_falls_back),
-    check("failed_fallback_reports_the_first_cause", backup::failed_fallback_first_cause),
-    check("source_snapshots_pruned_per_chain", backup::source_snapshots_pruned),
-    check("snapshot_sources_backed_up_repeatedly", backup::read_only_source_twice),
-    check("backups_in_two_stores_keep_their_own_chains", backup::two_stores),
-    check("extended_volume_restores_at_its_size", restore::extended_volume),
-    check("restored_volume_has_no_backup_snapshots", restore::no_backup_snapshots_left),
-    check("restore_onto_source_is_full_and_writes_differences", restore::onto_source),
-    check("restore_into_volume_with_data_is_full", restore::into_volume_with_data),
-    check("restore_target_too_small_is_refused", restore::target_too_small),
-    check("restore_larger_target_zeroes_excess", restore::larger_target),
+    check(
+        "failed_transfer_falls_back_to_full",
+        backup::failed_transfer_falls_back,
+    ),
+    check(
+        "failed_fallback_reports_the_first_cause",
+        backup::failed_fallback_first_cause,
+    ),
+    check(
+        "source_snapshots_pruned_per_chain",
+        backup::source_snapshots_pruned,
+    ),
+    check(
+        "snapshot_sources_backed_up_repeatedly",
+        backup::read_only_source_twice,
+    ),
+    check(
+        "backups_in_two_stores_keep_their_own_chains",
+        backup::two_stores,
+    ),
+    check(
+        "extended_volume_restores_at_its_size",
+        restore::extended_volume,
+    ),
+    check(
+        "restored_volume_has_no_backup_snapshots",
+        restore::no_backup_snapshots_left,
+    ),
+    check(
+        "restore_onto_source_is_full_and_writes_differences",
+        restore::onto_source,
+    ),
+    check(
+        "restore_into_volume_with_data_is_full",
+        restore::into_volume_with_data,
+    ),
+    check(
+        "restore_target_too_small_is_refused",
+        restore::target_too_small,
+    ),
+    check(
+        "restore_larger_target_zeroes_excess",
+        restore::larger_target,
+    ),
     check("delete_in_every_order", delete::every_order),
-    check("delete_removes_source_snapshot", delete::removes_source_snapshot),
-    check("delete_of_failed_backup_spares_others", delete::failed_backup_spares_others),
+    check(
+        "delete_removes_source_snapshot",
+        delete::removes_source_snapshot,
+    ),
+    check(
+        "delete_of_failed_backup_spares_others",
+        delete::failed_backup_spares_others,
+    ),
     check("delete_with_base_gone_forgets_backup", delete::base_gone),
-    check("metadata_object_written_once_and_deleted", delete::metadata_object),
+    check(
+        "metadata_object_written_once_and_deleted",
+        delete::metadata_object,
+    ),
 ];
 
 /// Runs every check; panics listing the failed ones.

@@ -15,12 +15,26 @@ pub fn extended_volume(ctx: &Ctx<'_>) -> CheckResult {
     vol.resize(12 * MIB + 4096)?;
     vol.scribble(10 * MIB, 300_000, 21)?;
     let large = ctx.backup(&vol).map_err(s)?;
-    ensure!(large.parent == Some(small.id), "the grown volume did not continue the chain");
-    ensure!(small.size == 8 * MIB && large.size == 12 * MIB + 4096, "sizes {} {}", small.size, large.size);
+    ensure!(
+        large.parent == Some(small.id),
+        "the grown volume did not continue the chain"
+    );
+    ensure!(
+        small.size == 8 * MIB && large.size == 12 * MIB + 4096,
+        "sizes {} {}",
+        small.size,
+        large.size
+    );
     for (b, expected) in [(&small, &at_small), (&large, &vol.mirror)] {
         let (_, target) = ctx.restore_new(b).map_err(s)?;
         let got = contents(target.head.as_ref())?;
-        ensure!(got.len() == expected.len(), "restore of {} has {} bytes, expected {}", b.id, got.len(), expected.len());
+        ensure!(
+            got.len() == expected.len(),
+            "restore of {} has {} bytes, expected {}",
+            b.id,
+            got.len(),
+            expected.len()
+        );
         ensure!(got == *expected, "restore of {} differs", b.id);
     }
     ctx.engine().verify(&small, ctx.store(0)).map_err(s)?;
@@ -45,9 +59,19 @@ pub fn onto_source(ctx: &Ctx<'_>) -> CheckResult {
     let expected = vol.mirror.clone();
     vol.scribble(2 * MIB, 65536, 24)?;
     let report = ctx.restore_onto(&b, &vol, false).map_err(s)?;
-    ensure!(!report.differential, "restore onto the source was differential");
-    ensure!(report.bytes_written <= 2 * 65536, "rewrote {} bytes for a 64 KiB change", report.bytes_written);
-    ensure!(contents(vol.head.as_ref())? == expected, "source differs after restore");
+    ensure!(
+        !report.differential,
+        "restore onto the source was differential"
+    );
+    ensure!(
+        report.bytes_written <= 2 * 65536,
+        "rewrote {} bytes for a 64 KiB change",
+        report.bytes_written
+    );
+    ensure!(
+        contents(vol.head.as_ref())? == expected,
+        "source differs after restore"
+    );
     Ok(())
 }
 
@@ -59,7 +83,10 @@ pub fn into_volume_with_data(ctx: &Ctx<'_>) -> CheckResult {
     other.scribble(0, 12 * MIB as usize, 26)?;
     let report = ctx.restore_onto(&b, &other, false).map_err(s)?;
     ensure!(!report.differential, "restore onto data was differential");
-    ensure!(contents(other.head.as_ref())? == vol.mirror, "target differs");
+    ensure!(
+        contents(other.head.as_ref())? == vol.mirror,
+        "target differs"
+    );
     Ok(())
 }
 
@@ -73,7 +100,10 @@ pub fn target_too_small(ctx: &Ctx<'_>) -> CheckResult {
         Err(EngineError::TargetTooSmall { .. }) => {}
         other => return Err(format!("restore into a smaller volume: {other:?}")),
     }
-    ensure!(contents(small.head.as_ref())? == small.mirror, "the refused target was changed");
+    ensure!(
+        contents(small.head.as_ref())? == small.mirror,
+        "the refused target was changed"
+    );
     Ok(())
 }
 
@@ -84,7 +114,11 @@ pub fn larger_target(ctx: &Ctx<'_>) -> CheckResult {
     let mut large = ctx.volume("large", 12 * MIB)?;
     large.scribble(9 * MIB, 2 * MIB as usize, 30)?;
     let report = ctx.restore_onto(&b, &large, false).map_err(s)?;
-    ensure!(report.excess_zeroed == 4 * MIB, "zeroed {}", report.excess_zeroed);
+    ensure!(
+        report.excess_zeroed == 4 * MIB,
+        "zeroed {}",
+        report.excess_zeroed
+    );
     let mut expected = vol.mirror.clone();
     expected.resize(12 * MIB as usize, 0);
     ensure!(contents(large.head.as_ref())? == expected, "target differs");

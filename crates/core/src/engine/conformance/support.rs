@@ -74,7 +74,9 @@ pub(super) struct Vol {
 
 impl Vol {
     pub fn write(&mut self, offset: u64, data: &[u8]) -> CheckResult {
-        self.head.write_at(offset, data).map_err(|e| e.to_string())?;
+        self.head
+            .write_at(offset, data)
+            .map_err(|e| e.to_string())?;
         self.mirror[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         Ok(())
     }
@@ -94,7 +96,9 @@ impl Vol {
     }
 
     pub fn snapshots(&self) -> &dyn Snapshots {
-        self.head.snapshots().expect("fixture volumes have snapshots")
+        self.head
+            .snapshots()
+            .expect("fixture volumes have snapshots")
     }
 
     /// Names of the backup snapshots on the volume.
@@ -178,7 +182,10 @@ impl<'f> Ctx<'f> {
         let name = self.fx.unique(tag);
         let pool = self.fx.volumes();
         pool.create(&name, size).map_err(|e| e.to_string())?;
-        self.volumes.lock().unwrap_or_else(|p| p.into_inner()).push(name.clone());
+        self.volumes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.clone());
         let head = pool.open(&name).map_err(|e| e.to_string())?;
         Ok(Vol {
             label: self.fx.volume_label(&name),
@@ -228,13 +235,20 @@ impl<'f> Ctx<'f> {
     /// Restores `b` into a new image of the volume pool; returns the report
     /// and the restored image.
     pub fn restore_new(&self, b: &BackupRecord) -> EngineResult<(RestoreReport, Vol)> {
-        let vol = self.volume("restored", b.size).map_err(crate::engine::EngineError::Invalid)?;
+        let vol = self
+            .volume("restored", b.size)
+            .map_err(crate::engine::EngineError::Invalid)?;
         let report = self.restore_onto(b, &vol, false)?;
         Ok((report, vol))
     }
 
     /// Restores `b` onto the existing `vol`.
-    pub fn restore_onto(&self, b: &BackupRecord, vol: &Vol, is_new: bool) -> EngineResult<RestoreReport> {
+    pub fn restore_onto(
+        &self,
+        b: &BackupRecord,
+        vol: &Vol,
+        is_new: bool,
+    ) -> EngineResult<RestoreReport> {
         let source = self.open_backup(b)?;
         let target = RestoreTarget {
             image: vol.head.as_ref(),
@@ -246,8 +260,11 @@ impl<'f> Ctx<'f> {
 
     pub fn delete(&self, b: &BackupRecord, vol: &Vol) -> EngineResult<()> {
         let current = self.catalog.backup(b.id)?;
-        self.engine()
-            .delete(&current, self.store(self.store_index(b)), Some(vol.snapshots()))
+        self.engine().delete(
+            &current,
+            self.store(self.store_index(b)),
+            Some(vol.snapshots()),
+        )
     }
 
     /// Whether image `name` exists in store `i`.
@@ -269,12 +286,20 @@ impl Drop for Ctx<'_> {
         let volumes = self.catalog.list_volumes().unwrap_or_default();
         for (store, _) in self.fx.stores() {
             for image in store.list().unwrap_or_default() {
-                if volumes.iter().any(|v| image.starts_with(&format!("volume-{}.", v.id))) {
+                if volumes
+                    .iter()
+                    .any(|v| image.starts_with(&format!("volume-{}.", v.id)))
+                {
                     purge(store, &image);
                 }
             }
         }
-        for name in self.volumes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for name in self
+            .volumes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             purge(self.fx.volumes(), name);
         }
     }
@@ -310,7 +335,9 @@ impl<'a> Faulty<'a> {
     }
 
     fn snaps(&self) -> &dyn Snapshots {
-        self.inner.snapshots().expect("fixture volumes have snapshots")
+        self.inner
+            .snapshots()
+            .expect("fixture volumes have snapshots")
     }
 }
 

@@ -10,7 +10,14 @@ use std::time::{Duration, Instant};
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-pub enum CliProgress {
+/// The display, plus the durations of the engine's timed phases (for
+/// `--json` output).
+pub struct CliProgress {
+    display: Display,
+    phases: Mutex<Vec<(String, f64)>>,
+}
+
+enum Display {
     Quiet,
     Bar(Mutex<Option<ProgressBar>>),
     Log(LogLines),
@@ -23,17 +30,26 @@ pub struct LogLines {
 
 impl CliProgress {
     pub fn new(quiet: bool) -> Self {
-        if quiet {
-            CliProgress::Quiet
+        let display = if quiet {
+            Display::Quiet
         } else if std::io::stderr().is_terminal() {
-            CliProgress::Bar(Mutex::new(None))
+            Display::Bar(Mutex::new(None))
         } else {
             let now = Instant::now();
-            CliProgress::Log(LogLines {
+            Display::Log(LogLines {
                 state: Mutex::new((String::new(), 0, now, now)),
                 done: AtomicU64::new(0),
             })
+        };
+        CliProgress {
+            display,
+            phases: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Seconds spent in each timed phase so far, in order.
+    pub fn phases(&self) -> Vec<(String, f64)> {
+        self.phases.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -47,15 +63,15 @@ fn bar_style() -> ProgressStyle {
 
 impl Progress for CliProgress {
     fn begin(&self, phase: &str, total: u64) {
-        match self {
-            CliProgress::Quiet => {}
-            CliProgress::Bar(bar) => {
+        match &self.display {
+            Display::Quiet => {}
+            Display::Bar(bar) => {
                 let b = ProgressBar::new(total)
                     .with_style(bar_style())
                     .with_message(phase.to_string());
                 *bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
             }
-            CliProgress::Log(log) => {
+            Display::Log(log) => {
                 let now = Instant::now();
                 *log.state.lock().unwrap_or_else(|p| p.into_inner()) =
                     (phase.to_string(), total, now, now);
@@ -65,19 +81,19 @@ impl Progress for CliProgress {
     }
 
     fn advance(&self, bytes: u64) {
-        match self {
-            CliProgress::Quiet => {}
-            CliProgress::Bar(bar) => {
+        match &self.display {
+            Display::Quiet => {}
+            Display::Bar(bar) => {
                 if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                     b.inc(bytes);
                 }
             }
-            CliProgress::Log(log) => log.advance(bytes),
+            Display::Log(log) => log.advance(bytes),
         }
     }
 
     fn end(&self) {
-        if let CliProgress::Bar(bar) = self {
+        if let Display::Bar(bar) = &self.display {
             if let Some(b) = bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 b.finish_and_clear();
             }
@@ -85,9 +101,15 @@ impl Progress for CliProgress {
     }
 
     fn note(&self, message: &str) {
-        if !matches!(self, CliProgress::Quiet) {
+        if !matches!(self.display, Display::Quiet) {
             eprintln!("note: {message}");
         }
+    }
+
+    fn phase_done(&self, phase: &str, seconds: f64) {
+        tracing::debug!("{phase}: {seconds:.3} s");
+        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        phases.push((phase.to_string(), seconds));
     }
 }
 

@@ -11,6 +11,19 @@ pub trait Progress: Send + Sync {
     fn end(&self);
     /// A notable event the user should see (e.g. why a backup is full).
     fn note(&self, message: &str);
+    /// A timed step of an operation took `seconds` (for reports and
+    /// benchmarks: snapshot creations, transfer, pruning).
+    fn phase_done(&self, phase: &str, seconds: f64) {
+        let _ = (phase, seconds);
+    }
+}
+
+/// Runs `step`, reporting its duration as `phase`.
+pub fn timed<T>(progress: &dyn Progress, phase: &str, step: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let result = step();
+    progress.phase_done(phase, start.elapsed().as_secs_f64());
+    result
 }
 
 /// Progress that goes nowhere.

@@ -36,7 +36,9 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
         keep_source_snapshots: usize::from(args.keep_source_snapshots),
     };
     let record = session.engine().backup(&request)?;
-    emit(session.config.json, &record, || {
+    let mut shown = serde_json::to_value(&record)?;
+    shown["phases"] = phases_json(session);
+    emit(session.config.json, &shown, || {
         format!(
             "backup {} ({}) of {}: {} volume, read {}, wrote {}, store grew {}",
             record.id,
@@ -90,6 +92,7 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
     let json = serde_json::json!({
         "backup": record.id, "target": report.target, "created": report.created,
         "differential": report.differential, "metadata": metadata,
+        "phases": phases_json(session),
         "bytes_read": report.bytes_read, "bytes_written": report.bytes_written,
         "excess_zeroed": report.excess_zeroed, "checksum": report.checksum,
     });
@@ -198,6 +201,16 @@ fn emit_deleted(session: &Session, record: &BackupRecord) -> Result<()> {
             )
         },
     )
+}
+
+/// Seconds per timed engine phase (repeated phases summed).
+fn phases_json(session: &Session) -> serde_json::Value {
+    let mut phases = serde_json::Map::new();
+    for (name, secs) in session.progress.phases() {
+        let total = phases.get(&name).and_then(|v| v.as_f64()).unwrap_or(0.0) + secs;
+        phases.insert(name, total.into());
+    }
+    phases.into()
 }
 
 fn parse_meta(pairs: &[String]) -> Result<BTreeMap<String, String>> {

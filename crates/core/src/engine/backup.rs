@@ -17,6 +17,7 @@ use crate::checksum::BlockDigests;
 use crate::image::{Image, Pool};
 use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetadata};
 use crate::naming;
+use crate::progress::{timed, Progress};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -63,7 +64,9 @@ impl Engine<'_> {
                 source_name: req.source_label.clone(),
             })?;
         let snaps = req.source.snapshots().filter(|_| req.snapshot_source);
-        let chain = self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)?;
+        let chain = timed(self.progress, "chain check", || {
+            self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)
+        })?;
         if let Chain::New {
             reason: Some(reason),
         } = &chain
@@ -102,7 +105,7 @@ impl Engine<'_> {
     /// A source without snapshots: read whole into the base HEAD.
     fn backup_whole(&self, req: &BackupRequest<'_>, record: &mut BackupRecord) -> EngineResult<()> {
         let result = self.transfer_whole(req, record).and_then(|t| {
-            snapshot_base(t.base.as_ref(), record)?;
+            snapshot_base(t.base.as_ref(), record, self.progress)?;
             self.publish(req.store, record, t)
         });
         result.map_err(|cause| self.fail(req.store, record, cause, &[]))
@@ -143,7 +146,9 @@ impl Engine<'_> {
         opts: CopyOptions,
     ) -> EngineResult<CopyStats> {
         self.progress.begin(label, plan.size);
-        let stats = copy(src, dst, plan, opts, self.progress);
+        let stats = timed(self.progress, "transfer", || {
+            copy(src, dst, plan, opts, self.progress)
+        });
         self.progress.end();
         Ok(stats?)
     }
@@ -156,6 +161,7 @@ impl Engine<'_> {
         record: &mut BackupRecord,
         t: Transferred,
     ) -> EngineResult<()> {
+        let start = std::time::Instant::now();
         write_backup_metadata(store, &record.id.to_string(), &volume_metadata(record))?;
         let checksum = match &t.digests {
             Some(d) => Some(d.checksum()),
@@ -177,6 +183,8 @@ impl Engine<'_> {
         record.completed_at = Some(unix_now());
         record.updated_at = unix_now();
         self.catalog.update_backup(record)?;
+        self.progress
+            .phase_done("publish", start.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -275,14 +283,18 @@ pub fn volume_metadata(record: &BackupRecord) -> BackupMetadata {
 }
 
 /// Records the base's HEAD as the backup's snapshot (which flushes it).
-pub(super) fn snapshot_base(base: &dyn Image, record: &BackupRecord) -> EngineResult<()> {
+pub(super) fn snapshot_base(
+    base: &dyn Image,
+    record: &BackupRecord,
+    progress: &dyn Progress,
+) -> EngineResult<()> {
     let snaps = base.snapshots().ok_or_else(|| {
         EngineError::Invalid(format!(
             "backup store image {} has no snapshots",
             base.describe()
         ))
     })?;
-    snaps.create(&record.snapshot)?;
+    timed(progress, "base snapshot", || snaps.create(&record.snapshot))?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use crate::catalog::{BackupKind, BackupRecord};
 use crate::checksum::{BlockDigests, CHECKSUM_BLOCK};
 use crate::image::{Extent, Image, Pool, Snapshots};
 use crate::naming;
+use crate::progress::timed;
 
 impl Engine<'_> {
     pub(super) fn backup_snapshotted(
@@ -28,7 +29,8 @@ impl Engine<'_> {
         chain: Chain,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
-        if let Err(cause) = snaps.create(&record.snapshot) {
+        let snapshot = || timed(self.progress, "source snapshot", || snaps.create(&record.snapshot));
+        if let Err(cause) = snapshot() {
             return Err(self.fail(req.store, record, cause.into(), &[]));
         }
         let first = self.transfer_chain(req, snaps, &chain, record);
@@ -45,8 +47,7 @@ impl Engine<'_> {
             "incremental transfer failed ({cause}); falling back to a full backup"
         ));
         self.restart_as_full(record)?;
-        let second = snaps
-            .create(&record.snapshot)
+        let second = timed(self.progress, "source snapshot", || snaps.create(&record.snapshot))
             .map_err(EngineError::from)
             .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
         match second {
@@ -91,9 +92,11 @@ impl Engine<'_> {
             }
             Chain::New { .. } => self.transfer_all(req.store, source.as_ref(), record)?,
         };
-        snapshot_base(transferred.base.as_ref(), record)?;
+        snapshot_base(transferred.base.as_ref(), record, self.progress)?;
         self.publish(req.store, record, transferred)?;
-        self.prune_source_snapshots(snaps, record, req.keep_source_snapshots);
+        timed(self.progress, "prune", || {
+            self.prune_source_snapshots(snaps, record, req.keep_source_snapshots)
+        });
         Ok(())
     }
 

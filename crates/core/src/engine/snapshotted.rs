@@ -137,7 +137,9 @@ impl Engine<'_> {
         if base.size()? != record.size {
             base.resize(record.size)?;
         }
-        let plan = changes_plan(source, &parent.snapshot, parent.size, record.size)?;
+        let plan = timed(self.progress, "diff", || {
+            changes_plan(source, &parent.snapshot, parent.size, record.size)
+        })?;
         let opts = CopyOptions {
             block_digests: true,
             ..self.copy

@@ -29,7 +29,11 @@ impl Engine<'_> {
         chain: Chain,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
-        let snapshot = || timed(self.progress, "source snapshot", || snaps.create(&record.snapshot));
+        let snapshot = || {
+            timed(self.progress, "source snapshot", || {
+                snaps.create(&record.snapshot)
+            })
+        };
         if let Err(cause) = snapshot() {
             return Err(self.fail(req.store, record, cause.into(), &[]));
         }
@@ -47,9 +51,11 @@ impl Engine<'_> {
             "incremental transfer failed ({cause}); falling back to a full backup"
         ));
         self.restart_as_full(record)?;
-        let second = timed(self.progress, "source snapshot", || snaps.create(&record.snapshot))
-            .map_err(EngineError::from)
-            .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
+        let second = timed(self.progress, "source snapshot", || {
+            snaps.create(&record.snapshot)
+        })
+        .map_err(EngineError::from)
+        .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
         match second {
             Ok(()) => Ok(()),
             Err(again) => {

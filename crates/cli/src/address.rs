@@ -76,10 +76,10 @@ pub fn open_read(session: &Session, addr: &ImageAddress) -> Result<Opened> {
             let store = session.store_of(&record)?;
             let image = store
                 .pool()
-                .open_read_only(&record.image, Some(&record.snapshot))?;
+                .open_read_only(&record.image, record.restore_point())?;
             return Ok(Opened {
                 image,
-                snap: Some(record.snapshot),
+                snap: record.restore_point().map(str::to_string),
             });
         }
         _ => with_pool(session, addr, |pool, name| {

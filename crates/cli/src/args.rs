@@ -64,6 +64,14 @@ pub enum Command {
     },
     /// Reclaim the space of data no backup references any more.
     Gc,
+    /// Record the backups a store already holds (written by Cinder's Ceph
+    /// driver, or by a blockback whose catalog was lost).
+    Adopt {
+        /// Pool of the volumes the backups were taken from (recorded as
+        /// their source `rbd:POOL/volume-<id>`).
+        #[arg(long, default_value = "volumes")]
+        volume_pool: String,
+    },
     /// Create or inspect the backup store.
     #[command(subcommand)]
     Store(StoreCommand),

@@ -117,7 +117,7 @@ fn restore_to_pool(
     name: &str,
     volume: &Volume,
 ) -> Result<RestoreReport> {
-    let source = store.open_read_only(&record.image, Some(&record.snapshot))?;
+    let source = store.open_read_only(&record.image, record.restore_point())?;
     let engine = session.engine();
     let label = volume.label()?;
     if pool.exists(name)? {

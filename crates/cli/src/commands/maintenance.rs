@@ -1,6 +1,8 @@
-//! `store init`, `store stats`, `verify`, `gc`.
+//! `store init`, `store stats`, `verify`, `gc`, `adopt`.
 
+use crate::commands::backup::summary_line;
 use crate::config::{Config, StoreLocation};
+use crate::endpoint::StoreHandle;
 use crate::output::emit;
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
@@ -56,7 +58,7 @@ pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
         if let Ok(local) = store.local("verify") {
             let scope = VerifyScope::Version {
                 image: record.image.clone(),
-                snap: Some(record.snapshot.clone()),
+                snap: record.restore_point().map(str::to_string),
             };
             let report = local.verify(&scope, &session.progress)?;
             problems.extend(describe_bad(&report, &backups));
@@ -128,4 +130,26 @@ fn backup_named(backups: &[BackupRecord], image: &str, snap: Option<&str>) -> St
         .iter()
         .find(|b| b.image == image && b.snapshot == snap)
         .map_or_else(|| format!("{image}@{snap}"), |b| format!("backup {}", b.id))
+}
+
+pub fn adopt(session: &Session, volume_pool: &str) -> Result<()> {
+    let store = session.store(false)?;
+    let label = session.config.store.label();
+    let volume_store = session.config.volume_store.clone();
+    let source_of = |id: &uuid::Uuid| match (&store, &volume_store) {
+        (StoreHandle::Local(_), Some(dir)) => format!("local:{}/volume-{id}", dir.display()),
+        _ => format!("rbd:{volume_pool}/volume-{id}"),
+    };
+    let report = session.engine().adopt(store.pool(), &label, &source_of)?;
+    let json = serde_json::json!({ "adopted": report.adopted, "skipped": report.skipped });
+    emit(session.config.json, &json, || {
+        let mut text = format!("adopted {} backups from {label}", report.adopted.len());
+        for b in &report.adopted {
+            text.push_str(&format!("\n  {}", summary_line(b)));
+        }
+        for s in &report.skipped {
+            text.push_str(&format!("\n  skipped {s}"));
+        }
+        text
+    })
 }

@@ -92,3 +92,12 @@ pub struct BackupRecord {
     /// Volume metadata stored with the backup (name, size, user key/values).
     pub metadata: BTreeMap<String, String>,
 }
+
+impl BackupRecord {
+    /// The snapshot of `image` holding the backup, or `None` when the
+    /// backup is the image's HEAD (a full-copy image Cinder wrote for a
+    /// source without snapshots, adopted with `blockback adopt`).
+    pub fn restore_point(&self) -> Option<&str> {
+        (!self.snapshot.is_empty()).then_some(self.snapshot.as_str())
+    }
+}

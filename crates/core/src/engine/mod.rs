@@ -1,6 +1,7 @@
 //! Backup, restore, verify and delete, written once against the image
 //! traits and the catalog trait. One file per operation.
 
+mod adopt;
 mod backup;
 mod chain;
 #[doc(hidden)]
@@ -19,6 +20,7 @@ mod snapshotted;
 mod verify;
 pub mod zero;
 
+pub use adopt::AdoptReport;
 pub use backup::BackupRequest;
 pub use chain::ChainMode;
 pub use copy::{copy, CopyOptions, CopyStats};

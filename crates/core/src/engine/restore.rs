@@ -69,7 +69,7 @@ impl Engine<'_> {
         path: &Path,
     ) -> EngineResult<RestoreReport> {
         require_available(backup, "restored")?;
-        let source = store.open_read_only(&backup.image, Some(&backup.snapshot))?;
+        let source = store.open_read_only(&backup.image, backup.restore_point())?;
         if path.is_dir() {
             return Err(EngineError::Invalid(format!(
                 "restore target {} is a directory; give a file or block device path",

@@ -20,7 +20,7 @@ pub struct VerifyOutcome {
 impl Engine<'_> {
     pub fn verify(&self, backup: &BackupRecord, store: &dyn Pool) -> EngineResult<VerifyOutcome> {
         require_available(backup, "verified")?;
-        let source = store.open_read_only(&backup.image, Some(&backup.snapshot))?;
+        let source = store.open_read_only(&backup.image, backup.restore_point())?;
         let plan = TransferPlan::full(source.as_ref())?;
         let sink = NullImage { size: plan.size };
         let opts = CopyOptions {

@@ -1,0 +1,262 @@
+//! `adopt`: records the backups a backup pool already holds -- written by
+//! Cinder's Ceph driver or by a blockback whose catalog is gone -- so they
+//! can be listed, verified, restored and deleted.
+//!
+//! Recognised, by the reference's names:
+//! - chain bases `volume-<vid>.backup.<first bid>` and the legacy
+//!   `volume-<vid>.backup.base`: each backup snapshot
+//!   `backup.<bid>.snap.<time>` on them is one backup (the first of an image
+//!   full, the others incremental);
+//! - full-copy images `volume-<vid>.backup.<bid>` without backup snapshots
+//!   (Cinder's backups of sources without snapshots): the image's HEAD is
+//!   the backup.
+//!
+//! Backups already in the catalog are left alone, so adopting twice adopts
+//! nothing new. Adopted backups have no recorded checksum (Cinder kept
+//! none): `verify` reads and reports one, restores are not checked against
+//! one. Their metadata object, when present, becomes their metadata.
+
+use super::error::EngineResult;
+use super::{unix_now, Engine};
+use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
+use crate::image::{Pool, SnapshotInfo};
+use crate::metadata::{read_backup_metadata, BackupMetadata};
+use crate::naming::parse_backup_snap;
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+use uuid::Uuid;
+
+/// What `adopt` found.
+#[derive(Debug, Default)]
+pub struct AdoptReport {
+    pub adopted: Vec<BackupRecord>,
+    /// Images with the reference's names that could not be adopted, and why.
+    pub skipped: Vec<String>,
+}
+
+/// A store image named like a backup image, parsed.
+struct BackupImage {
+    volume: Uuid,
+    /// `base` for the legacy name, else a backup id.
+    suffix: String,
+}
+
+fn parse_image_name(name: &str) -> Option<BackupImage> {
+    let rest = name.strip_prefix("volume-")?;
+    let (vid, suffix) = rest.split_once(".backup.")?;
+    Some(BackupImage {
+        volume: Uuid::parse_str(vid).ok()?,
+        suffix: suffix.to_string(),
+    })
+}
+
+impl Engine<'_> {
+    /// Adopts every backup image of `store`; `source_of(volume id)` gives
+    /// the source label recorded for a volume the catalog does not know.
+    pub fn adopt(
+        &self,
+        store: &dyn Pool,
+        store_label: &str,
+        source_of: &dyn Fn(&Uuid) -> String,
+    ) -> EngineResult<AdoptReport> {
+        let mut report = AdoptReport::default();
+        for name in store.list()? {
+            let Some(parsed) = parse_image_name(&name) else {
+                continue;
+            };
+            match self.adopt_image(store, store_label, &name, &parsed) {
+                Ok(mut records) => {
+                    if !records.is_empty() {
+                        let volume = self.ensure_volume(parsed.volume, source_of)?;
+                        for r in records.iter_mut() {
+                            r.source = volume.source.clone();
+                            r.volume_id = volume.id;
+                        }
+                    }
+                    for r in &records {
+                        self.catalog.insert_backup(r)?;
+                    }
+                    report.adopted.append(&mut records);
+                }
+                Err(e) => report.skipped.push(format!("{name}: {e}")),
+            }
+        }
+        Ok(report)
+    }
+
+    fn adopt_image(
+        &self,
+        store: &dyn Pool,
+        store_label: &str,
+        name: &str,
+        parsed: &BackupImage,
+    ) -> EngineResult<Vec<BackupRecord>> {
+        let image = store.open_read_only(name, None)?;
+        let snaps: Vec<SnapshotInfo> = match image.snapshots() {
+            Some(s) => s.list()?,
+            None => Vec::new(),
+        };
+        let mut backups: Vec<(Uuid, SnapshotInfo)> = snaps
+            .into_iter()
+            .filter_map(|s| {
+                let id = Uuid::parse_str(&parse_backup_snap(&s.name)?.backup_id).ok()?;
+                Some((id, s))
+            })
+            .collect();
+        backups.sort_by(|a, b| a.1.timestamp.cmp(&b.1.timestamp));
+        let template = Template {
+            volume: parsed.volume,
+            store: store_label,
+            image: name,
+        };
+        let mut records = Vec::new();
+        if backups.is_empty() {
+            let Ok(id) = Uuid::parse_str(&parsed.suffix) else {
+                return Ok(records);
+            };
+            if !self.known(id)? {
+                let meta = read_backup_metadata(store, &id.to_string())?;
+                records.push(template.record(
+                    id,
+                    image.size()?,
+                    None,
+                    String::new(),
+                    unix_now(),
+                    meta,
+                ));
+            }
+            return Ok(records);
+        }
+        let mut parent = None;
+        for (id, snap) in backups {
+            if !self.known(id)? {
+                let meta = read_backup_metadata(store, &id.to_string())?;
+                let at = snap
+                    .timestamp
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                records.push(template.record(id, snap.size, parent, snap.name, at, meta));
+            }
+            parent = Some(id);
+        }
+        Ok(records)
+    }
+
+    fn known(&self, id: Uuid) -> EngineResult<bool> {
+        match self.catalog.backup(id) {
+            Ok(_) => Ok(true),
+            Err(crate::catalog::CatalogError::BackupNotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The volume the backups named after volume `id` belong to: the
+    /// catalog's (by id, else by source), or a new record.
+    fn ensure_volume(
+        &self,
+        id: Uuid,
+        source_of: &dyn Fn(&Uuid) -> String,
+    ) -> EngineResult<VolumeRecord> {
+        if let Some(v) = self
+            .catalog
+            .list_volumes()?
+            .into_iter()
+            .find(|v| v.id == id)
+        {
+            return Ok(v);
+        }
+        let source = source_of(&id);
+        if let Some(v) = self.catalog.volume_by_source(&source)? {
+            return Ok(v);
+        }
+        let volume = VolumeRecord {
+            id,
+            source,
+            name: format!("volume-{id}"),
+            created_at: unix_now(),
+        };
+        self.catalog.insert_volume(&volume)?;
+        Ok(volume)
+    }
+}
+
+/// What the backups of one image share.
+struct Template<'a> {
+    volume: Uuid,
+    store: &'a str,
+    image: &'a str,
+}
+
+impl Template<'_> {
+    fn record(
+        &self,
+        id: Uuid,
+        size: u64,
+        parent: Option<Uuid>,
+        snapshot: String,
+        at: f64,
+        meta: Option<BackupMetadata>,
+    ) -> BackupRecord {
+        BackupRecord {
+            id,
+            volume_id: self.volume,
+            source: String::new(),
+            size,
+            parent,
+            kind: match parent {
+                Some(_) => BackupKind::Incremental,
+                None => BackupKind::Full,
+            },
+            status: BackupStatus::Available,
+            store: self.store.to_string(),
+            image: self.image.to_string(),
+            snapshot,
+            bytes_read: 0,
+            bytes_written: 0,
+            bytes_stored: 0,
+            checksum: None,
+            created_at: at,
+            updated_at: unix_now(),
+            completed_at: Some(at),
+            error: None,
+            pid: None,
+            created_base: parent.is_none(),
+            metadata: adopted_metadata(meta),
+        }
+    }
+}
+
+/// The catalog's metadata of an adopted backup.
+fn adopted_metadata(meta: Option<BackupMetadata>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([("adopted".to_string(), "true".to_string())]);
+    let Some(meta) = meta else { return out };
+    for (k, v) in meta.volume {
+        out.insert(format!("user.{k}"), v);
+    }
+    if let Some(name) = meta
+        .volume_base
+        .get("display_name")
+        .and_then(|v| v.as_str())
+    {
+        out.insert("volume.name".into(), name.to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_image_names_parse_and_others_do_not() {
+        let vid = "0f7a1b52-7e52-4d1a-9d3c-2b1d6c9e8a10";
+        let legacy = parse_image_name(&format!("volume-{vid}.backup.base")).unwrap();
+        assert_eq!(legacy.volume.to_string(), vid);
+        assert_eq!(legacy.suffix, "base");
+        let chain = parse_image_name(&format!("volume-{vid}.backup.{vid}")).unwrap();
+        assert_eq!(chain.suffix, vid);
+        assert!(parse_image_name("volume-xyz.backup.base").is_none());
+        assert!(parse_image_name(&format!("volume-{vid}")).is_none());
+        assert!(parse_image_name("bench-vol").is_none());
+    }
+}

@@ -103,7 +103,7 @@ impl Engine<'_> {
                 Some((id, s))
             })
             .collect();
-        backups.sort_by(|a, b| a.1.timestamp.cmp(&b.1.timestamp));
+        backups.sort_by_key(|b| b.1.timestamp);
         let template = Template {
             volume: parsed.volume,
             store: store_label,

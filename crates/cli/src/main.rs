@@ -4,6 +4,7 @@
 
 mod address;
 mod args;
+mod cancel;
 mod commands;
 mod config;
 mod endpoint;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_tracing(cli.quiet);
+    cancel::install();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -109,6 +109,10 @@ impl Progress for CliProgress {
         }
     }
 
+    fn is_cancelled(&self) -> bool {
+        crate::cancel::requested()
+    }
+
     fn phase_done(&self, phase: &str, seconds: f64) {
         tracing::debug!("{phase}: {seconds:.3} s");
         let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());

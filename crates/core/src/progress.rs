@@ -16,6 +16,19 @@ pub trait Progress: Send + Sync {
     fn phase_done(&self, phase: &str, seconds: f64) {
         let _ = (phase, seconds);
     }
+    /// Whether the user asked to stop: transfers then end with
+    /// [`cancelled`], and the operation cleans up as after any failure.
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// The error a transfer ends with when [`Progress::is_cancelled`].
+pub fn cancelled(what: &str) -> crate::image::ImageError {
+    crate::image::ImageError::Io {
+        what: what.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::Interrupted, "cancelled by the user"),
+    }
 }
 
 /// Runs `step`, reporting its duration as `phase`.

@@ -10,7 +10,7 @@ use super::plan::{Segment, TransferPlan, SEGMENT};
 use super::zero::{is_zero, runs};
 use crate::checksum::{block_digest, zero_block_digest, VolumeChecksum, CHECKSUM_BLOCK};
 use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
-use crate::progress::Progress;
+use crate::progress::{cancelled, Progress};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -122,7 +122,11 @@ fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<Digests> {
                     let Some(seg) = segments.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    match copy_segment(job, seg, &mut bufs) {
+                    let result = match job.progress.is_cancelled() {
+                        true => Err(cancelled(&job.dst.describe())),
+                        false => copy_segment(job, seg, &mut bufs),
+                    };
+                    match result {
                         Ok(d) => lock(&digests).extend(d),
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);

@@ -125,7 +125,7 @@ impl Engine<'_> {
         let differential = target.is_new || self.differential_allowed(backup, target)?;
         self.set_status(backup, BackupStatus::Restoring)?;
         let mut result = self.copy_backup(backup, source, image, differential);
-        if differential && !target.is_new {
+        if differential && !target.is_new && !self.progress.is_cancelled() {
             if let Err(e) = &result {
                 self.progress.note(&format!(
                     "differential restore failed ({e}); falling back to a full restore"

@@ -44,7 +44,7 @@ impl Engine<'_> {
         };
         let notes = self.undo_attempt(req.store, snaps, record);
         let incremental = matches!(chain, Chain::Continue { .. });
-        if !incremental || req.mode == ChainMode::Incremental {
+        if !incremental || req.mode == ChainMode::Incremental || self.progress.is_cancelled() {
             return Err(self.fail(req.store, record, cause, &notes));
         }
         self.progress.note(&format!(

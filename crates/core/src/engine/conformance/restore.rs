@@ -2,6 +2,38 @@
 
 use super::support::{contents, ensure, CheckResult, Ctx, MIB};
 use crate::engine::EngineError;
+use crate::image::{ExtentKind, Image};
+
+/// Bytes of `image` reported allocated.
+fn allocated(image: &dyn Image) -> Result<u64, String> {
+    let size = image.size().map_err(s)?;
+    let mut total = 0;
+    image
+        .changed_extents(None, 0..size, &mut |e| {
+            if e.kind == ExtentKind::Data {
+                total += e.len;
+            }
+            Ok(())
+        })
+        .map_err(s)?;
+    Ok(total)
+}
+
+pub fn stay_sparse(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("sparse", 12 * MIB)?;
+    vol.scribble(5 * MIB, MIB as usize, 45)?;
+    vol.write(8 * MIB, &vec![0u8; 2 * MIB as usize])?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    ensure!(b.bytes_written == MIB, "a full backup of 1 MiB of data wrote {}", b.bytes_written);
+    let base = ctx.store(0).open_read_only(&b.image, Some(&b.snapshot)).map_err(s)?;
+    let stored = allocated(base.as_ref())?;
+    ensure!(stored <= 2 * MIB, "the base holds {stored} allocated bytes for 1 MiB of data");
+    let (report, target) = ctx.restore_new(&b).map_err(s)?;
+    ensure!(report.bytes_written == MIB, "the restore wrote {}", report.bytes_written);
+    let restored = allocated(target.head.as_ref())?;
+    ensure!(restored <= 2 * MIB, "the restored volume has {restored} allocated bytes");
+    Ok(())
+}
 
 fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()

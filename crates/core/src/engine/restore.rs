@@ -122,7 +122,7 @@ impl Engine<'_> {
                 backup_size: backup.size,
             });
         }
-        let differential = target.is_new || self.differential_allowed(backup, target)?;
+        let mut differential = target.is_new || self.differential_allowed(backup, target)?;
         self.set_status(backup, BackupStatus::Restoring)?;
         let mut result = self.copy_backup(backup, source, image, differential);
         if differential && !target.is_new && !self.progress.is_cancelled() {
@@ -130,6 +130,7 @@ impl Engine<'_> {
                 self.progress.note(&format!(
                     "differential restore failed ({e}); falling back to a full restore"
                 ));
+                differential = false;
                 result = self.copy_backup(backup, source, image, false);
             }
         }

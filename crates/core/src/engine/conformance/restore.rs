@@ -1,7 +1,8 @@
 //! Restore checks: size at the restore point, targets, snapshots left.
 
-use super::support::{contents, ensure, CheckResult, Ctx, MIB};
+use super::support::{contents, ensure, CheckResult, Ctx, FailingReads, MIB};
 use crate::engine::EngineError;
+use crate::engine::RestoreTarget;
 use crate::image::{ExtentKind, Image};
 
 /// Bytes of `image` reported allocated.
@@ -24,14 +25,31 @@ pub fn stay_sparse(ctx: &Ctx<'_>) -> CheckResult {
     vol.scribble(5 * MIB, MIB as usize, 45)?;
     vol.write(8 * MIB, &vec![0u8; 2 * MIB as usize])?;
     let b = ctx.backup(&vol).map_err(s)?;
-    ensure!(b.bytes_written == MIB, "a full backup of 1 MiB of data wrote {}", b.bytes_written);
-    let base = ctx.store(0).open_read_only(&b.image, Some(&b.snapshot)).map_err(s)?;
+    ensure!(
+        b.bytes_written == MIB,
+        "a full backup of 1 MiB of data wrote {}",
+        b.bytes_written
+    );
+    let base = ctx
+        .store(0)
+        .open_read_only(&b.image, Some(&b.snapshot))
+        .map_err(s)?;
     let stored = allocated(base.as_ref())?;
-    ensure!(stored <= 2 * MIB, "the base holds {stored} allocated bytes for 1 MiB of data");
+    ensure!(
+        stored <= 2 * MIB,
+        "the base holds {stored} allocated bytes for 1 MiB of data"
+    );
     let (report, target) = ctx.restore_new(&b).map_err(s)?;
-    ensure!(report.bytes_written == MIB, "the restore wrote {}", report.bytes_written);
+    ensure!(
+        report.bytes_written == MIB,
+        "the restore wrote {}",
+        report.bytes_written
+    );
     let restored = allocated(target.head.as_ref())?;
-    ensure!(restored <= 2 * MIB, "the restored volume has {restored} allocated bytes");
+    ensure!(
+        restored <= 2 * MIB,
+        "the restored volume has {restored} allocated bytes"
+    );
     Ok(())
 }
 
@@ -154,5 +172,33 @@ pub fn larger_target(ctx: &Ctx<'_>) -> CheckResult {
     let mut expected = vol.mirror.clone();
     expected.resize(12 * MIB as usize, 0);
     ensure!(contents(large.head.as_ref())? == expected, "target differs");
+    Ok(())
+}
+
+pub fn failed_differential_falls_back(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("fallback", 12 * MIB)?;
+    vol.scribble(0, 2 * MIB as usize, 46)?;
+    vol.scribble(9 * MIB, MIB as usize, 47)?;
+    let b = ctx.backup(&vol).map_err(s)?;
+    let target = ctx.volume("target", 12 * MIB)?;
+    let source = FailingReads::new(ctx.open_backup(&b).map_err(s)?, 0);
+    let into = RestoreTarget {
+        image: target.head.as_ref(),
+        label: target.label.clone(),
+        is_new: false,
+    };
+    let report = ctx.engine().restore_into(&b, &source, &into).map_err(s)?;
+    ensure!(!report.differential, "the report hides the fallback");
+    let notes = ctx.notes.all();
+    ensure!(
+        notes
+            .iter()
+            .any(|n| n.contains("falling back to a full restore")),
+        "notes: {notes:?}"
+    );
+    ensure!(
+        contents(target.head.as_ref())? == vol.mirror,
+        "target differs"
+    );
     Ok(())
 }

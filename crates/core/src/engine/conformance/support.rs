@@ -221,7 +221,7 @@ impl<'f> Ctx<'f> {
         })
     }
 
-    fn open_backup(&self, b: &BackupRecord) -> EngineResult<Box<dyn Image>> {
+    pub fn open_backup(&self, b: &BackupRecord) -> EngineResult<Box<dyn Image>> {
         Ok(self
             .store(self.store_index(b))
             .open_read_only(&b.image, Some(&b.snapshot))?)
@@ -341,8 +341,8 @@ impl<'a> Faulty<'a> {
     }
 }
 
-/// A snapshot handle that fails reads once its budget is spent.
-struct FailingReads {
+/// A read-only handle whose read number `left + 1` fails (once).
+pub(super) struct FailingReads {
     inner: Box<dyn Image>,
     left: Arc<AtomicI64>,
 }
@@ -406,10 +406,16 @@ impl Snapshots for Faulty<'_> {
         if !broken {
             return Ok(inner);
         }
-        Ok(Box::new(FailingReads {
+        Ok(Box::new(FailingReads::new(inner, self.reads_ok)))
+    }
+}
+
+impl FailingReads {
+    pub fn new(inner: Box<dyn Image>, reads_ok: i64) -> Self {
+        FailingReads {
             inner,
-            left: Arc::new(AtomicI64::new(self.reads_ok)),
-        }))
+            left: Arc::new(AtomicI64::new(reads_ok)),
+        }
     }
 }
 
@@ -421,7 +427,7 @@ impl Image for FailingReads {
         self.inner.size()
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> ImageResult<()> {
-        if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+        if self.left.fetch_sub(1, Ordering::SeqCst) == 0 {
             return Err(ImageError::Invalid {
                 what: self.inner.describe(),
                 why: INJECTED.into(),

@@ -107,6 +107,10 @@ const CHECKS: &[Check] = &[
         "restore_larger_target_zeroes_excess",
         restore::larger_target,
     ),
+    check(
+        "failed_differential_restore_falls_back_to_full",
+        restore::failed_differential_falls_back,
+    ),
     check("delete_in_every_order", delete::every_order),
     check(
         "delete_removes_source_snapshot",

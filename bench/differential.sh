@@ -41,37 +41,11 @@ TARGET_NO_CHANGE_SECS=0.2
 TARGET_TRANSFER=1.2
 TARGET_RESTORE=0.67
 
-setup() {
-    [[ -n ${CEPH_CONF:-} && -r ${CEPH_CONF:-} ]] ||
-        { echo "$SCRIPT: set CEPH_CONF to a readable ceph.conf" >&2; exit 2; }
-    export CEPH_CONF
-    POOL=${POOL:-volumes}
-    BACKUP_POOL=${BACKUP_POOL:-backups}
-    CEPH_ID=${CEPH_ID:-admin}
-    DURABLE=0 # nothing local is written; sync would only add noise
-    setup_common
-    command -v rbd >/dev/null || { echo "$SCRIPT: rbd CLI missing (apt-get install ceph-common)" >&2; exit 2; }
-    rbd ls "$POOL" >/dev/null && rbd ls "$BACKUP_POOL" >/dev/null
-}
-
-r() { rbd --conf "$CEPH_CONF" --id "$CEPH_ID" "$@"; }
-
-remove_image() {
-    r info "$1" >/dev/null 2>&1 || return 0
-    r snap purge --no-progress "$1"
-    r rm --no-progress "$1"
-}
-
 remove_bench_images() {
     local i
     for i in "$POOL/bench-dvol" "$BACKUP_POOL/bench-dref" "$POOL/bench-drestore-ref" "$POOL/bench-drestore-bb"; do
         remove_image "$i"
     done
-}
-
-in_turn() {
-    local run=$1 baseline=$2 ours=$3
-    if ((run % 2)); then "$baseline" "$run"; "$ours" "$run"; else "$ours" "$run"; "$baseline" "$run"; fi
 }
 
 # phase NAME: seconds of blockback's phase NAME in the last JSON output.
@@ -243,7 +217,8 @@ report() {
 main() {
     trap 'echo "$SCRIPT: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
     parse_args "$@"
-    setup
+    DURABLE=0 # nothing local is written; sync would only add noise
+    setup_rbd
     declare -ga T_SNAP=() T_REF_INC=() T_REF_DATA=() T_BB_INC=() T_BB_DATA=() WRITTEN=()
     declare -ga T_REF_SAME=() T_BB_SAME=() T_BB_SAME_EXTRA=() T_REF_RESTORE=() T_BB_RESTORE=()
     declare -ga RSS_INC=() RSS_RESTORE=()

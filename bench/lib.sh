@@ -111,6 +111,37 @@ check_restored() {
     log "restore layout: ${LAYOUT[run]}"
 }
 
+# ---- Ceph (bench/rbd.sh, bench/differential.sh) -----------------------------
+
+# Checks CEPH_CONF and the rbd CLI, sets POOL, BACKUP_POOL and CEPH_ID.
+setup_rbd() {
+    [[ -n ${CEPH_CONF:-} && -r ${CEPH_CONF:-} ]] ||
+        { echo "$SCRIPT: set CEPH_CONF to a readable ceph.conf" >&2; exit 2; }
+    export CEPH_CONF
+    POOL=${POOL:-volumes}
+    BACKUP_POOL=${BACKUP_POOL:-backups}
+    CEPH_ID=${CEPH_ID:-admin}
+    setup_common
+    command -v rbd >/dev/null || { echo "$SCRIPT: rbd CLI missing (apt-get install ceph-common)" >&2; exit 2; }
+    rbd ls "$POOL" >/dev/null && rbd ls "$BACKUP_POOL" >/dev/null
+}
+
+r() { rbd --conf "$CEPH_CONF" --id "$CEPH_ID" "$@"; }
+
+# Removes an image and its snapshots if it exists.
+remove_image() {
+    r info "$1" >/dev/null 2>&1 || return 0
+    r snap purge --no-progress "$1"
+    r rm --no-progress "$1"
+}
+
+# Runs two measurements in the order baseline, blockback on odd runs and the
+# other way round on even runs, so cache and cluster warm-up favour neither.
+in_turn() {
+    local run=$1 baseline=$2 ours=$3
+    if ((run % 2)); then "$baseline" "$run"; "$ours" "$run"; else "$ours" "$run"; "$baseline" "$run"; fi
+}
+
 # ---- reporting --------------------------------------------------------------
 
 median() {

@@ -3,7 +3,6 @@
 
 mod util;
 use std::process::Stdio;
-use std::time::Duration;
 use util::*;
 
 #[test]
@@ -11,27 +10,16 @@ fn ctrl_c_cancels_a_backup_and_cleans_up() {
     let dir = Dir::new();
     let src = dir.path("disk.img");
     make_image(&src, 256 * MIB, &[(0, 200 * MIB)], 77);
-    let child = dir
+    let mut child = dir
         .command(&["backup", "create", src.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut landed = false;
-    for _ in 0..400 {
-        let list = dir.json(&["backup", "list"]);
-        if list
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["status"] == "creating")
-        {
-            landed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(landed, "the backup never started");
+    assert!(
+        wait_for_creating(&dir, &mut child),
+        "the backup never started"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

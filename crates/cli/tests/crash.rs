@@ -93,26 +93,6 @@ fn kill_during_gc_keeps_the_store_consistent() {
 
 const DIFF_SIZE: u64 = 192 * MIB;
 
-/// Waits until the running backup has recorded itself (listing does not
-/// disturb it: recovery skips volumes whose lock is held), or has exited.
-fn wait_for_creating(dir: &Dir, child: &mut std::process::Child) {
-    for _ in 0..500 {
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        let list = dir.json(&["backup", "list"]);
-        if list
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["status"] == "creating")
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Loads `file` into the store image `local:vol` (HEAD) through an rbd diff stream.
 fn load_volume(dir: &Dir, file: &std::path::Path) {
     let stream = dir.path("load.diff");

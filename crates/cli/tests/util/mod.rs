@@ -90,6 +90,28 @@ impl Dir {
     }
 }
 
+/// Waits until a backup run by `child` has recorded itself as creating
+/// (listing does not disturb it: recovery skips volumes whose lock is
+/// held); false when `child` exited first or nothing showed up in time.
+pub fn wait_for_creating(dir: &Dir, child: &mut std::process::Child) -> bool {
+    for _ in 0..500 {
+        if child.try_wait().expect("child status").is_some() {
+            return false;
+        }
+        let list = dir.json(&["backup", "list"]);
+        if list
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|b| b["status"] == "creating")
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
 /// Writes a sparse image: random and text extents at the given places.
 pub fn make_image(path: &Path, size: u64, extents: &[(u64, u64)], seed: u64) {
     let file = File::create(path).expect("create image");

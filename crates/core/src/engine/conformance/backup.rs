@@ -1,6 +1,7 @@
 //! Backup checks: chains, broken chains, fallback, pruning.
 
-use super::support::{contents, ensure, is_injected, CheckResult, Ctx, Faulty, How, Vol, MIB};
+use super::faults::{is_injected, Faulty};
+use super::support::{contents, ensure, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, Catalog};
 use crate::checksum::checksum_of;
 use crate::engine::{ChainMode, EngineError};
@@ -261,7 +262,7 @@ fn changed_after_backup(ctx: &Ctx<'_>) -> Result<(Vol, BackupRecord), String> {
 
 pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     let (vol, first) = changed_after_backup(ctx)?;
-    let faulty = Faulty::new(vol.head.as_ref(), 1, 0);
+    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 1, 0);
     let b = ctx.backup_with(&faulty, &vol, How::default()).map_err(s)?;
     ensure!(
         b.kind == BackupKind::Full,
@@ -286,7 +287,7 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
 
 pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
     let (vol, first) = changed_after_backup(ctx)?;
-    let faulty = Faulty::new(vol.head.as_ref(), 2, 0);
+    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 2, 0);
     let err = match ctx.backup_with(&faulty, &vol, How::default()) {
         Err(e) => e.to_string(),
         Ok(b) => return Err(format!("backup {} succeeded through broken reads", b.id)),

@@ -1,6 +1,7 @@
 //! Delete checks: any order, source snapshots, never another backup's data.
 
-use super::support::{contents, ensure, CheckResult, Ctx, Faulty, How, MIB};
+use super::faults::Faulty;
+use super::support::{contents, ensure, CheckResult, Ctx, How, MIB};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog};
 use crate::metadata::{read_backup_metadata, write_backup_metadata};
 use crate::naming::legacy_base_name;
@@ -86,7 +87,7 @@ pub fn failed_backup_spares_others(ctx: &Ctx<'_>) -> CheckResult {
     let legacy = legacy_base_name(&good.volume_id.to_string());
     ctx.store(0).create(&legacy, MIB).map_err(s)?;
     vol.scribble(5 * MIB, 10_000, 42)?;
-    let faulty = Faulty::new(vol.head.as_ref(), 2, 0);
+    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 2, 0);
     ensure!(
         ctx.backup_with(&faulty, &vol, How::default()).is_err(),
         "broken reads succeeded"

@@ -9,6 +9,7 @@
 
 mod backup;
 mod delete;
+mod faults;
 mod restore;
 mod support;
 

@@ -1,6 +1,7 @@
 //! Restore checks: size at the restore point, targets, snapshots left.
 
-use super::support::{contents, ensure, CheckResult, Ctx, FailingReads, MIB};
+use super::faults::Faulty;
+use super::support::{contents, ensure, CheckResult, Ctx, MIB};
 use crate::engine::EngineError;
 use crate::engine::RestoreTarget;
 use crate::image::{ExtentKind, Image};
@@ -181,7 +182,7 @@ pub fn failed_differential_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     vol.scribble(9 * MIB, MIB as usize, 47)?;
     let b = ctx.backup(&vol).map_err(s)?;
     let target = ctx.volume("target", 12 * MIB)?;
-    let source = FailingReads::new(ctx.open_backup(&b).map_err(s)?, 0);
+    let source = Faulty::reads_failing(ctx.open_backup(&b).map_err(s)?, 0);
     let into = RestoreTarget {
         image: target.head.as_ref(),
         label: target.label.clone(),

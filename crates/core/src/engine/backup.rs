@@ -123,7 +123,7 @@ impl Engine<'_> {
         if base.size()? != record.size {
             base.resize(record.size)?;
         }
-        let plan = TransferPlan::full(req.source)?;
+        let plan = timed(self.progress, "diff", || TransferPlan::full(req.source))?;
         let opts = CopyOptions {
             target_is_zero: record.created_base,
             ..self.copy

@@ -9,6 +9,7 @@ use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::file::FileImage;
 use crate::image::{ExtentKind, Image, Pool};
+use crate::progress::timed;
 use std::path::Path;
 
 /// Largest single zeroing request (librbd takes an `int` length).
@@ -175,7 +176,7 @@ impl Engine<'_> {
         target: &dyn Image,
         target_is_zero: bool,
     ) -> EngineResult<CopyStats> {
-        let plan = TransferPlan::full(source)?;
+        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
         if plan.size != backup.size {
             return Err(EngineError::Invalid(format!(
                 "backup {} records {} bytes but its snapshot {} holds {}",

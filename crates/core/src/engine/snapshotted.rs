@@ -115,7 +115,7 @@ impl Engine<'_> {
     ) -> EngineResult<Transferred> {
         store.create(&record.image, record.size)?;
         let base = store.open(&record.image)?;
-        let plan = TransferPlan::full(source)?;
+        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
         let opts = CopyOptions {
             target_is_zero: true,
             ..self.copy

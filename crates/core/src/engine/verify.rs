@@ -7,6 +7,7 @@ use super::restore::{check_checksum, require_available};
 use super::{Engine, NullImage, TransferPlan};
 use crate::catalog::BackupRecord;
 use crate::image::Pool;
+use crate::progress::timed;
 use serde::Serialize;
 
 /// The result of verifying one backup.
@@ -21,7 +22,9 @@ impl Engine<'_> {
     pub fn verify(&self, backup: &BackupRecord, store: &dyn Pool) -> EngineResult<VerifyOutcome> {
         require_available(backup, "verified")?;
         let source = store.open_read_only(&backup.image, backup.restore_point())?;
-        let plan = TransferPlan::full(source.as_ref())?;
+        let plan = timed(self.progress, "diff", || {
+            TransferPlan::full(source.as_ref())
+        })?;
         let sink = NullImage { size: plan.size };
         let opts = CopyOptions {
             target_is_zero: true,

@@ -1,6 +1,7 @@
 //! `backup create`, `backup restore`, `backup delete`.
 
 use crate::args::CreateArgs;
+use crate::config::StoreLocation;
 use crate::endpoint::Volume;
 use crate::output::{bytes, emit};
 use crate::session::Session;
@@ -194,11 +195,12 @@ fn emit_deleted(session: &Session, record: &BackupRecord) -> Result<()> {
     emit(
         session.config.json,
         &serde_json::json!({ "deleted": record.id }),
-        || {
-            format!(
+        || match StoreLocation::parse(&record.store) {
+            Ok(StoreLocation::Local(_)) => format!(
                 "deleted backup {}; run `blockback gc` to reclaim its space",
                 record.id
-            )
+            ),
+            _ => format!("deleted backup {}", record.id),
         },
     )
 }

@@ -88,6 +88,7 @@ const CHECKS: &[Check] = &[
         "extended_volume_restores_at_its_size",
         restore::extended_volume,
     ),
+    check("shrunk_volume_continues_the_chain", restore::shrunk_volume),
     check(
         "restored_volume_has_no_backup_snapshots",
         restore::no_backup_snapshots_left,

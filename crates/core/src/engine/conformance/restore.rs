@@ -92,6 +92,30 @@ pub fn extended_volume(ctx: &Ctx<'_>) -> CheckResult {
     Ok(())
 }
 
+pub fn shrunk_volume(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("shrink", 12 * MIB)?;
+    vol.scribble(0, 12 * MIB as usize, 48)?;
+    let large = ctx.backup(&vol).map_err(s)?;
+    let at_large = vol.mirror.clone();
+    vol.resize(7 * MIB + 4096)?;
+    vol.scribble(3 * MIB, 50_000, 49)?;
+    let small = ctx.backup(&vol).map_err(s)?;
+    ensure!(
+        small.parent == Some(large.id),
+        "the shrunk volume did not continue the chain"
+    );
+    for (b, expected) in [(&large, &at_large), (&small, &vol.mirror)] {
+        let (_, target) = ctx.restore_new(b).map_err(s)?;
+        ensure!(
+            contents(target.head.as_ref())? == *expected,
+            "restore of {} differs",
+            b.id
+        );
+        ctx.engine().verify(b, ctx.store(0)).map_err(s)?;
+    }
+    Ok(())
+}
+
 pub fn no_backup_snapshots_left(ctx: &Ctx<'_>) -> CheckResult {
     let mut vol = ctx.volume("nosnap", 12 * MIB)?;
     vol.scribble(0, 500_000, 22)?;

@@ -29,13 +29,8 @@ impl Engine<'_> {
         chain: Chain,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
-        let snapshot = || {
-            timed(self.progress, "source snapshot", || {
-                snaps.create(&record.snapshot)
-            })
-        };
-        if let Err(cause) = snapshot() {
-            return Err(self.fail(req.store, record, cause.into(), &[]));
+        if let Err(cause) = self.snapshot_source(snaps, record) {
+            return Err(self.fail(req.store, record, cause, &[]));
         }
         let first = self.transfer_chain(req, snaps, &chain, record);
         let cause = match first {
@@ -51,11 +46,9 @@ impl Engine<'_> {
             "incremental transfer failed ({cause}); falling back to a full backup"
         ));
         self.restart_as_full(record)?;
-        let second = timed(self.progress, "source snapshot", || {
-            snaps.create(&record.snapshot)
-        })
-        .map_err(EngineError::from)
-        .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
+        let second = self
+            .snapshot_source(snaps, record)
+            .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
         match second {
             Ok(()) => Ok(()),
             Err(again) => {
@@ -64,6 +57,13 @@ impl Engine<'_> {
                 Err(self.fail(req.store, record, cause, &notes))
             }
         }
+    }
+
+    fn snapshot_source(&self, snaps: &dyn Snapshots, record: &BackupRecord) -> EngineResult<()> {
+        timed(self.progress, "source snapshot", || {
+            snaps.create(&record.snapshot)
+        })?;
+        Ok(())
     }
 
     /// Transfers, snapshots the base, publishes, then prunes.

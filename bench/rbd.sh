@@ -55,7 +55,7 @@ one_run() {
     BACKUP_IDS=()
     remove_bench_images
     # No `store init`: the first backup creates the store, and an RBD store
-    # left by an earlier run (emptied by its delete + gc) is reused.
+    # left by an earlier run (emptied by its deletes) is reused.
     log "run $run/$RUNS: full backup"
     in_turn "$run" full_baseline full_blockback
     log "run $run/$RUNS: incremental backup"

@@ -49,7 +49,10 @@ impl CliProgress {
 
     /// Seconds spent in each timed phase so far, in order.
     pub fn phases(&self) -> Vec<(String, f64)> {
-        self.phases.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -10,6 +10,8 @@
 #   ceph-cluster.sh up DIR      restart the daemons of a stopped or downed
 #                               cluster on its data (same fsid, mon store, OSD);
 #                               the last line on stdout is the ceph.conf path
+#                               (the monitor's port must still be free: a
+#                               cluster started meanwhile may have taken it)
 #
 # One monitor on 127.0.0.1 (port outside the OSD range 6800-7300), one
 # bluestore OSD on a sparse file, pools `volumes` and `backups`, cephx on,

@@ -105,6 +105,18 @@ fn pool_used(conf: &Path, pool: &str) -> u64 {
     })
 }
 
+/// A child process that must not outlive a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -167,7 +179,7 @@ fn ok_json(dir: &Dir, conf: &Path, args: &[&str]) -> Value {
 /// killed outright, as in a real outage.
 fn backup_into_outage(dir: &Dir, ceph: &OwnCluster, src: &Path) -> (i32, String) {
     let err_path = dir.path("backup.err");
-    let mut child = blockback(
+    let child = blockback(
         dir,
         &ceph.conf,
         &["backup", "create", src.to_str().unwrap()],
@@ -176,6 +188,8 @@ fn backup_into_outage(dir: &Dir, ceph: &OwnCluster, src: &Path) -> (i32, String)
     .stderr(File::create(&err_path).unwrap())
     .spawn()
     .expect("spawn backup");
+    let mut guard = KillOnDrop(child);
+    let child = &mut guard.0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while pool_used(&ceph.conf, "backups") < 16 * MIB {
         if let Some(status) = child.try_wait().unwrap() {
@@ -190,10 +204,10 @@ fn backup_into_outage(dir: &Dir, ceph: &OwnCluster, src: &Path) -> (i32, String)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    signal(&child, "-STOP");
+    signal(child, "-STOP");
     ceph.down();
-    signal(&child, "-CONT");
-    let status = wait_bounded(&mut child, Duration::from_secs(100));
+    signal(child, "-CONT");
+    let status = wait_bounded(child, Duration::from_secs(100));
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     (status.code().unwrap_or(-1), stderr)
 }

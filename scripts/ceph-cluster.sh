@@ -5,6 +5,13 @@
 #   ceph-cluster.sh start DIR   start (or reuse) a cluster living entirely in DIR;
 #                               the last line on stdout is the ceph.conf path
 #   ceph-cluster.sh stop DIR    stop its daemons (by pid) and wait for them
+#   ceph-cluster.sh down DIR    kill its daemons at once (SIGKILL, an outage),
+#                               keeping all data
+#   ceph-cluster.sh up DIR      restart the daemons of a stopped or downed
+#                               cluster on its data (same fsid, mon store, OSD);
+#                               the last line on stdout is the ceph.conf path
+#                               (the monitor's port must still be free: a
+#                               cluster started meanwhile may have taken it)
 #
 # One monitor on 127.0.0.1 (port outside the OSD range 6800-7300), one
 # bluestore OSD on a sparse file, pools `volumes` and `backups`, cephx on,
@@ -46,7 +53,7 @@ dump_logs() {
 }
 
 usage() {
-    echo "usage: $0 install | start DIR | stop DIR" >&2
+    echo "usage: $0 install | start DIR | stop DIR | down DIR | up DIR" >&2
     exit 2
 }
 
@@ -278,6 +285,61 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
+# An outage, not a shutdown: no daemon gets to tell the monitor or its
+# clients anything. The data stays for `up`.
+cmd_down() {
+    local pidfile pid
+    [[ -d "$DIR/run" ]] || return 0
+    for pidfile in "$DIR/run/osd.0.pid" "$DIR/run/mon.a.pid"; do
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
+        [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
+    done
+    for pidfile in "$DIR/run/osd.0.pid" "$DIR/run/mon.a.pid"; do
+        wait_gone "$pidfile"
+        rm -f "$pidfile"
+    done
+    log "killed the daemons of $DIR (data kept)"
+}
+
+# Waits (up to 10 s) until the pid in $1 has exited.
+wait_gone() {
+    local pid i
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    die "pid $pid of $1 is still alive"
+}
+
+# Restarts the daemons on the data `start` made: the monitor keeps its store
+# (fsid, monmap, osdmap, keys), the OSD its data dir and block file, so pools
+# and images are as they were. Waits until both pools serve I/O.
+cmd_up() {
+    [[ -f "$(conf)" && -d "$DIR/mon.a" && -f "$DIR/osd.0/keyring" ]] ||
+        die "no cluster data in $DIR: use start"
+    have_packages || die "Ceph is not installed: run '$0 install'"
+    mkdir -p "$DIR/run" "$DIR/log"
+    pid_alive "$DIR/run/mon.a.pid" || {
+        ceph-mon -c "$(conf)" -i a >&2 || die "ceph-mon start"
+    }
+    wait_for "the monitor to answer" c_ceph mon stat
+    pid_alive "$DIR/run/osd.0.pid" || {
+        ceph-osd -c "$(conf)" -i 0 >&2 || die "ceph-osd start"
+    }
+    # `osd dump` may still show the killed instance as up; only I/O tells.
+    wait_for "the cluster to serve I/O" probe_all_pools
+    log "up"
+    conf
+}
+
+probe_all_pools() {
+    local pool img="bb-probe-$$-$RANDOM"
+    for pool in "${POOLS[@]}"; do
+        c_rbd create "$pool/$img" --size 1M && c_rbd rm "$pool/$img" || return 1
+    done
+}
+
 cmd_stop() {
     local pidfile
     [[ -d "$DIR/run" ]] || return 0
@@ -292,7 +354,7 @@ main() {
     [[ $# -ge 1 ]] || usage
     case "$1" in
     install) cmd_install ;;
-    start | stop)
+    start | stop | down | up)
         [[ $# -eq 2 ]] || usage
         mkdir -p "$2"
         DIR=$(cd "$2" && pwd)

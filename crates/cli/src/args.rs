@@ -24,6 +24,8 @@ pub struct Cli {
     pub quiet: bool,
     #[command(flatten)]
     pub ceph: CephArgs,
+    #[command(flatten)]
+    pub rbd_layout: RbdLayoutArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +52,38 @@ pub struct CephArgs {
     /// Keyring for the volume's cluster [default: the store's].
     #[arg(long, global = true)]
     pub volume_keyring: Option<PathBuf>,
+}
+
+/// Layout of the base images an RBD store creates (one per backup chain),
+/// as the rbd CLI's `--image-feature`, `--order`, `--stripe-unit` and
+/// `--stripe-count` (Cinder: `backup_ceph_stripe_unit`, `backup_ceph_stripe_count`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RbdLayoutArgs {
+    /// Features of new base images in an RBD store: comma-separated names
+    /// (layering, striping, exclusive-lock, object-map, fast-diff,
+    /// deep-flatten) or a number [default: layering, exclusive-lock,
+    /// object-map, fast-diff, or fewer where the cluster refuses them].
+    #[arg(long, global = true, value_name = "LIST")]
+    pub rbd_features: Option<String>,
+    /// Object size of new base images as a power of two, 12 to 25 [default: 22, 4 MiB].
+    #[arg(long, global = true, value_name = "N")]
+    pub rbd_order: Option<u8>,
+    /// Stripe unit of new base images in bytes (at least 512, dividing the
+    /// object size); with --rbd-stripe-count.
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub rbd_stripe_unit: Option<u64>,
+    /// Stripe count of new base images (at least 1); with --rbd-stripe-unit.
+    #[arg(long, global = true, value_name = "N")]
+    pub rbd_stripe_count: Option<u64>,
+}
+
+impl RbdLayoutArgs {
+    pub fn is_empty(&self) -> bool {
+        self.rbd_features.is_none()
+            && self.rbd_order.is_none()
+            && self.rbd_stripe_unit.is_none()
+            && self.rbd_stripe_count.is_none()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,9 +1,9 @@
 //! Resolved configuration: where the store, catalog and locks live, and how
 //! to reach Ceph on each side.
 
-use crate::args::{CephArgs, Cli};
+use crate::args::{CephArgs, Cli, RbdLayoutArgs};
 use anyhow::{bail, Context, Result};
-use blockback_rbd::{ClusterConfig, RbdSpec};
+use blockback_rbd::{parse_features, ClusterConfig, CreateOptions, RbdSpec};
 use std::path::{Path, PathBuf};
 
 /// Where backups are stored.
@@ -47,6 +47,8 @@ pub struct Config {
     pub quiet: bool,
     pub store_ceph: ClusterConfig,
     pub volume_ceph: ClusterConfig,
+    /// Layout of the base images an RBD store creates.
+    pub store_layout: CreateOptions,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
             None => data_dir()?.join("catalog.sqlite"),
         };
         let (store_ceph, volume_ceph) = ceph_configs(&cli.ceph)?;
+        let store_layout = store_layout(&cli.rbd_layout, &store)?;
         let volume_store = match (&cli.volume_store, &store) {
             (Some(p), _) => Some(absolute(p)?),
             (None, StoreLocation::Local(p)) => Some(p.clone()),
@@ -73,6 +76,7 @@ impl Config {
             quiet: cli.quiet,
             store_ceph,
             volume_ceph,
+            store_layout,
         })
     }
 
@@ -108,6 +112,32 @@ fn ceph_configs(args: &CephArgs) -> Result<(ClusterConfig, ClusterConfig)> {
             .or_else(|| store.keyring.clone()),
     };
     Ok((store, volume))
+}
+
+/// The RBD store's image layout, checked as librbd would check it, so a bad
+/// value fails before anything is opened or created.
+fn store_layout(args: &RbdLayoutArgs, store: &StoreLocation) -> Result<CreateOptions> {
+    if args.is_empty() {
+        return Ok(CreateOptions::default());
+    }
+    if let StoreLocation::Local(path) = store {
+        bail!(
+            "--rbd-features, --rbd-order and --rbd-stripe-* apply to an RBD store (rbd:POOL); {} is a local store",
+            path.display()
+        );
+    }
+    let options = CreateOptions {
+        features: args
+            .rbd_features
+            .as_deref()
+            .map(parse_features)
+            .transpose()?,
+        order: args.rbd_order,
+        stripe_unit: args.rbd_stripe_unit,
+        stripe_count: args.rbd_stripe_count,
+    };
+    options.validate()?;
+    Ok(options)
 }
 
 /// `$XDG_DATA_HOME/blockback`, or `~/.local/share/blockback`.

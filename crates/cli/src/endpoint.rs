@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use blockback_core::image::file::FileImage;
 use blockback_core::image::{Image, Pool};
 use blockback_core::store::LocalStore;
-use blockback_rbd::{Cluster, ClusterConfig, RbdSpec};
+use blockback_rbd::{Cluster, ClusterConfig, CreateOptions, RbdSpec};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,14 @@ impl StoreHandle {
         match self {
             StoreHandle::Local(s) => s,
             StoreHandle::Rbd(p) => p,
+        }
+    }
+
+    /// Gives an RBD store the layout for the base images it creates.
+    pub fn with_layout(self, layout: &CreateOptions) -> Self {
+        match self {
+            StoreHandle::Rbd(p) => StoreHandle::Rbd(p.with_create_options(layout.clone())),
+            local => local,
         }
     }
 

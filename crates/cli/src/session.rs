@@ -40,15 +40,17 @@ impl Session {
         )
     }
 
-    /// Opens the configured store; a local one is created first when
-    /// `create` and it does not exist yet.
+    /// Opens the configured store (an RBD one with the --rbd-* layout for
+    /// new bases); a local one is created first when `create` and it does
+    /// not exist yet.
     pub fn store(&self, create: bool) -> Result<StoreHandle> {
-        open_store(
+        let store = open_store(
             &self.config.store,
             &self.config.store_ceph,
             &self.connections,
             create,
-        )
+        )?;
+        Ok(store.with_layout(&self.config.store_layout))
     }
 
     /// Opens the store a backup was written to.

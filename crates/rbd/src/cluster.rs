@@ -107,15 +107,27 @@ impl Cluster {
         let rados = Rados::create(&user)
             .map_err(libs_missing)?
             .map_err(|e| from_errno(e, what.clone()))?;
-        let secs = timeout.as_secs().max(1).to_string();
-        set(&rados, "client_mount_timeout", &secs, &what)?;
-        // librados waits forever for an unreachable OSD or monitor by
-        // default; a backup must fail instead. Set before the conf and
-        // CEPH_ARGS are read, so that both can override it.
-        let op_secs = DEFAULT_OP_TIMEOUT.as_secs().to_string();
-        set(&rados, "rados_osd_op_timeout", &op_secs, &what)?;
-        set(&rados, "rados_mon_op_timeout", &op_secs, &what)?;
-        configure(&rados, config, &what)?;
+        // librados waits 300 s for monitors and forever for an unreachable
+        // OSD by default; a backup must fail instead.
+        let op_secs = DEFAULT_OP_TIMEOUT.as_secs();
+        let defaults = [
+            OptionDefault {
+                option: "client_mount_timeout",
+                builtin: 300.0,
+                ours: timeout.as_secs().max(1),
+            },
+            OptionDefault {
+                option: "rados_osd_op_timeout",
+                builtin: 0.0,
+                ours: op_secs,
+            },
+            OptionDefault {
+                option: "rados_mon_op_timeout",
+                builtin: 0.0,
+                ours: op_secs,
+            },
+        ];
+        configure_with_defaults(&rados, config, &what, &defaults)?;
         rados
             .connect()
             .map_err(|e| connect_error(e, config, &what))?;
@@ -138,6 +150,38 @@ impl Cluster {
     pub(crate) fn rados(&self) -> &Arc<Rados> {
         &self.rados
     }
+}
+
+/// An option we give a default of our own, and librados' built-in value of it.
+struct OptionDefault {
+    option: &'static str,
+    builtin: f64,
+    ours: u64,
+}
+
+/// Reads the conf file, `CEPH_ARGS` and the keyring, then sets each of
+/// `defaults` still at librados' built-in value.
+///
+/// Not simply set first: `rados_conf_set` writes at Ceph's highest
+/// ("override") level, above both the conf file and `CEPH_ARGS`, so a value
+/// set before reading them could never be overridden. Nor can the built-in
+/// value be read at run time: `rados_create2` has already applied
+/// `CEPH_ARGS`. So an option explicitly set to the built-in value (e.g.
+/// `rados_osd_op_timeout = 0`, wait forever) still gets our default.
+fn configure_with_defaults(
+    rados: &Rados,
+    config: &ClusterConfig,
+    what: &str,
+    defaults: &[OptionDefault],
+) -> Result<()> {
+    configure(rados, config, what)?;
+    for d in defaults {
+        let current = get(rados, d.option, what)?;
+        if current.trim().parse::<f64>().ok() == Some(d.builtin) {
+            set(rados, d.option, &d.ours.to_string(), what)?;
+        }
+    }
+    Ok(())
 }
 
 fn configure(rados: &Rados, config: &ClusterConfig, what: &str) -> Result<()> {
@@ -164,6 +208,14 @@ fn set(rados: &Rados, option: &str, value: &str, what: &str) -> Result<()> {
     let (o, v) = (cstr(option, what)?, cstr(value, what)?);
     rados.conf_set(&o, &v).map_err(|e| ImageError::Invalid {
         what: format!("{what}: option {option}={value}"),
+        why: errno_text(e.0),
+    })
+}
+
+fn get(rados: &Rados, option: &str, what: &str) -> Result<String> {
+    let o = cstr(option, what)?;
+    rados.conf_get(&o).map_err(|e| ImageError::Invalid {
+        what: format!("{what}: option {option}"),
         why: errno_text(e.0),
     })
 }
@@ -258,5 +310,50 @@ mod tests {
             ..config("admin")
         };
         assert_eq!(c.conf_path(), PathBuf::from("/x/c.conf"));
+    }
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::*;
+
+    /// Runs `f` on an unconnected handle for `client.admin`; `None` when the
+    /// Ceph libraries are not installed (nothing to test then).
+    fn with_handle<T>(f: impl FnOnce(&Rados) -> T) -> Option<T> {
+        ffi::ensure_loaded().ok()?;
+        let rados = Rados::create(c"client.admin").ok()?.ok()?;
+        Some(f(&rados))
+    }
+
+    #[test]
+    fn conf_file_values_win_over_our_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("ceph.conf");
+        std::fs::write(&conf, "[global]\nrados_osd_op_timeout = 7\n").unwrap();
+        let config = ClusterConfig {
+            conf: Some(conf),
+            ..ClusterConfig::default()
+        };
+        let defaults = [
+            OptionDefault {
+                option: "rados_osd_op_timeout",
+                builtin: 0.0,
+                ours: 120,
+            },
+            OptionDefault {
+                option: "rados_mon_op_timeout",
+                builtin: 0.0,
+                ours: 120,
+            },
+        ];
+        let got = with_handle(|r| {
+            configure_with_defaults(r, &config, "test", &defaults).unwrap();
+            (
+                get(r, "rados_osd_op_timeout", "test").unwrap(),
+                get(r, "rados_mon_op_timeout", "test").unwrap(),
+            )
+        });
+        let Some((osd, mon)) = got else { return };
+        assert_eq!((osd.as_str(), mon.as_str()), ("7", "120"));
     }
 }

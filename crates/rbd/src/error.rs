@@ -19,6 +19,16 @@ pub(crate) fn from_errno(errno: Errno, what: impl Into<String>) -> ImageError {
             what,
             why: "rejected by librbd (EINVAL)".into(),
         },
+        // What librados reports once rados_osd_op_timeout or
+        // rados_mon_op_timeout passes: the cluster stopped answering.
+        libc::ETIMEDOUT => ImageError::Backend {
+            what,
+            msg: format!(
+                "the Ceph cluster did not answer in time (monitors or OSDs down or \
+                 unreachable; see rados_osd_op_timeout) ({})",
+                errno_text(libc::ETIMEDOUT)
+            ),
+        },
         n => ImageError::Backend {
             what,
             msg: errno_text(n),
@@ -28,7 +38,10 @@ pub(crate) fn from_errno(errno: Errno, what: impl Into<String>) -> ImageError {
 
 /// "No such file or directory (errno 2)"-style text for messages.
 pub(crate) fn errno_text(n: i32) -> String {
-    format!("{} (errno {n})", std::io::Error::from_raw_os_error(n))
+    let text = std::io::Error::from_raw_os_error(n).to_string();
+    // std appends " (os error N)"; say it once, our way.
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    format!("{text} (errno {n})")
 }
 
 /// The error for Ceph's client libraries missing on this machine.
@@ -73,5 +86,8 @@ mod tests {
         let msg = map(libc::ETIMEDOUT).to_string();
         assert!(msg.contains("volumes/img"), "{msg}");
         assert!(msg.contains("errno 110"), "{msg}");
+        assert!(msg.contains("did not answer in time"), "{msg}");
+        let msg = map(libc::EIO).to_string();
+        assert!(msg.ends_with("Input/output error (errno 5)"), "{msg}");
     }
 }

@@ -88,6 +88,7 @@ api_table! {
     rados rados_conf_read_file(RadosT, *const c_char) -> c_int;
     rados rados_conf_parse_env(RadosT, *const c_char) -> c_int;
     rados rados_conf_set(RadosT, *const c_char, *const c_char) -> c_int;
+    rados rados_conf_get(RadosT, *const c_char, *mut c_char, usize) -> c_int;
     rados rados_connect(RadosT) -> c_int;
     rados rados_shutdown(RadosT);
     rados rados_ioctx_create(RadosT, *const c_char, *mut IoctxT) -> c_int;
@@ -244,6 +245,23 @@ impl Rados {
     pub(crate) fn conf_set(&self, option: &CStr, value: &CStr) -> Result<(), Errno> {
         // Safety: live handle, valid strings.
         check(unsafe { (self.api.rados_conf_set)(self.ptr, option.as_ptr(), value.as_ptr()) })
+    }
+
+    /// The option's effective value as text.
+    pub(crate) fn conf_get(&self, option: &CStr) -> Result<String, Errno> {
+        let mut buf = vec![0u8; 256];
+        // Safety: live handle, valid string, buffer of the given length
+        // (librados writes a NUL-terminated value or fails with ENAMETOOLONG).
+        check(unsafe {
+            (self.api.rados_conf_get)(
+                self.ptr,
+                option.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        })?;
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
     }
 
     pub(crate) fn connect(&self) -> Result<(), Errno> {

@@ -18,6 +18,7 @@ mod diff;
 mod error;
 mod ffi;
 mod image;
+mod layout;
 mod objects;
 mod pool;
 mod snapshots;
@@ -25,5 +26,6 @@ mod spec;
 
 pub use cluster::{Cluster, ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
 pub use image::RbdImage;
+pub use layout::{parse_features, FEATURE_NAMES};
 pub use pool::{features, librbd_version, CreateOptions, RbdPool};
 pub use spec::RbdSpec;

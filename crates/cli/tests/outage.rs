@@ -1,0 +1,288 @@
+//! The Ceph cluster going down in the middle of a backup into `rbd:backups`.
+//!
+//! The test starts a throwaway cluster of its own (scripts/ceph-cluster.sh,
+//! under a temp dir), so it can kill and restart it without disturbing the
+//! shared test cluster; a guard stops it even when an assertion fails. It
+//! runs where the other Ceph tests run (`BLOCKBACK_TEST_CEPH_CONF` set, or
+//! required by `BLOCKBACK_REQUIRE_CEPH=1`).
+
+mod util;
+use serde_json::Value;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use util::ceph::{cluster, rbd};
+use util::*;
+
+/// Short client timeouts, so that the outage turns into an error quickly
+/// (blockback's own default is 120 s per operation).
+const CEPH_ARGS: &str =
+    "--rados_osd_op_timeout 5 --rados_mon_op_timeout 5 --client_mount_timeout 5";
+
+/// A cluster living in a temp dir, stopped (and its daemons killed) on drop.
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl OwnCluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = script(dir.path(), "start");
+        let conf = PathBuf::from(out.lines().last().expect("conf path").trim());
+        assert!(conf.is_file(), "no conf at {}", conf.display());
+        OwnCluster { dir, conf }
+    }
+
+    /// Kills the monitor and the OSD at once, keeping their data.
+    fn down(&self) {
+        script(self.dir.path(), "down");
+    }
+
+    /// Restarts them on their data; returns once both pools serve I/O.
+    fn up(&self) {
+        script(self.dir.path(), "up");
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = run_script(self.dir.path(), "stop");
+    }
+}
+
+fn run_script(dir: &Path, command: &str) -> (bool, String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster.sh");
+    // Files, not pipes: the daemons inherit the script's stdout and stderr
+    // while they start, and a pipe would stay open as long as they run.
+    let out_path = dir.join(format!("{command}.out"));
+    let err_path = dir.join(format!("{command}.err"));
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("script stdout"))
+        .stderr(File::create(&err_path).expect("script stderr"))
+        .status()
+        .expect("run ceph-cluster.sh");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (status.success(), read(&out_path), read(&err_path))
+}
+
+fn script(dir: &Path, command: &str) -> String {
+    let (ok, out, err) = run_script(dir, command);
+    assert!(ok, "ceph-cluster.sh {command} failed:\n{err}");
+    out
+}
+
+/// `size` bytes of incompressible data, every 4 MiB block different.
+fn write_random_file(path: &Path, size: u64) {
+    let block = 4 * MIB;
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(41);
+    let mut data = random_bytes(&mut rng, block);
+    let mut out = BufWriter::new(File::create(path).expect("create source"));
+    for i in 0..size / block {
+        data[..8].copy_from_slice(&i.to_le_bytes());
+        out.write_all(&data).expect("write source");
+    }
+    out.flush().expect("flush source");
+}
+
+/// Bytes the images of `pool` use, as `rbd du` reports them.
+fn pool_used(conf: &Path, pool: &str) -> u64 {
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(["du", "-p", pool, "--format", "json"])
+        .output()
+        .expect("rbd du");
+    let du: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    du["images"].as_array().map_or(0, |v| {
+        v.iter().filter_map(|i| i["used_size"].as_u64()).sum()
+    })
+}
+
+/// A child process that must not outlive a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
+/// Waits for `child` to exit; kills it and fails after `limit`.
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the backup did not exit within {limit:?} of the outage");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn blockback(dir: &Dir, conf: &Path, args: &[&str]) -> Command {
+    let mut all = vec![
+        "--ceph-conf",
+        conf.to_str().unwrap(),
+        "--store",
+        "rbd:backups",
+    ];
+    all.extend_from_slice(args);
+    let mut cmd = dir.command(&all);
+    cmd.env("CEPH_ARGS", CEPH_ARGS);
+    cmd
+}
+
+fn run_ok(dir: &Dir, conf: &Path, args: &[&str]) -> Vec<u8> {
+    let out = blockback(dir, conf, args).output().expect("run blockback");
+    assert!(
+        out.status.success(),
+        "blockback {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn ok_json(dir: &Dir, conf: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_slice(&run_ok(dir, conf, &all)).expect("json")
+}
+
+/// Starts a backup of `src`, freezes it once it has written data, takes the
+/// cluster down and lets the backup run into the outage.
+///
+/// Freezing the client (not the cluster) for that moment makes the outage
+/// hit mid-transfer however fast the machine is; the cluster itself is
+/// killed outright, as in a real outage.
+fn backup_into_outage(dir: &Dir, ceph: &OwnCluster, src: &Path) -> (i32, String) {
+    let err_path = dir.path("backup.err");
+    let child = blockback(
+        dir,
+        &ceph.conf,
+        &["backup", "create", src.to_str().unwrap()],
+    )
+    .stdout(Stdio::null())
+    .stderr(File::create(&err_path).unwrap())
+    .spawn()
+    .expect("spawn backup");
+    let mut guard = KillOnDrop(child);
+    let child = &mut guard.0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool_used(&ceph.conf, "backups") < 16 * MIB {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the backup ended ({status}) before any outage: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup wrote nothing in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(child, "-STOP");
+    ceph.down();
+    signal(child, "-CONT");
+    let status = wait_bounded(child, Duration::from_secs(100));
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn cluster_down_mid_backup_fails_cleanly_and_a_retry_succeeds() {
+    if cluster().is_none() {
+        return;
+    }
+    let ceph = OwnCluster::start();
+    let dir = Dir::new();
+    let src = dir.path("disk.img");
+    write_random_file(&src, 1024 * MIB);
+
+    let outage = Instant::now();
+    let (code, stderr) = backup_into_outage(&dir, &ceph, &src);
+    eprintln!("backup failed {:?} after the outage", outage.elapsed());
+    assert_eq!(code, 1, "{stderr}");
+    let errors: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("blockback: error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    assert!(
+        errors[0].contains("backups/") && errors[0].contains("did not answer in time"),
+        "{}",
+        errors[0]
+    );
+
+    ceph.up();
+    let list = ok_json(&dir, &ceph.conf, &["backup", "list"]);
+    let records = list.as_array().expect("list");
+    assert_eq!(records.len(), 1, "{list}");
+    let failed = &records[0];
+    assert_eq!(failed["status"], "error", "{failed}");
+    assert!(failed["error"].as_str().is_some_and(|e| !e.is_empty()));
+    let failed_id = id_of(failed);
+    // Nothing of it is published: no snapshot on any base, no metadata object.
+    for image in rbd(&ceph.conf, &["ls", "backups"]).lines() {
+        let snaps = rbd(&ceph.conf, &["snap", "ls", &format!("backups/{image}")]);
+        assert!(!snaps.contains(&failed_id), "{image}: {snaps}");
+    }
+    let objects = Command::new("rados")
+        .arg("-c")
+        .arg(&ceph.conf)
+        .args(["-p", "backups", "ls"])
+        .output()
+        .expect("rados ls");
+    assert!(objects.status.success());
+    let objects = String::from_utf8_lossy(&objects.stdout);
+    let meta = format!("backup.{failed_id}.meta");
+    assert!(!objects.lines().any(|o| o == meta), "{objects}");
+
+    let retry = ok_json(
+        &dir,
+        &ceph.conf,
+        &["backup", "create", src.to_str().unwrap()],
+    );
+    assert_eq!(retry["status"], "available", "{retry}");
+    assert_ne!(retry["image"], failed["image"], "a new chain");
+    let out = dir.path("restored.img");
+    run_ok(
+        &dir,
+        &ceph.conf,
+        &["backup", "restore", &id_of(&retry), out.to_str().unwrap()],
+    );
+    assert_eq!(sha256(&out), sha256(&src));
+
+    // The failed attempt's base (written in part, never snapshotted) stays
+    // until its record is deleted; librbd first waits out the dead
+    // client's exclusive lock (about 30 s), then removes it.
+    run_ok(&dir, &ceph.conf, &["backup", "delete", &failed_id]);
+    let images = rbd(&ceph.conf, &["ls", "backups"]);
+    assert!(
+        !images.contains(failed["image"].as_str().unwrap()),
+        "{images}"
+    );
+}

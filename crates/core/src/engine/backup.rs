@@ -299,8 +299,9 @@ pub(super) fn snapshot_base(
 }
 
 /// Removes what a failed or interrupted backup created in the store: its
-/// metadata object, its snapshot, and its base image when it created it; otherwise rolls the base
-/// HEAD back to the chain's latest snapshot so the chain stays continuable.
+/// metadata object, its snapshot, and its base image when it created it;
+/// otherwise rolls the base HEAD back to the chain's latest snapshot (when
+/// it wrote to it) so the chain stays continuable.
 pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
     remove_backup_metadata(store, &record.id.to_string())?;
     let base = match store.open(&record.image) {
@@ -323,7 +324,11 @@ pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> En
         drop(base);
         store.remove(&record.image)?;
     } else if let Some(last) = remaining.last() {
-        snaps.rollback(&last.name)?;
+        // Only when this run wrote: a needless rollback rewrites every
+        // object of an RBD base.
+        if super::plan::any_extent(base.as_ref(), Some(&last.name), |_| true)? {
+            snaps.rollback(&last.name)?;
+        }
     }
     Ok(())
 }

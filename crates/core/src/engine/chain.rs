@@ -91,7 +91,7 @@ impl Engine<'_> {
                 latest.snapshot
             ));
         }
-        head_unchanged(base.as_ref(), latest)?;
+        head_unchanged(store, base.as_ref(), latest)?;
         let checksum = latest.checksum.as_deref().unwrap_or_default();
         self.digests.load(latest.id, checksum).ok_or_else(|| {
             format!(
@@ -125,20 +125,16 @@ fn base_has_snapshot(store: &dyn Pool, latest: &BackupRecord) -> Result<Box<dyn 
 }
 
 /// Fails when the base's HEAD differs from the snapshot of `latest`.
-fn head_unchanged(base: &dyn Image, latest: &BackupRecord) -> Result<(), String> {
-    let modified = || {
-        format!(
+fn head_unchanged(store: &dyn Pool, base: &dyn Image, latest: &BackupRecord) -> Result<(), String> {
+    let snap = store
+        .open_read_only(&latest.image, Some(&latest.snapshot))
+        .map_err(|e| e.to_string())?;
+    match super::head::head_equals_snapshot(base, snap.as_ref(), &latest.snapshot) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
             "base image {} was modified after snapshot {}",
             latest.image, latest.snapshot
-        )
-    };
-    let size = base.size().map_err(|e| e.to_string())?;
-    if size != latest.size {
-        return Err(modified());
-    }
-    match super::plan::any_extent(base, Some(&latest.snapshot), |_| true) {
-        Ok(false) => Ok(()),
-        Ok(true) => Err(modified()),
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -10,6 +10,7 @@ pub mod copy;
 mod delete;
 mod digests;
 mod error;
+mod head;
 mod lock;
 pub mod plan;
 mod prune;

@@ -287,7 +287,7 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
 
 pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
     let (vol, first) = changed_after_backup(ctx)?;
-    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 2, 0);
+    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 2, 1);
     let err = match ctx.backup_with(&faulty, &vol, How::default()) {
         Err(e) => e.to_string(),
         Ok(b) => return Err(format!("backup {} succeeded through broken reads", b.id)),
@@ -327,7 +327,8 @@ pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
         "source keeps {:?}",
         vol.backup_snaps()
     );
-    // The chain is intact: the next backup continues it.
+    // One segment was written before the failure and rolled back: the
+    // chain is intact and the next backup continues it.
     let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
     expect_restores(ctx, &next, &vol.mirror)
 }

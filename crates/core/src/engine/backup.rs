@@ -9,11 +9,11 @@
 //! snapshots go through [`super::snapshotted`].
 
 use super::chain::{Chain, ChainMode};
-use super::copy::{copy, CopyOptions, CopyStats};
+use super::copy::{copy_to_sink, CopyOptions, CopyStats, DigestSink};
+use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
-use crate::checksum::BlockDigests;
 use crate::image::{Image, Pool};
 use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetadata};
 use crate::naming;
@@ -46,7 +46,11 @@ pub(super) struct Transferred {
     /// The base HEAD written, to be snapshotted through the same handle.
     pub base: Box<dyn Image>,
     pub stats: CopyStats,
-    pub digests: Option<BlockDigests>,
+    /// The volume checksum at the snapshot.
+    pub checksum: Option<String>,
+    /// Its block digests, to be committed with the backup (sources with
+    /// snapshots only: what their next incremental starts from).
+    pub digests: Option<DigestWriter>,
 }
 
 impl Engine<'_> {
@@ -131,6 +135,7 @@ impl Engine<'_> {
         let stats = self.run_copy("backup", req.source, base.as_ref(), &plan, opts)?;
         Ok(Transferred {
             base,
+            checksum: stats.checksum.clone(),
             stats,
             digests: None,
         })
@@ -145,9 +150,22 @@ impl Engine<'_> {
         plan: &TransferPlan,
         opts: CopyOptions,
     ) -> EngineResult<CopyStats> {
+        self.run_copy_to_sink(label, src, dst, plan, opts, None)
+    }
+
+    /// [`Self::run_copy`], handing the block digests to `sink` in order.
+    pub(super) fn run_copy_to_sink<'s>(
+        &self,
+        label: &str,
+        src: &dyn Image,
+        dst: &dyn Image,
+        plan: &TransferPlan,
+        opts: CopyOptions,
+        sink: Option<&'s mut DigestSink<'s>>,
+    ) -> EngineResult<CopyStats> {
         self.progress.begin(label, plan.size);
         let stats = timed(self.progress, "transfer", || {
-            copy(src, dst, plan, opts, self.progress)
+            copy_to_sink(src, dst, plan, opts, self.progress, sink)
         });
         self.progress.end();
         Ok(stats?)
@@ -163,12 +181,9 @@ impl Engine<'_> {
     ) -> EngineResult<()> {
         let start = std::time::Instant::now();
         write_backup_metadata(store, &record.id.to_string(), &volume_metadata(record))?;
-        let checksum = match &t.digests {
-            Some(d) => Some(d.checksum()),
-            None => t.stats.checksum.clone(),
-        };
-        if let Some(d) = &t.digests {
-            self.digests.save(record.id, d)?;
+        let checksum = t.checksum.clone();
+        if let Some(d) = t.digests {
+            self.digests.commit(record.id, d)?;
         }
         record.bytes_read = t.stats.bytes_read;
         record.bytes_written = t.stats.bytes_written;

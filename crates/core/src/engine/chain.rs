@@ -10,7 +10,6 @@
 use super::error::EngineResult;
 use super::Engine;
 use crate::catalog::{BackupRecord, BackupStatus};
-use crate::checksum::BlockDigests;
 use crate::image::{Image, Pool, Snapshots};
 
 /// What the user asked for.
@@ -29,8 +28,8 @@ pub enum ChainMode {
 pub(super) enum Chain {
     Continue {
         parent: Box<BackupRecord>,
-        /// The parent's block digests (snapshot sources only).
-        digests: Option<BlockDigests>,
+        /// Whether the parent's block digests are at hand (snapshot sources).
+        digests: bool,
     },
     /// A new chain; `reason` says why the old one could not continue.
     New { reason: Option<String> },
@@ -61,8 +60,10 @@ impl Engine<'_> {
             });
         }
         let checked = match source_snaps {
-            None => base_has_snapshot(store, &latest).map(|_| None),
-            Some(snaps) => self.differential_ready(store, &latest, snaps).map(Some),
+            None => base_has_snapshot(store, &latest).map(|_| false),
+            Some(snaps) => self
+                .differential_ready(store, &latest, snaps)
+                .map(|()| true),
         };
         Ok(match checked {
             Ok(digests) => Chain::Continue {
@@ -75,14 +76,14 @@ impl Engine<'_> {
         })
     }
 
-    /// Checks everything an incremental from `latest` needs; returns its
-    /// digests, or why it cannot be done.
+    /// Checks everything an incremental from `latest` needs, or says why
+    /// it cannot be done.
     fn differential_ready(
         &self,
         store: &dyn Pool,
         latest: &BackupRecord,
         source_snaps: &dyn Snapshots,
-    ) -> Result<BlockDigests, String> {
+    ) -> Result<(), String> {
         let base = base_has_snapshot(store, latest)?;
         let on_source = source_snaps.list().map_err(|e| e.to_string())?;
         if !on_source.iter().any(|s| s.name == latest.snapshot) {
@@ -93,12 +94,13 @@ impl Engine<'_> {
         }
         head_unchanged(store, base.as_ref(), latest)?;
         let checksum = latest.checksum.as_deref().unwrap_or_default();
-        self.digests.load(latest.id, checksum).ok_or_else(|| {
-            format!(
+        match self.digests.valid(latest.id, checksum) {
+            true => Ok(()),
+            false => Err(format!(
                 "the block digests of the previous backup {} are missing",
                 latest.id
-            )
-        })
+            )),
+        }
     }
 }
 

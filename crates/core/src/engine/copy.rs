@@ -6,9 +6,10 @@
 //! compression (inside the store) and writes overlap across workers. The
 //! collector puts block digests back in volume order.
 
+use super::collect::{Collector, Digests};
 use super::plan::{Segment, TransferPlan, SEGMENT};
 use super::zero::{is_zero, runs};
-use crate::checksum::{block_digest, zero_block_digest, VolumeChecksum, CHECKSUM_BLOCK};
+use crate::checksum::{block_digest, zero_block_digest, CHECKSUM_BLOCK};
 use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
 use crate::progress::{cancelled, Progress};
 use std::collections::BTreeMap;
@@ -47,10 +48,14 @@ pub struct CopyStats {
     pub bytes_written: u64,
     /// Set when the plan covered the whole volume.
     pub checksum: Option<String>,
-    /// Digests of the checksum blocks the plan touched, by block offset,
-    /// ascending (empty unless hashing was asked for or implied).
+    /// For a plan that does not cover the volume, with `block_digests`: the
+    /// digests of the blocks it touched, by block offset, ascending. (A
+    /// whole volume's digests go to a sink instead: see [`copy_to_sink`].)
     pub digests: Vec<(u64, [u8; 32])>,
 }
+
+/// Receives a transfer's block digests in volume order, a segment at a time.
+pub type DigestSink<'s> = dyn FnMut(&[(u64, [u8; 32])]) -> Result<()> + Send + 's;
 
 #[derive(Default)]
 struct Counters {
@@ -77,6 +82,18 @@ pub fn copy(
     opts: CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyStats> {
+    copy_to_sink(src, dst, plan, opts, progress, None)
+}
+
+/// [`copy`], handing every block digest, in volume order, to `sink`.
+pub fn copy_to_sink<'s>(
+    src: &dyn Image,
+    dst: &dyn Image,
+    plan: &TransferPlan,
+    opts: CopyOptions,
+    progress: &dyn Progress,
+    sink: Option<&'s mut DigestSink<'s>>,
+) -> Result<CopyStats> {
     let segments = plan.segments();
     let depth = src.queue_depth().max(dst.queue_depth());
     let opts = CopyOptions {
@@ -89,16 +106,12 @@ pub fn copy(
         opts,
         unit: dst.io_granularity().max(1),
         size: plan.size,
-        hash: plan.covers_volume || opts.block_digests,
+        hash: plan.covers_volume || opts.block_digests || sink.is_some(),
         counters: Counters::default(),
         progress,
     };
-    let mut digests = run_workers(&job, &segments)?;
-    digests.sort_unstable_by_key(|d| d.0);
-    let checksum = plan
-        .covers_volume
-        .then(|| ordered_checksum(plan.size, &digests))
-        .flatten();
+    let collector = Collector::new(plan.covers_volume.then_some(plan.size), sink);
+    let (checksum, digests) = run_workers(&job, &segments, collector)?;
     Ok(CopyStats {
         bytes_read: job.counters.read.into_inner(),
         bytes_written: job.counters.written.into_inner(),
@@ -107,31 +120,35 @@ pub fn copy(
     })
 }
 
-type Digests = Vec<(u64, [u8; 32])>;
-
-fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<Digests> {
+fn run_workers(
+    job: &Job<'_>,
+    segments: &[Segment],
+    collector: Collector<'_>,
+) -> Result<(Option<String>, Digests)> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
-    let digests = Mutex::new(Vec::new());
+    let collector = Mutex::new(collector);
     std::thread::scope(|scope| {
         for _ in 0..job.opts.threads.max(1) {
             scope.spawn(|| {
                 let mut bufs = Buffers::default();
                 while !failed.load(Ordering::Relaxed) {
-                    let Some(seg) = segments.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(seg) = segments.get(index) else {
                         break;
                     };
                     let result = match job.progress.is_cancelled() {
                         true => Err(cancelled(&job.dst.describe())),
                         false => copy_segment(job, seg, &mut bufs),
                     };
-                    match result {
-                        Ok(d) => lock(&digests).extend(d),
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            lock(&first_error).get_or_insert(e);
-                        }
+                    let result = result.and_then(|d| match job.hash {
+                        true => lock(&collector).add(index, d),
+                        false => Ok(()),
+                    });
+                    if let Err(e) = result {
+                        failed.store(true, Ordering::Relaxed);
+                        lock(&first_error).get_or_insert(e);
                     }
                 }
             });
@@ -139,18 +156,15 @@ fn run_workers(job: &Job<'_>, segments: &[Segment]) -> Result<Digests> {
     });
     match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(digests.into_inner().unwrap_or_else(|p| p.into_inner())),
+        None => Ok(collector
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish()),
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn ordered_checksum(size: u64, digests: &[(u64, [u8; 32])]) -> Option<String> {
-    let mut sum = VolumeChecksum::new(size);
-    digests.iter().for_each(|(_, d)| sum.push(d));
-    sum.finish()
 }
 
 #[derive(Default)]

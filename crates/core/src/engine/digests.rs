@@ -5,16 +5,20 @@
 //! of the whole volume; it takes the unchanged blocks' digests from its
 //! parent's file here. A file is `<dir>/<backup id>.digests`: the 8-byte
 //! magic `BBDIGST1`, the volume size (u64 LE), then one 32-byte digest per
-//! 32 KiB block. It is written to a temporary file, synced and renamed, and
-//! it validates itself: it is used only when its digests make exactly the
-//! checksum the catalog recorded for the backup. Files are kept for the
-//! backups whose source snapshots are kept (the possible parents).
+//! 32 KiB block. Files are streamed, never held in memory: a full backup
+//! writes its digests as the transfer produces them (in volume order), an
+//! incremental merges its parent's file with its own changes. A file is
+//! written to a temporary file, synced and renamed, and it validates
+//! itself: it is used only when its digests make exactly the checksum the
+//! catalog recorded. Files are kept for the backups whose source snapshots
+//! are kept (the possible parents).
 
 use super::error::{EngineError, EngineResult};
-use crate::checksum::{block_count, BlockDigests};
-use std::fs;
-use std::io::{Read, Write};
+use crate::checksum::{block_count, zero_block_digest, VolumeChecksum, CHECKSUM_BLOCK};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
 use uuid::Uuid;
 
 const MAGIC: &[u8; 8] = b"BBDIGST1";
@@ -23,6 +27,21 @@ const MAGIC: &[u8; 8] = b"BBDIGST1";
 #[derive(Debug, Clone)]
 pub struct DigestDir {
     dir: PathBuf,
+}
+
+/// A digest file being written; [`DigestDir::commit`] publishes it.
+pub struct DigestWriter {
+    out: BufWriter<NamedTempFile>,
+    size: u64,
+    written: usize,
+}
+
+impl DigestWriter {
+    /// Appends the digest of the next block.
+    pub fn push(&mut self, digest: &[u8; 32]) -> std::io::Result<()> {
+        self.written += 1;
+        self.out.write_all(digest)
+    }
 }
 
 impl DigestDir {
@@ -41,40 +60,125 @@ impl DigestDir {
         }
     }
 
-    /// Stores the digests of `backup` durably.
-    pub fn save(&self, backup: Uuid, digests: &BlockDigests) -> EngineResult<()> {
+    /// Starts the digest file of a volume of `size` bytes.
+    pub fn writer(&self, size: u64) -> EngineResult<DigestWriter> {
         fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))?;
-        let path = self.path_of(backup);
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| self.io(&path, e))?;
-        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-        let write = |out: &mut std::io::BufWriter<&mut fs::File>| -> std::io::Result<()> {
+        let tmp = NamedTempFile::new_in(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        let mut out = BufWriter::new(tmp);
+        let header = |out: &mut BufWriter<NamedTempFile>| {
             out.write_all(MAGIC)?;
-            out.write_all(&digests.size().to_le_bytes())?;
-            for d in digests.as_bytes() {
-                out.write_all(d)?;
-            }
-            out.flush()
+            out.write_all(&size.to_le_bytes())
         };
-        write(&mut out).map_err(|e| self.io(&path, e))?;
-        drop(out);
+        header(&mut out).map_err(|e| self.io(&self.dir, e))?;
+        Ok(DigestWriter {
+            out,
+            size,
+            written: 0,
+        })
+    }
+
+    /// Publishes a complete digest file as `backup`'s, durably.
+    pub fn commit(&self, backup: Uuid, writer: DigestWriter) -> EngineResult<()> {
+        let path = self.path_of(backup);
+        if writer.written != block_count(writer.size) {
+            return Err(EngineError::Invalid(format!(
+                "{}: {} block digests for a volume of {} blocks",
+                path.display(),
+                writer.written,
+                block_count(writer.size)
+            )));
+        }
+        let tmp = writer
+            .out
+            .into_inner()
+            .map_err(|e| self.io(&path, e.into_error()))?;
         tmp.as_file().sync_all().map_err(|e| self.io(&path, e))?;
         tmp.persist(&path).map_err(|e| self.io(&path, e.error))?;
         sync_dir(&self.dir);
         Ok(())
     }
 
-    /// The digests of `backup` when its file exists and makes `checksum`.
-    pub fn load(&self, backup: Uuid, checksum: &str) -> Option<BlockDigests> {
-        let path = self.path_of(backup);
-        let mut bytes = Vec::new();
-        fs::File::open(&path).ok()?.read_to_end(&mut bytes).ok()?;
-        let digests = parse(&bytes)?;
-        if digests.checksum() == checksum {
-            Some(digests)
-        } else {
-            tracing::warn!("{} does not match backup {backup}; ignored", path.display());
-            None
+    /// Whether `backup`'s file exists and makes `checksum`.
+    pub fn valid(&self, backup: Uuid, checksum: &str) -> bool {
+        let made = self.stream(backup, |_| Ok(()));
+        match made {
+            Some((_, sum)) if sum == checksum => true,
+            Some(_) => {
+                tracing::warn!(
+                    "{} does not match backup {backup}; ignored",
+                    self.path_of(backup).display()
+                );
+                false
+            }
+            None => false,
         }
+    }
+
+    /// Reads `backup`'s file through `each` (block digests in order);
+    /// returns its volume size and the checksum its digests make, or
+    /// `None` when it is missing or malformed.
+    fn stream(
+        &self,
+        backup: Uuid,
+        mut each: impl FnMut(&[u8; 32]) -> std::io::Result<()>,
+    ) -> Option<(u64, String)> {
+        let mut r = BufReader::new(File::open(self.path_of(backup)).ok()?);
+        let mut header = [0u8; 16];
+        r.read_exact(&mut header).ok()?;
+        if &header[..8] != MAGIC {
+            return None;
+        }
+        let size = u64::from_le_bytes(header[8..].try_into().ok()?);
+        let mut sum = VolumeChecksum::new(size);
+        let mut digest = [0u8; 32];
+        for _ in 0..block_count(size) {
+            r.read_exact(&mut digest).ok()?;
+            sum.push(&digest);
+            each(&digest).ok()?;
+        }
+        if r.read(&mut [0u8; 1]).ok()? != 0 {
+            return None;
+        }
+        Some((size, sum.finish()?))
+    }
+
+    /// Writes the digests of a volume of `size` bytes that is `parent`'s
+    /// volume with `changes` (block offset and digest, ascending) applied;
+    /// returns the writer and the checksum. Blocks beyond the parent's end
+    /// read as zeros unless changed; the caller changes the block holding
+    /// the old end when the size moved inside a block.
+    pub fn derive(
+        &self,
+        parent: Uuid,
+        size: u64,
+        changes: &[(u64, [u8; 32])],
+    ) -> EngineResult<(DigestWriter, String)> {
+        let mut writer = self.writer(size)?;
+        let mut sum = VolumeChecksum::new(size);
+        let mut merge = Merge::new(size, changes);
+        let parent_path = self.path_of(parent);
+        let mut failure = None;
+        let streamed = self.stream(parent, |old| {
+            if let Some(d) = merge.next(Some(old)) {
+                sum.push(&d);
+                writer.push(&d).inspect_err(|e| failure = Some(e.kind()))?;
+            }
+            Ok(())
+        });
+        if streamed.is_none() || failure.is_some() {
+            return Err(EngineError::Invalid(format!(
+                "{}: the parent's block digests could not be read or written",
+                parent_path.display()
+            )));
+        }
+        while let Some(d) = merge.next(None) {
+            sum.push(&d);
+            writer.push(&d).map_err(|e| self.io(&parent_path, e))?;
+        }
+        let checksum = sum.finish().ok_or_else(|| {
+            EngineError::Invalid(format!("{}: incomplete digests", parent_path.display()))
+        })?;
+        Ok((writer, checksum))
     }
 
     /// Removes the digests of `backup` (a missing file is fine).
@@ -87,26 +191,46 @@ impl DigestDir {
     }
 }
 
-fn parse(bytes: &[u8]) -> Option<BlockDigests> {
-    let (magic, rest) = bytes.split_first_chunk::<8>()?;
-    if magic != MAGIC {
-        return None;
+/// Walks the blocks of the new volume: a change where there is one, else
+/// the parent's digest, else (beyond the parent) a hole's.
+struct Merge<'c> {
+    size: u64,
+    block: u64,
+    blocks: u64,
+    changes: std::iter::Peekable<std::slice::Iter<'c, (u64, [u8; 32])>>,
+}
+
+impl<'c> Merge<'c> {
+    fn new(size: u64, changes: &'c [(u64, [u8; 32])]) -> Self {
+        Merge {
+            size,
+            block: 0,
+            blocks: block_count(size) as u64,
+            changes: changes.iter().peekable(),
+        }
     }
-    let (size, rest) = rest.split_first_chunk::<8>()?;
-    let size = u64::from_le_bytes(*size);
-    if rest.len() as u64 != block_count(size) as u64 * 32 {
-        return None;
+
+    /// The next block's digest; `old` is the parent's for it, if it had one.
+    fn next(&mut self, old: Option<&[u8; 32]>) -> Option<[u8; 32]> {
+        if self.block >= self.blocks {
+            return None;
+        }
+        let offset = self.block * CHECKSUM_BLOCK;
+        self.block += 1;
+        while self.changes.next_if(|c| c.0 < offset).is_some() {}
+        if let Some(c) = self.changes.next_if(|c| c.0 == offset) {
+            return Some(c.1);
+        }
+        Some(match old {
+            Some(d) => *d,
+            None => zero_block_digest(CHECKSUM_BLOCK.min(self.size - offset)),
+        })
     }
-    let digests = rest
-        .chunks_exact(32)
-        .map(|c| c.try_into().unwrap_or([0; 32]))
-        .collect();
-    BlockDigests::from_vec(size, digests)
 }
 
 /// Makes a rename in `dir` durable; best effort (some filesystems refuse).
 fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
+    if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
 }
@@ -114,35 +238,97 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::{block_digest, CHECKSUM_BLOCK};
+    use crate::checksum::{block_digest, checksum_of};
+
+    fn write_all(dir: &DigestDir, id: Uuid, data: &[u8]) -> String {
+        let mut w = dir.writer(data.len() as u64).unwrap();
+        for block in data.chunks(CHECKSUM_BLOCK as usize) {
+            w.push(&block_digest(block)).unwrap();
+        }
+        dir.commit(id, w).unwrap();
+        checksum_of(data)
+    }
+
+    /// The changes that turn a parent into `data`: every block that differs
+    /// or is new, and the block holding the old end.
+    fn changes(old: &[u8], data: &[u8]) -> Vec<(u64, [u8; 32])> {
+        let b = CHECKSUM_BLOCK as usize;
+        let edge = old.len().min(data.len()) / b;
+        data.chunks(b)
+            .enumerate()
+            .filter(|(i, c)| match old.get(i * b..i * b + c.len()) {
+                _ if *i == edge => true,
+                Some(before) => before != *c,
+                None => c.iter().any(|&x| x != 0),
+            })
+            .map(|(i, c)| ((i * b) as u64, block_digest(c)))
+            .collect()
+    }
 
     #[test]
-    fn saved_digests_load_only_with_their_checksum() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DigestDir::new(dir.path().join("d"));
+    fn committed_digests_are_valid_only_with_their_checksum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DigestDir::new(tmp.path().join("d"));
         let id = Uuid::new_v4();
-        let mut digests = BlockDigests::zeroed(3 * CHECKSUM_BLOCK + 5);
-        digests.set(CHECKSUM_BLOCK, block_digest(b"x"));
-        store.save(id, &digests).unwrap();
-        assert_eq!(store.load(id, &digests.checksum()), Some(digests.clone()));
-        assert_eq!(store.load(id, "blake3-32k:00"), None);
-        store.remove(id).unwrap();
-        store.remove(id).unwrap();
-        assert_eq!(store.load(id, &digests.checksum()), None);
+        let sum = write_all(&dir, id, &vec![7u8; 3 * CHECKSUM_BLOCK as usize + 5]);
+        assert!(dir.valid(id, &sum));
+        assert!(!dir.valid(id, "blake3-32k:00"));
+        dir.remove(id).unwrap();
+        dir.remove(id).unwrap();
+        assert!(!dir.valid(id, &sum));
+    }
+
+    #[test]
+    fn an_incomplete_writer_is_not_committed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DigestDir::new(tmp.path());
+        let w = dir.writer(2 * CHECKSUM_BLOCK).unwrap();
+        assert!(dir.commit(Uuid::new_v4(), w).is_err());
     }
 
     #[test]
     fn truncated_or_foreign_files_are_ignored() {
-        let digests = BlockDigests::zeroed(2 * CHECKSUM_BLOCK);
-        let dir = tempfile::tempdir().unwrap();
-        let store = DigestDir::new(dir.path());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DigestDir::new(tmp.path());
         let id = Uuid::new_v4();
-        store.save(id, &digests).unwrap();
-        let path = store.path_of(id);
+        let sum = write_all(&dir, id, &vec![1u8; 2 * CHECKSUM_BLOCK as usize]);
+        let path = dir.path_of(id);
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
-        assert_eq!(store.load(id, &digests.checksum()), None);
+        assert!(!dir.valid(id, &sum));
+        fs::write(&path, [&bytes[..], b"x"].concat()).unwrap();
+        assert!(!dir.valid(id, &sum));
         fs::write(&path, b"garbage").unwrap();
-        assert_eq!(store.load(id, &digests.checksum()), None);
+        assert!(!dir.valid(id, &sum));
+    }
+
+    #[test]
+    fn derived_digests_make_the_new_volume_checksum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DigestDir::new(tmp.path());
+        let b = CHECKSUM_BLOCK as usize;
+        let parent = Uuid::new_v4();
+        let old: Vec<u8> = (0..5 * b + 100).map(|i| (i % 251) as u8).collect();
+        write_all(&dir, parent, &old);
+        let mut cases = Vec::new();
+        let mut changed = old.clone();
+        changed[2 * b + 3] ^= 0xff;
+        cases.push(changed);
+        let mut grown = old.clone();
+        grown.resize(9 * b + 7, 0);
+        grown[8 * b] = 1;
+        cases.push(grown);
+        let mut shrunk = old.clone();
+        shrunk.truncate(3 * b + 10);
+        cases.push(shrunk);
+        for data in cases {
+            let (w, sum) = dir
+                .derive(parent, data.len() as u64, &changes(&old, &data))
+                .unwrap();
+            assert_eq!(sum, checksum_of(&data), "size {}", data.len());
+            let child = Uuid::new_v4();
+            dir.commit(child, w).unwrap();
+            assert!(dir.valid(child, &sum));
+        }
     }
 }

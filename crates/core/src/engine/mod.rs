@@ -4,6 +4,7 @@
 mod adopt;
 mod backup;
 mod chain;
+mod collect;
 #[doc(hidden)]
 pub mod conformance;
 pub mod copy;
@@ -24,7 +25,7 @@ pub mod zero;
 pub use adopt::AdoptReport;
 pub use backup::BackupRequest;
 pub use chain::ChainMode;
-pub use copy::{copy, CopyOptions, CopyStats};
+pub use copy::{copy, copy_to_sink, CopyOptions, CopyStats, DigestSink};
 pub use delete::RetryPolicy;
 pub use digests::DigestDir;
 pub use error::{EngineError, EngineResult};

@@ -16,8 +16,8 @@ use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord};
-use crate::checksum::{BlockDigests, CHECKSUM_BLOCK};
-use crate::image::{Extent, Image, Pool, Snapshots};
+use crate::checksum::CHECKSUM_BLOCK;
+use crate::image::{Extent, Image, ImageError, Pool, Snapshots};
 use crate::naming;
 use crate::progress::timed;
 
@@ -89,9 +89,9 @@ impl Engine<'_> {
         let transferred = match chain {
             Chain::Continue {
                 parent,
-                digests: Some(digests),
-            } => self.transfer_changes(req.store, source.as_ref(), parent, digests, record)?,
-            Chain::Continue { digests: None, .. } => {
+                digests: true,
+            } => self.transfer_changes(req.store, source.as_ref(), parent, record)?,
+            Chain::Continue { digests: false, .. } => {
                 return Err(EngineError::Invalid(
                     "an incremental of a source with snapshots needs its parent's digests".into(),
                 ))
@@ -120,13 +120,28 @@ impl Engine<'_> {
             target_is_zero: true,
             ..self.copy
         };
-        let stats = self.run_copy("backup", source, base.as_ref(), &plan, opts)?;
-        let digests = stats.digests.iter().map(|d| d.1).collect();
-        let digests = BlockDigests::from_vec(record.size, digests);
+        let mut writer = self.digests.writer(record.size)?;
+        let mut sink = |digests: &[(u64, [u8; 32])]| -> crate::image::Result<()> {
+            for (_, d) in digests {
+                writer
+                    .push(d)
+                    .map_err(|e| ImageError::from_io("block digests", e))?;
+            }
+            Ok(())
+        };
+        let stats = self.run_copy_to_sink(
+            "backup",
+            source,
+            base.as_ref(),
+            &plan,
+            opts,
+            Some(&mut sink),
+        )?;
         Ok(Transferred {
             base,
+            checksum: stats.checksum.clone(),
             stats,
-            digests,
+            digests: Some(writer),
         })
     }
 
@@ -136,7 +151,6 @@ impl Engine<'_> {
         store: &dyn Pool,
         source: &dyn Image,
         parent: &BackupRecord,
-        parent_digests: &BlockDigests,
         record: &BackupRecord,
     ) -> EngineResult<Transferred> {
         let base = store.open(&record.image)?;
@@ -151,14 +165,13 @@ impl Engine<'_> {
             ..self.copy
         };
         let stats = self.run_copy("backup", source, base.as_ref(), &plan, opts)?;
-        let mut digests = parent_digests.clone();
-        digests.resize(record.size);
-        for (offset, digest) in &stats.digests {
-            digests.set(*offset, *digest);
-        }
+        let (digests, checksum) = self
+            .digests
+            .derive(parent.id, record.size, &stats.digests)?;
         Ok(Transferred {
             base,
             stats,
+            checksum: Some(checksum),
             digests: Some(digests),
         })
     }

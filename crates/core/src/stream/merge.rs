@@ -52,6 +52,10 @@ struct Cursor<R: Read> {
 }
 
 /// Writes to `out` the v1 diff equal to applying `first` then `second`.
+fn snap_or_nothing(snap: Option<&str>, nothing: &str) -> String {
+    snap.map_or_else(|| nothing.to_string(), |s| format!("snapshot {s}"))
+}
+
 pub fn merge_diff(first: impl Read, second: impl Read, out: impl Write) -> Result<()> {
     let first = BufReader::with_capacity(IO_BUFFER, first);
     let second = BufReader::with_capacity(IO_BUFFER, second);
@@ -63,8 +67,9 @@ pub fn merge_diff(first: impl Read, second: impl Read, out: impl Write) -> Resul
         return Err(StreamError::Inconsistent {
             what: "merge-diff".into(),
             why: format!(
-                "the first diff ends at snapshot {:?} but the second starts from {:?}",
-                ha.to, hb.from
+                "the first diff ends at {} but the second starts from {}; give two consecutive diffs",
+                snap_or_nothing(ha.to.as_deref(), "HEAD (no end snapshot)"),
+                snap_or_nothing(hb.from.as_deref(), "nothing (a full diff)")
             ),
         });
     }

@@ -127,7 +127,8 @@ pub fn merge_diff(session: &Session, first: &str, second: &str, out: &str) -> Re
         with_output(out, |w| {
             Ok(merge_streams(a, BufReader::new(second_file), w)?)
         })
-    })?;
+    })
+    .with_context(|| format!("merge-diff of {first} and {second}"))?;
     emit_unless_stdout(
         session,
         out,

@@ -59,7 +59,15 @@ fn rbd_volume_chain_into_another_pool() {
             &volume,
         ],
     );
-    let second = bb(&["backup", "create", &source]);
+    let second = bb(&[
+        "backup",
+        "create",
+        "--meta",
+        "owner=ops team",
+        "--meta",
+        "conf_rbd_cache=false",
+        &source,
+    ]);
     assert_eq!(second["kind"], "incremental");
     let written = second["bytes_written"].as_u64().unwrap();
     assert!(
@@ -75,6 +83,16 @@ fn rbd_volume_chain_into_another_pool() {
     let report = bb(&["backup", "restore", &id_of(&second), &format!("rbd:{copy}")]);
     assert_eq!(report["differential"], true);
     assert_eq!(report["metadata"]["volume-base-metadata"]["size"], 24 * MIB);
+    // The user keys come back as image metadata, except a librbd setting.
+    assert_eq!(report["metadata_applied"], serde_json::json!(["owner"]));
+    assert!(
+        report["metadata_skipped"]["conf_rbd_cache"].is_string(),
+        "{report}"
+    );
+    let owner = rbd(&conf, &["image-meta", "get", &copy, "owner"]);
+    assert_eq!(owner.trim_end(), "ops team");
+    let keys = rbd(&conf, &["image-meta", "list", &copy]);
+    assert!(!keys.contains("conf_rbd_cache"), "{keys}");
     assert_eq!(
         export_sha(&conf, &dir, &copy),
         export_sha(&conf, &dir, &volume)
@@ -173,7 +191,7 @@ fn local_store_volume_chain() {
         stream.to_str().unwrap(),
     ]);
     dir.ok(&["import-diff", stream.to_str().unwrap(), "local:vol"]);
-    let second = dir.json(&["backup", "create", "local:vol"]);
+    let second = dir.json(&["backup", "create", "--meta", "owner=ops", "local:vol"]);
     assert_eq!(second["kind"], "incremental");
     let written = second["bytes_written"].as_u64().unwrap();
     assert!(
@@ -181,14 +199,23 @@ fn local_store_volume_chain() {
         "an incremental of 300 kB wrote {written}"
     );
     let restored = dir.path("restored.img");
-    dir.ok(&[
+    let report = dir.json(&[
         "backup",
         "restore",
         &id_of(&second),
         restored.to_str().unwrap(),
     ]);
     assert_eq!(sha256(&restored), sha256(&src));
+    let why = report["metadata_skipped"]["owner"].as_str().unwrap_or("");
+    assert!(why.contains("keeps no metadata"), "{report}");
     dir.ok(&["verify", &id_of(&second)]);
+
+    // Into a new local-store image: the user key is set on it.
+    let report = dir.json(&["backup", "restore", &id_of(&second), "local:copy"]);
+    assert_eq!(report["metadata_applied"], serde_json::json!(["owner"]));
+    let meta = std::fs::read_to_string(dir.store().join("images/copy/meta.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["owner"], "ops");
 }
 
 fn rand_chacha_rng(seed: u64) -> rand_chacha::ChaCha8Rng {

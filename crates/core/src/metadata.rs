@@ -14,6 +14,10 @@
 //! restores) and refuse any other version. A missing section reads as
 //! empty; unknown top-level keys are ignored, as Cinder does.
 
+mod apply;
+
+pub use apply::{apply_volume_metadata, AppliedMetadata};
+
 use crate::image::{ImageError, Pool};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

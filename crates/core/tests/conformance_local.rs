@@ -20,6 +20,10 @@ impl ImageFactory for StoreFactory {
     fn has_snapshots(&self) -> bool {
         true
     }
+
+    fn has_metadata(&self) -> bool {
+        true
+    }
 }
 
 #[test]

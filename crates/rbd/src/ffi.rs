@@ -129,6 +129,8 @@ api_table! {
     rbd rbd_snap_remove(ImageT, *const c_char) -> c_int;
     rbd rbd_snap_rollback(ImageT, *const c_char) -> c_int;
     rbd rbd_snap_get_timestamp(ImageT, u64, *mut libc::timespec) -> c_int;
+    rbd rbd_metadata_get(ImageT, *const c_char, *mut c_char, *mut usize) -> c_int;
+    rbd rbd_metadata_set(ImageT, *const c_char, *const c_char) -> c_int;
     rbd rbd_diff_iterate2(ImageT, *const c_char, u64, u64, u8, u8, DiffCb, *mut c_void) -> c_int;
     rbd rbd_aio_create_completion(*mut c_void, AioCb, *mut CompletionT) -> c_int;
     rbd rbd_aio_read2(ImageT, u64, usize, *mut c_char, CompletionT, c_int) -> c_int;
@@ -608,6 +610,41 @@ impl RbdHandle {
         // Safety: live image, valid name and out-pointer.
         check(unsafe { (self.api.rbd_snap_exists)(self.ptr, name.as_ptr(), &mut exists) })?;
         Ok(exists)
+    }
+
+    /// The value of metadata `key`, or `None` when it is not set.
+    pub(crate) fn metadata_get(&self, key: &CStr) -> Result<Option<Vec<u8>>, Errno> {
+        let mut len = 256usize;
+        loop {
+            let mut buf = vec![0u8; len];
+            let mut needed = len;
+            // Safety: live image, valid key; `buf` holds `needed` bytes.
+            let rc = unsafe {
+                (self.api.rbd_metadata_get)(
+                    self.ptr,
+                    key.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    &mut needed,
+                )
+            };
+            if rc == -libc::ERANGE && needed > len {
+                len = needed;
+                continue;
+            }
+            if rc == -libc::ENOENT {
+                return Ok(None);
+            }
+            check(rc)?;
+            // librbd copies the value with its terminator.
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            buf.truncate(end);
+            return Ok(Some(buf));
+        }
+    }
+
+    pub(crate) fn metadata_set(&self, key: &CStr, value: &CStr) -> Result<(), Errno> {
+        // Safety: live image, valid key and value.
+        check(unsafe { (self.api.rbd_metadata_set)(self.ptr, key.as_ptr(), value.as_ptr()) })
     }
 
     pub(crate) fn snap_create(&self, name: &CStr) -> Result<(), Errno> {

@@ -3,7 +3,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use blockback_core::image::{check_range, ExtentVisitor, Image, ImageError, Result, Snapshots};
+use blockback_core::image::{
+    check_range, ExtentVisitor, Image, ImageError, ImageMetadata, Result, Snapshots,
+};
 
 use crate::cluster::cstr;
 use crate::diff;
@@ -85,7 +87,7 @@ impl RbdImage {
         from_errno(e, self.describe())
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(ImageError::ReadOnly {
                 what: self.describe(),
@@ -226,6 +228,10 @@ impl Image for RbdImage {
     }
 
     fn snapshots(&self) -> Option<&dyn Snapshots> {
+        Some(self)
+    }
+
+    fn metadata(&self) -> Option<&dyn ImageMetadata> {
         Some(self)
     }
 }

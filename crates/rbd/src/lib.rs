@@ -10,7 +10,8 @@
 //!   its named RADOS objects (`put_object`, `get_object`, `remove_object`);
 //! - [`RbdImage`]: an image (HEAD or snapshot) as an
 //!   [`Image`](blockback_core::image::Image) with
-//!   [`Snapshots`](blockback_core::image::Snapshots);
+//!   [`Snapshots`](blockback_core::image::Snapshots) and
+//!   [`ImageMetadata`](blockback_core::image::ImageMetadata);
 //! - [`RbdSpec`]: `rbd:POOL[/IMAGE[@SNAP]]` specs.
 
 mod cluster;
@@ -19,6 +20,7 @@ mod error;
 mod ffi;
 mod image;
 mod layout;
+mod metadata;
 mod objects;
 mod pool;
 mod snapshots;

@@ -29,6 +29,10 @@ impl ImageFactory for RbdFactory {
     fn has_snapshots(&self) -> bool {
         true
     }
+
+    fn has_metadata(&self) -> bool {
+        true
+    }
 }
 
 impl Drop for RbdFactory {

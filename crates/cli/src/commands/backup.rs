@@ -5,11 +5,13 @@ use crate::config::StoreLocation;
 use crate::endpoint::Volume;
 use crate::output::{bytes, emit};
 use crate::session::Session;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord};
 use blockback_core::engine::{BackupRequest, ChainMode, RestoreReport, RestoreTarget};
 use blockback_core::image::{Image, ImageError, Pool};
-use blockback_core::metadata::read_backup_metadata;
+use blockback_core::metadata::{
+    apply_volume_metadata, read_backup_metadata, AppliedMetadata, BackupMetadata,
+};
 use blockback_core::progress::Progress;
 use blockback_core::store::LocalStore;
 use std::collections::BTreeMap;
@@ -57,10 +59,26 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
     let record = resolve_backup(&session.catalog, backup)?;
     let store = session.store_of(&record)?;
     let volume = Volume::parse(target, session.config.volume_store.as_deref())?;
-    let report = match &volume {
-        Volume::File(path) => session
-            .engine()
-            .restore_to_path(&record, store.pool(), path)?,
+    // A missing or unreadable metadata object must not keep the data from
+    // being restored: it is a note, and no key is set.
+    let metadata = match read_backup_metadata(store.pool(), &record.id.to_string()) {
+        Ok(m) => m,
+        Err(e) => {
+            session.progress.note(&format!("{e}"));
+            None
+        }
+    };
+    let restored = match &volume {
+        Volume::File(path) => {
+            let report = session
+                .engine()
+                .restore_to_path(&record, store.pool(), path)?;
+            let applied = metadata
+                .as_ref()
+                .map(|m| AppliedMetadata::none_kept(m, &report.target))
+                .unwrap_or_default();
+            Restored { report, applied }
+        }
         Volume::Rbd(spec) => {
             if spec.snap.is_some() {
                 bail!("restore target {spec} names a snapshot; snapshots are read-only, give rbd:POOL/IMAGE");
@@ -69,80 +87,115 @@ pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {
                 .connections
                 .get(&session.config.volume_ceph)?
                 .open_pool(&spec.pool)?;
-            restore_to_pool(
-                session,
-                &record,
-                store.pool(),
-                &pool,
-                spec.require_image()?,
-                &volume,
-            )?
+            let into = PoolTarget {
+                pool: &pool,
+                name: spec.require_image()?,
+                volume: &volume,
+            };
+            restore_to_pool(session, &record, store.pool(), &into, metadata.as_ref())?
         }
         Volume::Local { store: dir, image } => {
             let pool = LocalStore::open(dir)?;
-            restore_to_pool(session, &record, store.pool(), &pool, image, &volume)?
+            let into = PoolTarget {
+                pool: &pool,
+                name: image,
+                volume: &volume,
+            };
+            restore_to_pool(session, &record, store.pool(), &into, metadata.as_ref())?
         }
     };
-    let metadata = match read_backup_metadata(store.pool(), &record.id.to_string()) {
-        Ok(m) => m.map(|m| serde_json::json!({"volume-base-metadata": m.volume_base, "volume-metadata": m.volume})),
-        Err(e) => {
-            session.progress.note(&format!("{e}"));
-            None
-        }
-    };
+    emit_restored(session, &record, &restored, metadata.as_ref())
+}
+
+/// A restore's data report and what became of the volume metadata.
+struct Restored {
+    report: RestoreReport,
+    applied: AppliedMetadata,
+}
+
+fn emit_restored(
+    session: &Session,
+    record: &BackupRecord,
+    restored: &Restored,
+    metadata: Option<&BackupMetadata>,
+) -> Result<()> {
+    let (report, applied) = (&restored.report, &restored.applied);
+    for (key, why) in &applied.skipped {
+        session
+            .progress
+            .note(&format!("metadata key {key} not restored: {why}"));
+    }
+    let metadata = metadata.map(
+        |m| serde_json::json!({"volume-base-metadata": m.volume_base, "volume-metadata": m.volume}),
+    );
+    let skipped: BTreeMap<_, _> = applied.skipped.iter().cloned().collect();
     let json = serde_json::json!({
         "backup": record.id, "target": report.target, "created": report.created,
         "differential": report.differential, "metadata": metadata,
+        "metadata_applied": applied.applied, "metadata_skipped": skipped,
         "phases": phases_json(session),
         "bytes_read": report.bytes_read, "bytes_written": report.bytes_written,
         "excess_zeroed": report.excess_zeroed, "checksum": report.checksum,
     });
     emit(session.config.json, &json, || {
         format!(
-            "restored backup {} to {}: read {}, wrote {}",
+            "restored backup {} to {}: read {}, wrote {}, {} metadata key(s) set",
             record.id,
             report.target,
             bytes(report.bytes_read),
-            bytes(report.bytes_written)
+            bytes(report.bytes_written),
+            applied.applied.len()
         )
     })
 }
 
-/// Restores into an image of a pool (RBD or local store): a new one, or
-/// an existing one (differential when it is empty and not the source).
+/// An image of a pool (RBD or local store) to restore into.
+struct PoolTarget<'p> {
+    pool: &'p dyn Pool,
+    name: &'p str,
+    volume: &'p Volume,
+}
+
+/// Restores into an image of a pool: a new one, or an existing one
+/// (differential when it is empty and not the source), then sets the
+/// backup's volume metadata on it. A new image is removed when either fails.
 fn restore_to_pool(
     session: &Session,
     record: &BackupRecord,
     store: &dyn Pool,
-    pool: &dyn Pool,
-    name: &str,
-    volume: &Volume,
-) -> Result<RestoreReport> {
+    into: &PoolTarget<'_>,
+    metadata: Option<&BackupMetadata>,
+) -> Result<Restored> {
     let source = store.open_read_only(&record.image, record.restore_point())?;
-    let engine = session.engine();
-    let label = volume.label()?;
-    if pool.exists(name)? {
-        let image = pool.open(name)?;
-        let target = RestoreTarget {
-            image: image.as_ref(),
-            label,
-            is_new: false,
-        };
-        return Ok(engine.restore_into(record, source.as_ref(), &target)?);
+    let (pool, name) = (into.pool, into.name);
+    let exists = pool.exists(name)?;
+    if !exists {
+        pool.create(name, record.size)?;
     }
-    pool.create(name, record.size)?;
     let result = pool.open(name).map_err(Into::into).and_then(|image| {
         let target = RestoreTarget {
             image: image.as_ref(),
-            label,
-            is_new: true,
+            label: into.volume.label()?,
+            is_new: !exists,
         };
-        engine.restore_into(record, source.as_ref(), &target)
+        let report = session
+            .engine()
+            .restore_into(record, source.as_ref(), &target)?;
+        let applied = match metadata {
+            Some(m) => apply_volume_metadata(image.as_ref(), m).with_context(|| {
+                format!(
+                    "backup {} was restored to {}, but its metadata could not be set",
+                    record.id, report.target
+                )
+            })?,
+            None => AppliedMetadata::default(),
+        };
+        Ok(Restored { report, applied })
     });
-    if result.is_err() {
+    if result.is_err() && !exists {
         let _ = pool.remove(name);
     }
-    Ok(result?)
+    result
 }
 
 pub fn delete(session: &Session, backup: &str, retry_delay: f64) -> Result<()> {

@@ -20,6 +20,7 @@ mod concurrency;
 mod extents;
 #[cfg(test)]
 mod mem;
+mod metadata;
 mod objects;
 mod snapshots;
 mod support;
@@ -32,6 +33,9 @@ pub trait ImageFactory {
     fn create(&self, size: u64) -> Box<dyn Image>;
     /// Whether images of this backend support snapshots (`Image::snapshots()` is Some).
     fn has_snapshots(&self) -> bool;
+    /// Whether images of this backend keep key/value metadata
+    /// (`Image::metadata()` is Some).
+    fn has_metadata(&self) -> bool;
 }
 
 /// What a check returns: `Err` says what broke.
@@ -43,6 +47,8 @@ struct Check {
     run: fn(&dyn ImageFactory) -> CheckResult,
     /// Only run when the backend has snapshots.
     needs_snapshots: bool,
+    /// Only run when the backend has metadata.
+    needs_metadata: bool,
 }
 
 const fn check(name: &'static str, run: fn(&dyn ImageFactory) -> CheckResult) -> Check {
@@ -50,14 +56,21 @@ const fn check(name: &'static str, run: fn(&dyn ImageFactory) -> CheckResult) ->
         name,
         run,
         needs_snapshots: false,
+        needs_metadata: false,
     }
 }
 
 const fn snap_check(name: &'static str, run: fn(&dyn ImageFactory) -> CheckResult) -> Check {
     Check {
-        name,
-        run,
         needs_snapshots: true,
+        ..check(name, run)
+    }
+}
+
+const fn meta_check(name: &'static str, run: fn(&dyn ImageFactory) -> CheckResult) -> Check {
+    Check {
+        needs_metadata: true,
+        ..check(name, run)
     }
 }
 
@@ -87,6 +100,15 @@ const CHECKS: &[Check] = &[
     ),
     snap_check("snapshot_rollback", snapshots::rollback),
     snap_check("snapshot_remove_and_missing", snapshots::remove_and_missing),
+    check("metadata_presence", metadata::presence),
+    meta_check("metadata_set_get", metadata::set_get),
+    Check {
+        needs_snapshots: true,
+        ..meta_check(
+            "metadata_read_only_at_snapshot",
+            metadata::snapshot_handle_is_read_only,
+        )
+    },
 ];
 
 /// Runs every check; panics with a message naming the failed check and backend.
@@ -111,6 +133,7 @@ fn run_selected(factory: &dyn ImageFactory, select: &dyn Fn(&str) -> bool) -> Ve
     CHECKS
         .iter()
         .filter(|c| factory.has_snapshots() || !c.needs_snapshots)
+        .filter(|c| factory.has_metadata() || !c.needs_metadata)
         .filter(|c| select(c.name))
         .filter_map(|c| (c.run)(factory).err().map(|e| format!("  {}: {e}", c.name)))
         .collect()

@@ -78,6 +78,11 @@ pub trait Image: Send + Sync {
     /// The snapshot operations, or `None` for backends without snapshots
     /// (raw files and block devices).
     fn snapshots(&self) -> Option<&dyn Snapshots>;
+    /// The image's key/value metadata, or `None` for backends without it
+    /// (raw files and block devices).
+    fn metadata(&self) -> Option<&dyn ImageMetadata> {
+        None
+    }
     /// The unit in which this backend stores data: writers that hand it
     /// whole aligned units (zeros included) avoid read-modify-write.
     fn io_granularity(&self) -> u64 {
@@ -103,6 +108,15 @@ pub trait Snapshots: Send + Sync {
     fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>>;
     /// Makes HEAD equal to snapshot `name` again (`rbd snap rollback`).
     fn rollback(&self, name: &str) -> Result<()>;
+}
+
+/// Key/value metadata kept with an image (librbd's `rbd_metadata_*`,
+/// `rbd image-meta`).
+pub trait ImageMetadata: Send + Sync {
+    /// The value of `key`, or `None` when it is not set.
+    fn get(&self, key: &str) -> Result<Option<String>>;
+    /// Sets `key` to `value`, replacing any earlier value.
+    fn set(&self, key: &str, value: &str) -> Result<()>;
 }
 
 /// A container of named images: a local store, an RBD pool.

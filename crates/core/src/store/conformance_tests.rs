@@ -38,6 +38,10 @@ impl ImageFactory for StoreImages {
     fn has_snapshots(&self) -> bool {
         true
     }
+
+    fn has_metadata(&self) -> bool {
+        true
+    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::pack::BlobKind;
 use super::tree::{self, FANOUT};
 use crate::checksum::CHECKSUM_BLOCK;
 use crate::image::{
-    check_range, ExtentVisitor, Image, ImageError, Result, SnapshotInfo, Snapshots,
+    check_range, ExtentVisitor, Image, ImageError, ImageMetadata, Result, SnapshotInfo, Snapshots,
 };
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -454,9 +454,32 @@ impl Image for StoreImage {
         Some(self)
     }
 
+    fn metadata(&self) -> Option<&dyn ImageMetadata> {
+        Some(self)
+    }
+
     /// Whole aligned chunks avoid read-modify-write.
     fn io_granularity(&self) -> u64 {
         self.cs()
+    }
+}
+
+/// Metadata belongs to the image: a handle at a snapshot reads HEAD's.
+impl ImageMetadata for StoreImage {
+    fn get(&self, key: &str) -> Result<Option<String>> {
+        let meta = meta::read_image_meta(&self.store.root, &self.name).map_err(|e| self.err(e))?;
+        Ok(meta.get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<()> {
+        self.check_writable()?;
+        // The writer's exclusive image lock keeps other processes out;
+        // `rmw` keeps this handle's threads from losing each other's keys.
+        let _rmw = self.rmw.lock().unwrap_or_else(|p| p.into_inner());
+        let root = &self.store.root;
+        let mut meta = meta::read_image_meta(root, &self.name).map_err(|e| self.err(e))?;
+        meta.insert(key.to_string(), value.to_string());
+        meta::write_image_meta(root, &self.name, &meta).map_err(|e| self.err(e))
     }
 }
 

@@ -5,6 +5,7 @@
 //! ```text
 //! <store>/images/<image>/head.json        {"size":..,"root":"<hex>"}
 //! <store>/images/<image>/snaps/<s>.json   {"name":..,"size":..,"root":..,"created_ns":..}
+//! <store>/images/<image>/meta.json        {"key":"value",...} (absent: none)
 //! <store>/images/<image>/lock             flock: held exclusive by the writer
 //! ```
 
@@ -12,6 +13,7 @@ use super::error::{Result, StoreError};
 use super::id::ChunkId;
 use super::pack::sync_dir;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,7 @@ pub const IMAGES_DIR: &str = "images";
 pub const HEAD_FILE: &str = "head.json";
 pub const SNAPS_DIR: &str = "snaps";
 pub const LOCK_FILE: &str = "lock";
+pub const META_FILE: &str = "meta.json";
 const MAX_NAME: usize = 200;
 
 /// A published version of an image: its size and tree root.
@@ -124,6 +127,19 @@ pub fn read_head(root: &Path, image: &str) -> Result<Version> {
 
 pub fn write_head(root: &Path, image: &str, v: &Version) -> Result<()> {
     write_atomic(&image_dir(root, image), HEAD_FILE, &to_json(v)?)
+}
+
+/// The key/value metadata of `image` (empty when it has none).
+pub fn read_image_meta(root: &Path, image: &str) -> Result<BTreeMap<String, String>> {
+    let path = image_dir(root, image).join(META_FILE);
+    match read_json(&path, &format!("metadata of image {image}")) {
+        Err(StoreError::NotFound { .. }) => Ok(BTreeMap::new()),
+        other => other,
+    }
+}
+
+pub fn write_image_meta(root: &Path, image: &str, meta: &BTreeMap<String, String>) -> Result<()> {
+    write_atomic(&image_dir(root, image), META_FILE, &to_json(meta)?)
 }
 
 pub fn read_snap(root: &Path, image: &str, snap: &str) -> Result<SnapRecord> {

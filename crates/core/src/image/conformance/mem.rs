@@ -3,8 +3,10 @@
 
 use super::{run_selected, ImageFactory};
 use crate::image::{
-    check_range, Extent, ExtentVisitor, Image, ImageError, Result, SnapshotInfo, Snapshots,
+    check_range, Extent, ExtentVisitor, Image, ImageError, ImageMetadata, Result, SnapshotInfo,
+    Snapshots,
 };
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -21,12 +23,15 @@ enum Flaw {
     ExtentsDropLast,
     /// Snapshot handles read HEAD.
     SnapshotReadsHead,
+    /// Setting a metadata key keeps the first value.
+    MetadataKeepsFirst,
 }
 
 #[derive(Default)]
 struct State {
     head: Vec<u8>,
     snaps: Vec<(SnapshotInfo, Vec<u8>)>,
+    meta: BTreeMap<String, String>,
 }
 
 struct MemImage {
@@ -181,6 +186,10 @@ impl Image for MemImage {
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         Some(self)
     }
+
+    fn metadata(&self) -> Option<&dyn ImageMetadata> {
+        Some(self)
+    }
 }
 
 impl Snapshots for MemImage {
@@ -230,6 +239,22 @@ impl Snapshots for MemImage {
     }
 }
 
+impl ImageMetadata for MemImage {
+    fn get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.lock().meta.get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<()> {
+        self.writable()?;
+        let mut st = self.lock();
+        if self.flaw == Flaw::MetadataKeepsFirst && st.meta.contains_key(key) {
+            return Ok(());
+        }
+        st.meta.insert(key.into(), value.into());
+        Ok(())
+    }
+}
+
 struct MemFactory(Flaw);
 
 impl ImageFactory for MemFactory {
@@ -247,6 +272,10 @@ impl ImageFactory for MemFactory {
     }
 
     fn has_snapshots(&self) -> bool {
+        true
+    }
+
+    fn has_metadata(&self) -> bool {
         true
     }
 }
@@ -293,6 +322,15 @@ fn snapshot_following_head_is_caught() {
         failed
             .iter()
             .any(|f| f.contains("snapshot_read_only_frozen")),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn lost_metadata_update_is_caught() {
+    let failed = failed_checks(Flaw::MetadataKeepsFirst, &["metadata_set_get"]);
+    assert!(
+        failed.iter().any(|f| f.contains("metadata_set_get")),
         "{failed:?}"
     );
 }

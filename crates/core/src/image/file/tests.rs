@@ -33,6 +33,10 @@ impl ImageFactory for Files {
     fn has_snapshots(&self) -> bool {
         false
     }
+
+    fn has_metadata(&self) -> bool {
+        false
+    }
 }
 
 #[test]

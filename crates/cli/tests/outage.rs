@@ -10,73 +10,17 @@ mod util;
 use serde_json::Value;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use util::ceph::{cluster, rbd};
+use util::own_cluster::OwnCluster;
 use util::*;
 
 /// Short client timeouts, so that the outage turns into an error quickly
 /// (blockback's own default is 120 s per operation).
 const CEPH_ARGS: &str =
     "--rados_osd_op_timeout 5 --rados_mon_op_timeout 5 --client_mount_timeout 5";
-
-/// A cluster living in a temp dir, stopped (and its daemons killed) on drop.
-struct OwnCluster {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
-
-impl OwnCluster {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = script(dir.path(), "start");
-        let conf = PathBuf::from(out.lines().last().expect("conf path").trim());
-        assert!(conf.is_file(), "no conf at {}", conf.display());
-        OwnCluster { dir, conf }
-    }
-
-    /// Kills the monitor and the OSD at once, keeping their data.
-    fn down(&self) {
-        script(self.dir.path(), "down");
-    }
-
-    /// Restarts them on their data; returns once both pools serve I/O.
-    fn up(&self) {
-        script(self.dir.path(), "up");
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = run_script(self.dir.path(), "stop");
-    }
-}
-
-fn run_script(dir: &Path, command: &str) -> (bool, String, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ceph-cluster.sh");
-    // Files, not pipes: the daemons inherit the script's stdout and stderr
-    // while they start, and a pipe would stay open as long as they run.
-    let out_path = dir.join(format!("{command}.out"));
-    let err_path = dir.join(format!("{command}.err"));
-    let status = Command::new("bash")
-        .arg(script)
-        .arg(command)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("script stdout"))
-        .stderr(File::create(&err_path).expect("script stderr"))
-        .status()
-        .expect("run ceph-cluster.sh");
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    (status.success(), read(&out_path), read(&err_path))
-}
-
-fn script(dir: &Path, command: &str) -> String {
-    let (ok, out, err) = run_script(dir, command);
-    assert!(ok, "ceph-cluster.sh {command} failed:\n{err}");
-    out
-}
 
 /// `size` bytes of incompressible data, every 4 MiB block different.
 fn write_random_file(path: &Path, size: u64) {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ceph;
+pub mod own_cluster;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

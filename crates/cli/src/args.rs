@@ -105,6 +105,12 @@ pub enum Command {
         /// their source `rbd:POOL/volume-<id>`).
         #[arg(long, default_value = "volumes")]
         volume_pool: String,
+        /// Read each backup that has no checksum once, to record one (so
+        /// verify and restores check it) and the newest backup's block
+        /// digests (so the volume's next backup continues its chain).
+        /// Costs one read of each chain's first backup plus the changes.
+        #[arg(long)]
+        checksums: bool,
     },
     /// Create or inspect the backup store.
     #[command(subcommand)]

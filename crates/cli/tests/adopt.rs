@@ -4,8 +4,17 @@
 
 mod util;
 use std::process::Command;
+use std::sync::Mutex;
 use util::ceph::*;
 use util::*;
+
+/// `adopt` takes in every backup image of the pool: the tests of this file
+/// share `backups`, so they take turns.
+static POOL: Mutex<()> = Mutex::new(());
+
+fn take_pool() -> std::sync::MutexGuard<'static, ()> {
+    POOL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn rados_put(conf: &std::path::Path, object: &str, file: &std::path::Path) {
     let out = Command::new("rados")
@@ -25,6 +34,7 @@ fn rados_put(conf: &std::path::Path, object: &str, file: &std::path::Path) {
 #[test]
 fn cinder_backups_are_adopted_restored_and_deleted() {
     let Some(conf) = cluster() else { return };
+    let _pool = take_pool();
     let dir = Dir::new();
     let (vid, vid2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let (b1, b2, b3) = (
@@ -148,4 +158,127 @@ fn cinder_backups_are_adopted_restored_and_deleted() {
         !left.contains(&vid.to_string()) && !left.contains(&vid2.to_string()),
         "{left}"
     );
+}
+
+/// Runs a shell pipeline of rbd commands against the test cluster.
+fn rbd_pipe(conf: &std::path::Path, from: &str, to: &str) {
+    let c = conf.display();
+    let line = format!("rbd -c {c} export-diff --no-progress {from} - | rbd -c {c} import-diff --no-progress - {to}");
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &line])
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn bench_write(conf: &std::path::Path, image: &str) {
+    rbd(
+        conf,
+        &[
+            "bench",
+            "--io-type",
+            "write",
+            "--io-size",
+            "4096",
+            "--io-total",
+            "256K",
+            "--io-pattern",
+            "rand",
+            image,
+        ],
+    );
+}
+
+/// Cinder's own incremental flow (source snapshot, `rbd export-diff |
+/// rbd import-diff` into the legacy base, older source snapshot removed),
+/// adopted, given checksums, and continued by blockback.
+#[test]
+fn an_adopted_cinder_chain_with_checksums_continues_incrementally() {
+    let Some(conf) = cluster() else { return };
+    let _pool = take_pool();
+    let dir = Dir::new();
+    let vid = uuid::Uuid::new_v4();
+    let (b1, b2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let src = dir.path("v.img");
+    make_image(&src, 12 * MIB, &[(0, 3 * MIB), (7 * MIB, 2 * MIB)], 77);
+    let volume = format!("volumes/volume-{vid}");
+    rbd(
+        &conf,
+        &["import", "--no-progress", src.to_str().unwrap(), &volume],
+    );
+    let base = format!("backups/volume-{vid}.backup.base");
+    rbd(&conf, &["create", "--size", "12M", &base]);
+    let (s1, s2) = (
+        format!("backup.{b1}.snap.1700000000.5"),
+        format!("backup.{b2}.snap.1700000100.25"),
+    );
+    rbd(
+        &conf,
+        &["snap", "create", "--no-progress", &format!("{volume}@{s1}")],
+    );
+    rbd_pipe(&conf, &format!("{volume}@{s1}"), &base);
+    bench_write(&conf, &volume);
+    rbd(
+        &conf,
+        &["snap", "create", "--no-progress", &format!("{volume}@{s2}")],
+    );
+    rbd_pipe(&conf, &format!("--from-snap {s1} {volume}@{s2}"), &base);
+    rbd(
+        &conf,
+        &["snap", "rm", "--no-progress", &format!("{volume}@{s1}")],
+    );
+    let bb = |args: &[&str]| {
+        let mut all = vec!["--store", "rbd:backups"];
+        all.extend_from_slice(args);
+        json(&dir, &conf, &all)
+    };
+
+    let of_volume = |report: &serde_json::Value, key: &str| -> Vec<serde_json::Value> {
+        let list = report[key].as_array().unwrap().iter();
+        list.filter(|b| b["volume_id"] == vid.to_string())
+            .cloned()
+            .collect()
+    };
+    let plain = bb(&["adopt"]);
+    let adopted = of_volume(&plain, "adopted");
+    assert_eq!(adopted.len(), 2, "{plain}");
+    assert!(adopted.iter().all(|b| b["checksum"].is_null()), "{plain}");
+    let summed = bb(&["adopt", "--checksums"]);
+    assert_eq!(of_volume(&summed, "adopted").len(), 0, "{summed}");
+    let checksummed = of_volume(&summed, "checksummed");
+    assert_eq!(checksummed.len(), 2, "{summed}");
+    assert!(
+        checksummed.iter().all(|b| b["checksum"].is_string()),
+        "{summed}"
+    );
+    bb(&["verify", &b1.to_string()]);
+    bb(&["verify", &b2.to_string()]);
+    let again = bb(&["adopt", "--checksums"]);
+    assert_eq!(of_volume(&again, "checksummed").len(), 0, "{again}");
+
+    bench_write(&conf, &volume);
+    let next = bb(&["backup", "create", &format!("rbd:{volume}")]);
+    assert_eq!(next["kind"], "incremental", "{next}");
+    assert_eq!(next["parent"], b2.to_string());
+    assert_eq!(next["image"], format!("volume-{vid}.backup.base"));
+    let head = dir.path("head.img");
+    rbd(
+        &conf,
+        &["export", "--no-progress", &volume, head.to_str().unwrap()],
+    );
+    let out = dir.path("next.img");
+    bb(&["backup", "restore", &id_of(&next), out.to_str().unwrap()]);
+    assert_eq!(sha256(&out), sha256(&head));
+    bb(&["verify", &id_of(&next)]);
+
+    for id in [b1.to_string(), b2.to_string(), id_of(&next)] {
+        bb(&["backup", "delete", &id]);
+    }
+    let left = rbd(&conf, &["ls", "backups"]);
+    assert!(!left.contains(&vid.to_string()), "{left}");
+    rbd(&conf, &["rm", "--no-progress", &volume]);
 }

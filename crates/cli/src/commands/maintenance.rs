@@ -132,7 +132,7 @@ fn backup_named(backups: &[BackupRecord], image: &str, snap: Option<&str>) -> St
         .map_or_else(|| format!("{image}@{snap}"), |b| format!("backup {}", b.id))
 }
 
-pub fn adopt(session: &Session, volume_pool: &str) -> Result<()> {
+pub fn adopt(session: &Session, volume_pool: &str, checksums: bool) -> Result<()> {
     let store = session.store(false)?;
     let label = session.config.store.label();
     let volume_store = session.config.volume_store.clone();
@@ -140,12 +140,19 @@ pub fn adopt(session: &Session, volume_pool: &str) -> Result<()> {
         (StoreHandle::Local(_), Some(dir)) => format!("local:{}/volume-{id}", dir.display()),
         _ => format!("rbd:{volume_pool}/volume-{id}"),
     };
-    let report = session.engine().adopt(store.pool(), &label, &source_of)?;
-    let json = serde_json::json!({ "adopted": report.adopted, "skipped": report.skipped });
+    let report = session
+        .engine()
+        .adopt(store.pool(), &label, &source_of, checksums)?;
+    let json = serde_json::json!({
+        "adopted": report.adopted, "checksummed": report.checksummed, "skipped": report.skipped,
+    });
     emit(session.config.json, &json, || {
         let mut text = format!("adopted {} backups from {label}", report.adopted.len());
         for b in &report.adopted {
             text.push_str(&format!("\n  {}", summary_line(b)));
+        }
+        for b in &report.checksummed {
+            text.push_str(&format!("\n  checksum recorded: {}", summary_line(b)));
         }
         for s in &report.skipped {
             text.push_str(&format!("\n  skipped {s}"));

@@ -29,7 +29,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => backup::delete(&session, &backup, retry_delay),
         Command::Verify { backup } => maintenance::verify(&session, backup.as_deref()),
         Command::Gc => maintenance::gc(&session),
-        Command::Adopt { volume_pool } => maintenance::adopt(&session, &volume_pool),
+        Command::Adopt {
+            volume_pool,
+            checksums,
+        } => maintenance::adopt(&session, &volume_pool, checksums),
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
         Command::Store(StoreCommand::Init { .. }) => {
             unreachable!("handled before the catalog is opened")

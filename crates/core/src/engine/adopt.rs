@@ -12,9 +12,12 @@
 //!   the backup.
 //!
 //! Backups already in the catalog are left alone, so adopting twice adopts
-//! nothing new. Adopted backups have no recorded checksum (Cinder kept
-//! none): `verify` reads and reports one, restores are not checked against
-//! one. Their metadata object, when present, becomes their metadata.
+//! nothing new. Cinder kept no checksums: without `checksums`, adopted
+//! backups have none (`verify` reads and reports one, restores are not
+//! checked against one) and the volume's next backup starts a new chain;
+//! with it, each is read once for its checksum and the chain can continue
+//! (see `adopt_checksums.rs`). Their metadata object, when present, becomes
+//! their metadata.
 
 use super::error::EngineResult;
 use super::{unix_now, Engine};
@@ -30,8 +33,20 @@ use uuid::Uuid;
 #[derive(Debug, Default)]
 pub struct AdoptReport {
     pub adopted: Vec<BackupRecord>,
+    /// Backups already in the catalog that got their checksum now.
+    pub checksummed: Vec<BackupRecord>,
     /// Images with the reference's names that could not be adopted, and why.
     pub skipped: Vec<String>,
+}
+
+/// The backups of one store image: all of them, oldest first, and which
+/// are new to the catalog.
+#[derive(Default)]
+struct ImageBackups {
+    chain: Vec<BackupRecord>,
+    is_new: Vec<bool>,
+    /// Indices of known backups whose checksum was set here.
+    checksummed: Vec<usize>,
 }
 
 /// A store image named like a backup image, parsed.
@@ -39,6 +54,13 @@ struct BackupImage {
     volume: Uuid,
     /// `base` for the legacy name, else a backup id.
     suffix: String,
+}
+
+impl ImageBackups {
+    fn push(&mut self, record: BackupRecord, is_new: bool) {
+        self.chain.push(record);
+        self.is_new.push(is_new);
+    }
 }
 
 fn parse_image_name(name: &str) -> Option<BackupImage> {
@@ -53,44 +75,94 @@ fn parse_image_name(name: &str) -> Option<BackupImage> {
 impl Engine<'_> {
     /// Adopts every backup image of `store`; `source_of(volume id)` gives
     /// the source label recorded for a volume the catalog does not know.
+    /// `checksums`: read each backup lacking a checksum to record one (and
+    /// the newest one's block digests, so its chain can continue).
     pub fn adopt(
         &self,
         store: &dyn Pool,
         store_label: &str,
         source_of: &dyn Fn(&Uuid) -> String,
+        checksums: bool,
     ) -> EngineResult<AdoptReport> {
         let mut report = AdoptReport::default();
         for name in store.list()? {
             let Some(parsed) = parse_image_name(&name) else {
                 continue;
             };
-            match self.adopt_image(store, store_label, &name, &parsed) {
-                Ok(mut records) => {
-                    if !records.is_empty() {
-                        let volume = self.ensure_volume(parsed.volume, source_of)?;
-                        for r in records.iter_mut() {
-                            r.source = volume.source.clone();
-                            r.volume_id = volume.id;
-                        }
+            let found = self
+                .image_backups(store, store_label, &name, &parsed)
+                .and_then(|mut found| {
+                    if checksums {
+                        self.add_checksums(store, &name, &mut found)?;
                     }
-                    for r in &records {
-                        self.catalog.insert_backup(r)?;
-                    }
-                    report.adopted.append(&mut records);
-                }
+                    Ok(found)
+                });
+            match found {
+                Ok(found) => self.record_found(found, parsed.volume, source_of, &mut report)?,
                 Err(e) => report.skipped.push(format!("{name}: {e}")),
             }
         }
         Ok(report)
     }
 
-    fn adopt_image(
+    fn add_checksums(
+        &self,
+        store: &dyn Pool,
+        name: &str,
+        found: &mut ImageBackups,
+    ) -> EngineResult<()> {
+        match found.chain.as_mut_slice() {
+            [full] if full.snapshot.is_empty() => {
+                if full.checksum.is_none() {
+                    self.checksum_full_copy(store, full)?;
+                    found.checksummed.push(0);
+                }
+            }
+            chain => found.checksummed = self.checksum_chain(store, name, chain)?,
+        }
+        found.checksummed.retain(|&i| !found.is_new[i]);
+        Ok(())
+    }
+
+    /// Inserts the new backups of one image (under their volume) and
+    /// updates the known ones that got a checksum.
+    fn record_found(
+        &self,
+        found: ImageBackups,
+        volume_id: Uuid,
+        source_of: &dyn Fn(&Uuid) -> String,
+        report: &mut AdoptReport,
+    ) -> EngineResult<()> {
+        for &i in &found.checksummed {
+            self.catalog.update_backup(&found.chain[i])?;
+            report.checksummed.push(found.chain[i].clone());
+        }
+        let mut new: Vec<BackupRecord> = found
+            .chain
+            .into_iter()
+            .zip(found.is_new)
+            .filter_map(|(r, is_new)| is_new.then_some(r))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let volume = self.ensure_volume(volume_id, source_of)?;
+        for r in new.iter_mut() {
+            r.source = volume.source.clone();
+            r.volume_id = volume.id;
+            self.catalog.insert_backup(r)?;
+        }
+        report.adopted.append(&mut new);
+        Ok(())
+    }
+
+    fn image_backups(
         &self,
         store: &dyn Pool,
         store_label: &str,
         name: &str,
         parsed: &BackupImage,
-    ) -> EngineResult<Vec<BackupRecord>> {
+    ) -> EngineResult<ImageBackups> {
         let image = store.open_read_only(name, None)?;
         let snaps: Vec<SnapshotInfo> = match image.snapshots() {
             Some(s) => s.list()?,
@@ -109,43 +181,48 @@ impl Engine<'_> {
             store: store_label,
             image: name,
         };
-        let mut records = Vec::new();
+        let mut found = ImageBackups::default();
         if backups.is_empty() {
             let Ok(id) = Uuid::parse_str(&parsed.suffix) else {
-                return Ok(records);
+                return Ok(found);
             };
-            if !self.known(id)? {
-                let meta = read_backup_metadata(store, &id.to_string())?;
-                records.push(template.record(
-                    id,
-                    image.size()?,
-                    None,
-                    String::new(),
-                    unix_now(),
-                    meta,
-                ));
-            }
-            return Ok(records);
+            let (record, is_new) = match self.known(id)? {
+                Some(known) => (known, false),
+                None => {
+                    let meta = read_backup_metadata(store, &id.to_string())?;
+                    let size = image.size()?;
+                    let record = template.record(id, size, None, String::new(), unix_now(), meta);
+                    (record, true)
+                }
+            };
+            found.push(record, is_new);
+            return Ok(found);
         }
         let mut parent = None;
         for (id, snap) in backups {
-            if !self.known(id)? {
-                let meta = read_backup_metadata(store, &id.to_string())?;
-                let at = snap
-                    .timestamp
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                records.push(template.record(id, snap.size, parent, snap.name, at, meta));
-            }
+            let (record, is_new) = match self.known(id)? {
+                Some(known) => (known, false),
+                None => {
+                    let meta = read_backup_metadata(store, &id.to_string())?;
+                    let at = snap
+                        .timestamp
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    let record = template.record(id, snap.size, parent, snap.name, at, meta);
+                    (record, true)
+                }
+            };
+            found.push(record, is_new);
             parent = Some(id);
         }
-        Ok(records)
+        Ok(found)
     }
 
-    fn known(&self, id: Uuid) -> EngineResult<bool> {
+    /// The catalog's record of backup `id`, if it has one.
+    fn known(&self, id: Uuid) -> EngineResult<Option<BackupRecord>> {
         match self.catalog.backup(id) {
-            Ok(_) => Ok(true),
-            Err(crate::catalog::CatalogError::BackupNotFound(_)) => Ok(false),
+            Ok(record) => Ok(Some(record)),
+            Err(crate::catalog::CatalogError::BackupNotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

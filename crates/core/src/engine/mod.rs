@@ -2,6 +2,7 @@
 //! traits and the catalog trait. One file per operation.
 
 mod adopt;
+mod adopt_checksums;
 mod backup;
 mod chain;
 mod collect;

@@ -11,7 +11,8 @@
 
 use super::backup::{snapshot_base, BackupRequest, Transferred};
 use super::chain::{Chain, ChainMode};
-use super::copy::CopyOptions;
+use super::copy::{CopyOptions, CopyStats};
+use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
 use super::{unix_now, Engine, TransferPlan};
@@ -115,12 +116,29 @@ impl Engine<'_> {
     ) -> EngineResult<Transferred> {
         store.create(&record.image, record.size)?;
         let base = store.open(&record.image)?;
+        let (stats, digests) = self.copy_all_digested("backup", source, base.as_ref())?;
+        Ok(Transferred {
+            base,
+            checksum: stats.checksum.clone(),
+            stats,
+            digests: Some(digests),
+        })
+    }
+
+    /// Copies all of `source` into `dst` (which reads as zeros), writing
+    /// the block digests to a new digest file as they come.
+    pub(super) fn copy_all_digested(
+        &self,
+        label: &str,
+        source: &dyn Image,
+        dst: &dyn Image,
+    ) -> EngineResult<(CopyStats, DigestWriter)> {
         let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
         let opts = CopyOptions {
             target_is_zero: true,
             ..self.copy
         };
-        let mut writer = self.digests.writer(record.size)?;
+        let mut writer = self.digests.writer(plan.size)?;
         let mut sink = |digests: &[(u64, [u8; 32])]| -> crate::image::Result<()> {
             for (_, d) in digests {
                 writer
@@ -129,20 +147,8 @@ impl Engine<'_> {
             }
             Ok(())
         };
-        let stats = self.run_copy_to_sink(
-            "backup",
-            source,
-            base.as_ref(),
-            &plan,
-            opts,
-            Some(&mut sink),
-        )?;
-        Ok(Transferred {
-            base,
-            checksum: stats.checksum.clone(),
-            stats,
-            digests: Some(writer),
-        })
+        let stats = self.run_copy_to_sink(label, source, dst, &plan, opts, Some(&mut sink))?;
+        Ok((stats, writer))
     }
 
     /// Continues the chain: only the changes since the parent's snapshot.
@@ -157,23 +163,37 @@ impl Engine<'_> {
         if base.size()? != record.size {
             base.resize(record.size)?;
         }
-        let plan = timed(self.progress, "diff", || {
-            changes_plan(source, &parent.snapshot, parent.size, record.size)
-        })?;
-        let opts = CopyOptions {
-            block_digests: true,
-            ..self.copy
-        };
-        let stats = self.run_copy("backup", source, base.as_ref(), &plan, opts)?;
-        let (digests, checksum) = self
-            .digests
-            .derive(parent.id, record.size, &stats.digests)?;
+        let (stats, digests, checksum) =
+            self.copy_changes_digested("backup", source, base.as_ref(), parent)?;
         Ok(Transferred {
             base,
             stats,
             checksum: Some(checksum),
             digests: Some(digests),
         })
+    }
+
+    /// Copies the extents of `source` changed since `parent`'s snapshot
+    /// into `dst`; derives the new digest file and volume checksum from
+    /// the parent's digests and the changed blocks'.
+    pub(super) fn copy_changes_digested(
+        &self,
+        label: &str,
+        source: &dyn Image,
+        dst: &dyn Image,
+        parent: &BackupRecord,
+    ) -> EngineResult<(CopyStats, DigestWriter, String)> {
+        let size = source.size()?;
+        let plan = timed(self.progress, "diff", || {
+            changes_plan(source, &parent.snapshot, parent.size, size)
+        })?;
+        let opts = CopyOptions {
+            block_digests: true,
+            ..self.copy
+        };
+        let stats = self.run_copy(label, source, dst, &plan, opts)?;
+        let (digests, checksum) = self.digests.derive(parent.id, size, &stats.digests)?;
+        Ok((stats, digests, checksum))
     }
 
     /// Removes this attempt's snapshot from the source and its traces from

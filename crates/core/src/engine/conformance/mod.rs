@@ -7,6 +7,7 @@
 //! line per failed check. Volumes are 12 MiB (three 4 MiB RBD objects), so
 //! the suite is quick on a real cluster.
 
+mod adopt;
 mod backup;
 mod delete;
 mod faults;
@@ -126,6 +127,10 @@ const CHECKS: &[Check] = &[
     check(
         "metadata_object_written_once_and_deleted",
         delete::metadata_object,
+    ),
+    check(
+        "adopt_with_checksums_continues_the_chain",
+        adopt::with_checksums_continues_the_chain,
     ),
 ];
 

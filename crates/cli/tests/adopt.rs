@@ -175,24 +175,6 @@ fn rbd_pipe(conf: &std::path::Path, from: &str, to: &str) {
     );
 }
 
-fn bench_write(conf: &std::path::Path, image: &str) {
-    rbd(
-        conf,
-        &[
-            "bench",
-            "--io-type",
-            "write",
-            "--io-size",
-            "4096",
-            "--io-total",
-            "256K",
-            "--io-pattern",
-            "rand",
-            image,
-        ],
-    );
-}
-
 /// Cinder's own incremental flow (source snapshot, `rbd export-diff |
 /// rbd import-diff` into the legacy base, older source snapshot removed),
 /// adopted, given checksums, and continued by blockback.
@@ -221,7 +203,7 @@ fn an_adopted_cinder_chain_with_checksums_continues_incrementally() {
         &["snap", "create", "--no-progress", &format!("{volume}@{s1}")],
     );
     rbd_pipe(&conf, &format!("{volume}@{s1}"), &base);
-    bench_write(&conf, &volume);
+    scatter_writes(&conf, &volume, "256K");
     rbd(
         &conf,
         &["snap", "create", "--no-progress", &format!("{volume}@{s2}")],
@@ -260,7 +242,7 @@ fn an_adopted_cinder_chain_with_checksums_continues_incrementally() {
     let again = bb(&["adopt", "--checksums"]);
     assert_eq!(of_volume(&again, "checksummed").len(), 0, "{again}");
 
-    bench_write(&conf, &volume);
+    scatter_writes(&conf, &volume, "256K");
     let next = bb(&["backup", "create", &format!("rbd:{volume}")]);
     assert_eq!(next["kind"], "incremental", "{next}");
     assert_eq!(next["parent"], b2.to_string());

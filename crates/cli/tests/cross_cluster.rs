@@ -4,7 +4,7 @@
 mod util;
 use serde_json::Value;
 use std::path::Path;
-use util::ceph::{cluster, rbd, unique};
+use util::ceph::{cluster, rbd, scatter_writes, unique};
 use util::own_cluster::OwnCluster;
 use util::*;
 
@@ -51,21 +51,7 @@ fn differential_chain_into_another_cluster() {
     let first = bb(&dir, &there.conf, &here, &["backup", "create", &source]);
     assert_eq!(first["kind"], "full");
     let base = first["image"].as_str().unwrap().to_string();
-    rbd(
-        &here,
-        &[
-            "bench",
-            "--io-type",
-            "write",
-            "--io-size",
-            "4096",
-            "--io-total",
-            "512K",
-            "--io-pattern",
-            "rand",
-            &volume,
-        ],
-    );
+    scatter_writes(&here, &volume, "512K");
     let second = bb(&dir, &there.conf, &here, &["backup", "create", &source]);
     assert_eq!(second["kind"], "incremental", "{second}");
     assert_eq!(second["image"], first["image"]);

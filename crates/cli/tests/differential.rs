@@ -44,21 +44,7 @@ fn rbd_volume_chain_into_another_pool() {
     };
     let first = bb(&["backup", "create", &source]);
     assert_eq!(first["kind"], "full");
-    rbd(
-        &conf,
-        &[
-            "bench",
-            "--io-type",
-            "write",
-            "--io-size",
-            "4096",
-            "--io-total",
-            "1M",
-            "--io-pattern",
-            "rand",
-            &volume,
-        ],
-    );
+    scatter_writes(&conf, &volume, "1M");
     let second = bb(&[
         "backup",
         "create",

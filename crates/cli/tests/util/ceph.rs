@@ -38,6 +38,15 @@ pub fn rbd(conf: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Dirties `total` (e.g. "1M") of `image` with random 4 KiB writes, as a
+/// running VM would (`rbd bench`).
+pub fn scatter_writes(conf: &Path, image: &str, total: &str) {
+    let args = ["bench", "--io-type", "write", "--io-size", "4096"];
+    let mut all = args.to_vec();
+    all.extend(["--io-total", total, "--io-pattern", "rand", image]);
+    rbd(conf, &all);
+}
+
 pub fn with_conf(dir: &Dir, conf: &Path, args: &[&str]) -> Vec<String> {
     let mut all: Vec<String> = vec!["--ceph-conf".into(), conf.display().to_string()];
     all.extend(args.iter().map(|s| s.to_string()));

@@ -92,7 +92,8 @@ impl Engine<'_> {
         parent: &BackupRecord,
     ) -> EngineResult<(DigestWriter, String)> {
         let null = NullImage { size: at.size()? };
-        let (_, digests, checksum) = self.copy_changes_digested("adopt", at, &null, parent)?;
+        let (_, digests, checksum) =
+            self.copy_changes_digested("adopt", at, &null, parent, None)?;
         Ok((digests, checksum))
     }
 }

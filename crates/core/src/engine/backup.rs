@@ -9,9 +9,10 @@
 //! snapshots go through [`super::snapshotted`].
 
 use super::chain::{Chain, ChainMode};
-use super::copy::{copy_to_sink, CopyOptions, CopyStats, DigestSink};
+use super::copy::{copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestSink};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
+use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
 use crate::image::{Image, Pool};
@@ -151,6 +152,24 @@ impl Engine<'_> {
         opts: CopyOptions,
     ) -> EngineResult<CopyStats> {
         self.run_copy_to_sink(label, src, dst, plan, opts, None)
+    }
+
+    /// [`Self::run_copy`] onto a target holding `held` (see [`copy_changed`]).
+    pub(super) fn run_copy_changed(
+        &self,
+        label: &str,
+        src: &dyn Image,
+        dst: &dyn Image,
+        plan: &TransferPlan,
+        opts: CopyOptions,
+        held: &dyn TargetDigests,
+    ) -> EngineResult<CopyStats> {
+        self.progress.begin(label, plan.size);
+        let stats = timed(self.progress, "transfer", || {
+            copy_changed(src, dst, plan, opts, self.progress, held)
+        });
+        self.progress.end();
+        Ok(stats?)
     }
 
     /// [`Self::run_copy`], handing the block digests to `sink` in order.

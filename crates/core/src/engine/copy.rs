@@ -8,6 +8,7 @@
 
 use super::collect::{Collector, Digests};
 use super::plan::{Segment, TransferPlan, SEGMENT};
+use super::unchanged::{changed_pieces, unchanged_ranges, TargetDigests};
 use super::zero::{is_zero, runs};
 use crate::checksum::{block_digest, zero_block_digest, CHECKSUM_BLOCK};
 use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
@@ -72,6 +73,8 @@ struct Job<'a> {
     hash: bool,
     counters: Counters,
     progress: &'a dyn Progress,
+    /// What the target holds: unchanged blocks are not written.
+    held: Option<&'a dyn TargetDigests>,
 }
 
 /// Copies `plan` from `src` to `dst`. The first error stops every worker.
@@ -94,6 +97,35 @@ pub fn copy_to_sink<'s>(
     progress: &dyn Progress,
     sink: Option<&'s mut DigestSink<'s>>,
 ) -> Result<CopyStats> {
+    run_copy(src, dst, plan, opts, progress, sink, None)
+}
+
+/// [`copy`] with `block_digests`, onto a target that holds `held`: checksum
+/// blocks whose digest did not change are not written.
+pub fn copy_changed(
+    src: &dyn Image,
+    dst: &dyn Image,
+    plan: &TransferPlan,
+    opts: CopyOptions,
+    progress: &dyn Progress,
+    held: &dyn TargetDigests,
+) -> Result<CopyStats> {
+    let opts = CopyOptions {
+        block_digests: true,
+        ..opts
+    };
+    run_copy(src, dst, plan, opts, progress, None, Some(held))
+}
+
+fn run_copy<'s>(
+    src: &dyn Image,
+    dst: &dyn Image,
+    plan: &TransferPlan,
+    opts: CopyOptions,
+    progress: &dyn Progress,
+    sink: Option<&'s mut DigestSink<'s>>,
+    held: Option<&dyn TargetDigests>,
+) -> Result<CopyStats> {
     let segments = plan.segments();
     let depth = src.queue_depth().max(dst.queue_depth());
     let opts = CopyOptions {
@@ -109,6 +141,7 @@ pub fn copy_to_sink<'s>(
         hash: plan.covers_volume || opts.block_digests || sink.is_some(),
         counters: Counters::default(),
         progress,
+        held,
     };
     let collector = Collector::new(plan.covers_volume.then_some(plan.size), sink);
     let (checksum, digests) = run_workers(&job, &segments, collector)?;
@@ -183,18 +216,40 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Dige
         read_parts(job, seg, &mut bufs.data)?;
         Vec::new()
     };
+    let unchanged = match job.held {
+        Some(held) => unchanged_ranges(held, &digests, job.size)?,
+        None => Vec::new(),
+    };
     for part in &seg.parts {
-        let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
-        match part.kind {
-            ExtentKind::Data => {
-                let hashed = Hashed { digests: &digests };
-                write_data(job, part.offset, &bufs.data[rel], &hashed, &mut bufs.target)?;
-            }
-            ExtentKind::Zero => write_zero(job, *part, &mut bufs.target)?,
+        for piece in changed_pieces(*part, &unchanged) {
+            write_piece(job, seg, piece, &digests, bufs)?;
         }
         job.progress.advance(part.len);
     }
     Ok(digests)
+}
+
+fn write_piece(
+    job: &Job<'_>,
+    seg: &Segment,
+    piece: Extent,
+    digests: &Digests,
+    bufs: &mut Buffers,
+) -> Result<()> {
+    let rel = (piece.offset - seg.offset) as usize..(piece.end() - seg.offset) as usize;
+    match piece.kind {
+        ExtentKind::Data => {
+            let hashed = Hashed { digests };
+            write_data(
+                job,
+                piece.offset,
+                &bufs.data[rel],
+                &hashed,
+                &mut bufs.target,
+            )
+        }
+        ExtentKind::Zero => write_zero(job, piece, &mut bufs.target),
+    }
 }
 
 /// Reads the data parts of a segment into `buf` (not hashing).

@@ -14,9 +14,12 @@
 //! are kept (the possible parents).
 
 use super::error::{EngineError, EngineResult};
+use super::unchanged::TargetDigests;
 use crate::checksum::{block_count, zero_block_digest, VolumeChecksum, CHECKSUM_BLOCK};
+use crate::image::ImageError;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 use uuid::Uuid;
@@ -181,6 +184,29 @@ impl DigestDir {
         Ok((writer, checksum))
     }
 
+    /// Opens `backup`'s file for looking up blocks of the volume it becomes
+    /// at `new_size` bytes (the caller has checked it with [`Self::valid`]).
+    pub fn reader(&self, backup: Uuid, new_size: u64) -> EngineResult<DigestReader> {
+        let path = self.path_of(backup);
+        let file = File::open(&path).map_err(|e| self.io(&path, e))?;
+        let mut header = [0u8; 16];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|e| self.io(&path, e))?;
+        if &header[..8] != MAGIC {
+            return Err(EngineError::Invalid(format!(
+                "{}: not a digest file",
+                path.display()
+            )));
+        }
+        let size = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+        Ok(DigestReader {
+            file,
+            path,
+            size,
+            new_size,
+        })
+    }
+
     /// Removes the digests of `backup` (a missing file is fine).
     pub fn remove(&self, backup: Uuid) -> EngineResult<()> {
         let path = self.path_of(backup);
@@ -188,6 +214,49 @@ impl DigestDir {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(&path, e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// Random access to one backup's block digests: what a chain's base HEAD
+/// holds before an incremental writes into it (resized to `new_size`).
+pub struct DigestReader {
+    file: File,
+    path: PathBuf,
+    /// The volume size the digests describe.
+    size: u64,
+    new_size: u64,
+}
+
+/// The digests as the volume of `new_size` bytes hashes its blocks: `None`
+/// where unknown (a block the old end cuts: its old digest covered fewer
+/// bytes). Blocks wholly beyond the old end read as zeros (a grown image).
+impl TargetDigests for DigestReader {
+    fn blocks(&self, first: u64, count: usize) -> crate::image::Result<Vec<Option<[u8; 32]>>> {
+        let new_size = self.new_size;
+        let stored = (block_count(self.size) as u64)
+            .saturating_sub(first)
+            .min(count as u64);
+        let mut raw = vec![0u8; stored as usize * 32];
+        self.file
+            .read_exact_at(&mut raw, 16 + first * 32)
+            .map_err(|e| ImageError::from_io(self.path.display().to_string(), e))?;
+        Ok((0..count as u64)
+            .map(|i| {
+                let start = (first + i) * CHECKSUM_BLOCK;
+                let new_len = (start + CHECKSUM_BLOCK).min(new_size).saturating_sub(start);
+                let old_len = (start + CHECKSUM_BLOCK)
+                    .min(self.size)
+                    .saturating_sub(start);
+                if start >= self.size {
+                    Some(zero_block_digest(new_len))
+                } else if old_len == new_len {
+                    let at = i as usize * 32;
+                    raw[at..at + 32].try_into().ok()
+                } else {
+                    None
+                }
+            })
+            .collect())
     }
 }
 

@@ -20,13 +20,14 @@ mod recover;
 mod restore;
 mod sink;
 mod snapshotted;
+mod unchanged;
 mod verify;
 pub mod zero;
 
 pub use adopt::AdoptReport;
 pub use backup::BackupRequest;
 pub use chain::ChainMode;
-pub use copy::{copy, copy_to_sink, CopyOptions, CopyStats, DigestSink};
+pub use copy::{copy, copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestSink};
 pub use delete::RetryPolicy;
 pub use digests::DigestDir;
 pub use error::{EngineError, EngineResult};
@@ -35,6 +36,7 @@ pub use plan::TransferPlan;
 pub use recover::Recovered;
 pub use restore::{differential_restore_allowed, RestoreFacts, RestoreReport, RestoreTarget};
 pub use sink::NullImage;
+pub use unchanged::TargetDigests;
 pub use verify::VerifyOutcome;
 
 use crate::catalog::Catalog;

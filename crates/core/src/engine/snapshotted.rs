@@ -15,6 +15,7 @@ use super::copy::{CopyOptions, CopyStats};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
+use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord};
 use crate::checksum::CHECKSUM_BLOCK;
@@ -163,8 +164,9 @@ impl Engine<'_> {
         if base.size()? != record.size {
             base.resize(record.size)?;
         }
+        let held = self.digests.reader(parent.id, record.size)?;
         let (stats, digests, checksum) =
-            self.copy_changes_digested("backup", source, base.as_ref(), parent)?;
+            self.copy_changes_digested("backup", source, base.as_ref(), parent, Some(&held))?;
         Ok(Transferred {
             base,
             stats,
@@ -174,14 +176,16 @@ impl Engine<'_> {
     }
 
     /// Copies the extents of `source` changed since `parent`'s snapshot
-    /// into `dst`; derives the new digest file and volume checksum from
-    /// the parent's digests and the changed blocks'.
+    /// into `dst` (leaving alone the blocks `held` says it holds already);
+    /// derives the new digest file and volume checksum from the parent's
+    /// digests and the changed blocks'.
     pub(super) fn copy_changes_digested(
         &self,
         label: &str,
         source: &dyn Image,
         dst: &dyn Image,
         parent: &BackupRecord,
+        held: Option<&dyn TargetDigests>,
     ) -> EngineResult<(CopyStats, DigestWriter, String)> {
         let size = source.size()?;
         let plan = timed(self.progress, "diff", || {
@@ -191,7 +195,10 @@ impl Engine<'_> {
             block_digests: true,
             ..self.copy
         };
-        let stats = self.run_copy(label, source, dst, &plan, opts)?;
+        let stats = match held {
+            Some(held) => self.run_copy_changed(label, source, dst, &plan, opts, held)?,
+            None => self.run_copy(label, source, dst, &plan, opts)?,
+        };
         let (digests, checksum) = self.digests.derive(parent.id, size, &stats.digests)?;
         Ok((stats, digests, checksum))
     }

@@ -55,6 +55,25 @@ fn noted(ctx: &Ctx<'_>, what: &str) -> CheckResult {
     Ok(())
 }
 
+/// Data written again unchanged, and zeros written over a hole, are
+/// reported by the diff (RBD) but leave the base alone.
+pub fn identical_rewrite_writes_nothing(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("rewrite", 12 * MIB)?;
+    vol.scribble(0, 3 * MIB as usize, 4)?;
+    expect_backup(ctx, &vol, BackupKind::Full)?;
+    let same = vol.mirror[MIB as usize + 4096..2 * MIB as usize].to_vec();
+    vol.write(MIB + 4096, &same)?;
+    vol.write(8 * MIB + 4096, &vec![0u8; 100_000])?;
+    vol.scribble(10 * MIB, 5000, 5)?;
+    let b = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    ensure!(
+        b.bytes_written <= 32 * 1024,
+        "rewriting identical data made the incremental write {} bytes (5000 changed)",
+        b.bytes_written
+    );
+    expect_restores(ctx, &b, &vol.mirror)
+}
+
 pub fn chain_of_five(ctx: &Ctx<'_>) -> CheckResult {
     let mut vol = ctx.volume("chain", 12 * MIB)?;
     vol.scribble(0, 3 * MIB as usize, 1)?;

@@ -46,6 +46,10 @@ const CHECKS: &[Check] = &[
         backup::unchanged_transfers_nothing,
     ),
     check("zero_size_volume_is_refused", backup::zero_size_refused),
+    check(
+        "identical_rewrite_writes_nothing",
+        backup::identical_rewrite_writes_nothing,
+    ),
     check("full_backup_and_restore_stay_sparse", restore::stay_sparse),
     check(
         "snapshot_deleted_on_source_starts_a_new_chain",

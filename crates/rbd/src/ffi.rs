@@ -17,6 +17,12 @@ use libloading::Library;
 /// librados.h: `rados_write_op_create` fails if the object exists.
 const LIBRADOS_CREATE_EXCLUSIVE: c_int = 1;
 
+/// librados.h `LIBRADOS_OP_FLAG_FADVISE_SEQUENTIAL | _NOCACHE`, the flags
+/// `rbd import` and `rbd export` give their data I/O: backups stream each
+/// byte once, so the OSD need not keep it in its cache (less OSD work on a
+/// machine the OSD shares with us).
+const STREAM_IO_FLAGS: c_int = 0x8 | 0x40;
+
 /// A positive errno returned (negated) by librados or librbd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Errno(pub i32);
@@ -525,7 +531,13 @@ impl RbdHandle {
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         // Safety: `buf` is valid for `buf.len()` bytes of writes.
         let rc = unsafe {
-            (self.api.rbd_read2)(self.ptr, offset, buf.len(), buf.as_mut_ptr().cast(), 0)
+            (self.api.rbd_read2)(
+                self.ptr,
+                offset,
+                buf.len(),
+                buf.as_mut_ptr().cast(),
+                STREAM_IO_FLAGS,
+            )
         };
         check_len(rc)
     }
@@ -533,8 +545,15 @@ impl RbdHandle {
     /// One `rbd_write2`; returns the bytes written.
     pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         // Safety: `data` is valid for `data.len()` bytes of reads.
-        let rc =
-            unsafe { (self.api.rbd_write2)(self.ptr, offset, data.len(), data.as_ptr().cast(), 0) };
+        let rc = unsafe {
+            (self.api.rbd_write2)(
+                self.ptr,
+                offset,
+                data.len(),
+                data.as_ptr().cast(),
+                STREAM_IO_FLAGS,
+            )
+        };
         check_len(rc)
     }
 
@@ -739,7 +758,7 @@ impl RbdHandle {
                     buf.len(),
                     buf.as_mut_ptr().cast(),
                     c,
-                    0,
+                    STREAM_IO_FLAGS,
                 ),
                 AioOp::Write { offset, data } => (self.api.rbd_aio_write2)(
                     self.ptr,
@@ -747,7 +766,7 @@ impl RbdHandle {
                     data.len(),
                     data.as_ptr().cast(),
                     c,
-                    0,
+                    STREAM_IO_FLAGS,
                 ),
             };
             if rc < 0 {

@@ -9,10 +9,9 @@
 //! snapshots go through [`super::snapshotted`].
 
 use super::chain::{Chain, ChainMode};
-use super::copy::{copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestSink};
+use super::copy::{copy_to_sink, CopyOptions, CopyStats, DigestSink};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
-use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
 use crate::image::{Image, Pool};
@@ -154,20 +153,15 @@ impl Engine<'_> {
         self.run_copy_to_sink(label, src, dst, plan, opts, None)
     }
 
-    /// [`Self::run_copy`] onto a target holding `held` (see [`copy_changed`]).
-    pub(super) fn run_copy_changed(
+    /// Runs `copy` as the transfer phase, reporting progress under `label`.
+    pub(super) fn transfer_phase(
         &self,
         label: &str,
-        src: &dyn Image,
-        dst: &dyn Image,
-        plan: &TransferPlan,
-        opts: CopyOptions,
-        held: &dyn TargetDigests,
+        size: u64,
+        copy: impl FnOnce() -> crate::image::Result<CopyStats>,
     ) -> EngineResult<CopyStats> {
-        self.progress.begin(label, plan.size);
-        let stats = timed(self.progress, "transfer", || {
-            copy_changed(src, dst, plan, opts, self.progress, held)
-        });
+        self.progress.begin(label, size);
+        let stats = timed(self.progress, "transfer", copy);
         self.progress.end();
         Ok(stats?)
     }
@@ -182,12 +176,9 @@ impl Engine<'_> {
         opts: CopyOptions,
         sink: Option<&'s mut DigestSink<'s>>,
     ) -> EngineResult<CopyStats> {
-        self.progress.begin(label, plan.size);
-        let stats = timed(self.progress, "transfer", || {
+        self.transfer_phase(label, plan.size, || {
             copy_to_sink(src, dst, plan, opts, self.progress, sink)
-        });
-        self.progress.end();
-        Ok(stats?)
+        })
     }
 
     /// Stores the volume metadata with the backup, then records the

@@ -11,7 +11,7 @@
 
 use super::backup::{snapshot_base, BackupRequest, Transferred};
 use super::chain::{Chain, ChainMode};
-use super::copy::{CopyOptions, CopyStats};
+use super::copy::{copy_changed, CopyOptions, CopyStats};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
@@ -196,7 +196,9 @@ impl Engine<'_> {
             ..self.copy
         };
         let stats = match held {
-            Some(held) => self.run_copy_changed(label, source, dst, &plan, opts, held)?,
+            Some(held) => self.transfer_phase(label, plan.size, || {
+                copy_changed(source, dst, &plan, opts, self.progress, held)
+            })?,
             None => self.run_copy(label, source, dst, &plan, opts)?,
         };
         let (digests, checksum) = self.digests.derive(parent.id, size, &stats.digests)?;

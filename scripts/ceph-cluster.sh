@@ -19,7 +19,9 @@
 # Users: client.admin (DIR/ceph.client.admin.keyring) and client.blockback
 # (DIR/ceph.client.blockback.keyring, rbd caps on both pools).
 #
-# Environment: CEPH_MON_PORT (default: first free port from 16789),
+# Environment: CEPH_MON_PORT (default: first free port from 16789; the
+# choice and the monitor's bind happen under a machine-wide lock, so
+# clusters started at the same time never pick the same port),
 # CEPH_BLOCK_SIZE_GB (default 30), CEPH_START_TIMEOUT seconds (default 120).
 set -euo pipefail
 
@@ -103,6 +105,16 @@ port_in_use() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Held from choosing a free port until the monitor listens on it.
+PORT_LOCK=/tmp/blockback-ceph-port.lock
+
+lock_ports() {
+    exec 9>>"$PORT_LOCK"
+    flock -w "$TIMEOUT" 9 || die "timed out waiting for $PORT_LOCK"
+}
+
+unlock_ports() { exec 9>&-; }
+
 pick_port() {
     if [[ -n "${CEPH_MON_PORT:-}" ]]; then
         echo "$CEPH_MON_PORT"
@@ -185,7 +197,8 @@ start_mon() {
     monmaptool --create --add a "127.0.0.1:$port" --fsid "$fsid" "$DIR/monmap" >&2
     ceph-mon -c "$(conf)" --mkfs -i a --monmap "$DIR/monmap" \
         --keyring "$DIR/ceph.mon.keyring" >&2 || die "ceph-mon --mkfs"
-    ceph-mon -c "$(conf)" -i a >&2 || die "ceph-mon start"
+    # 9>&-: the daemon must not keep the port lock open.
+    ceph-mon -c "$(conf)" -i a >&2 9>&- || die "ceph-mon start"
     wait_for "the monitor to answer" c_ceph mon stat
 }
 
@@ -252,11 +265,13 @@ cmd_start() {
     mkdir -p "$DIR/run" "$DIR/log"
     local fsid port
     fsid=$(cat /proc/sys/kernel/random/uuid)
+    lock_ports
     port=$(pick_port)
     log "starting in $DIR (monitor 127.0.0.1:$port)"
     write_conf "$fsid" "$port"
     make_keys
     start_mon "$fsid" "$port"
+    unlock_ports
     start_osd
     make_pools
     make_client_user

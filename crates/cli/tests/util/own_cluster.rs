@@ -43,10 +43,14 @@ fn run_script(dir: &Path, command: &str) -> (bool, String, String) {
     // while they start, and a pipe would stay open as long as they run.
     let out_path = dir.join(format!("{command}.out"));
     let err_path = dir.join(format!("{command}.err"));
+    // A CEPH_MON_PORT of the user's is the suite's main cluster's port: a
+    // cluster of our own must pick a free one (the script does, under a
+    // lock shared with every other start on the machine).
     let status = Command::new("bash")
         .arg(script)
         .arg(command)
         .arg(dir)
+        .env_remove("CEPH_MON_PORT")
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).expect("script stdout"))
         .stderr(File::create(&err_path).expect("script stderr"))

@@ -10,9 +10,13 @@
 mod row;
 mod schema;
 
-use blockback_core::catalog::{BackupRecord, Catalog, CatalogError, CatalogResult, VolumeRecord};
+use blockback_core::catalog::{
+    BackupRecord, Catalog, CatalogError, CatalogResult, PolicyScope, VolumeRecord,
+};
+use blockback_core::retention::Policy;
 use row::{RawRow, BACKUP_ASSIGNMENTS, BACKUP_COLUMNS, BACKUP_PLACEHOLDERS, VOLUME_COLUMNS};
 use rusqlite::{params, params_from_iter, Connection};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
@@ -104,6 +108,14 @@ impl SqliteCatalog {
         self.execute(sql, params_from_iter(values))
     }
 
+    fn set_protected_row(&self, id: Uuid, protected: bool) -> CatalogResult<()> {
+        let sql = match protected {
+            true => "INSERT OR IGNORE INTO protected_backups (backup_id) VALUES (?1)",
+            false => "DELETE FROM protected_backups WHERE backup_id = ?1",
+        };
+        self.execute(sql, [id.to_string()]).map(drop)
+    }
+
     fn one_backup(&self, id: Uuid) -> CatalogResult<Option<BackupRecord>> {
         let sql = format!("SELECT {BACKUP_COLUMNS} FROM backups WHERE id = ?1");
         let found = self.query(&sql, [id.to_string()], row::backup_from_row)?;
@@ -156,7 +168,7 @@ impl Catalog for SqliteCatalog {
     fn remove_backup(&self, id: Uuid) -> CatalogResult<()> {
         match self.execute("DELETE FROM backups WHERE id = ?1", [id.to_string()])? {
             0 => Err(CatalogError::BackupNotFound(id.to_string())),
-            _ => Ok(()),
+            _ => self.set_protected_row(id, false),
         }
     }
 
@@ -177,6 +189,44 @@ impl Catalog for SqliteCatalog {
                 self.query(&sql, [v.to_string()], row::backup_from_row)
             }
         }
+    }
+
+    fn set_protected(&self, id: Uuid, protected: bool) -> CatalogResult<()> {
+        // Checked first: a row for an unknown id would protect nothing.
+        self.backup(id)?;
+        self.set_protected_row(id, protected)
+    }
+
+    fn protected_backups(&self) -> CatalogResult<BTreeSet<Uuid>> {
+        let sql = "SELECT backup_id FROM protected_backups";
+        let ids = self.query(sql, [], row::single_uuid)?;
+        Ok(ids.into_iter().collect())
+    }
+
+    fn policy(&self, scope: &PolicyScope) -> CatalogResult<Option<Policy>> {
+        let sql = "SELECT scope, policy FROM policies WHERE scope = ?1";
+        let found = self.query(sql, [scope.key()], row::policy_from_row)?;
+        Ok(found.into_iter().next().map(|(_, p)| p))
+    }
+
+    fn set_policy(&self, scope: &PolicyScope, policy: Option<&Policy>) -> CatalogResult<()> {
+        match policy {
+            Some(p) => {
+                let json = serde_json::to_string(p).map_err(|e| self.err(e))?;
+                let sql = "INSERT INTO policies (scope, policy) VALUES (?1, ?2)
+                    ON CONFLICT (scope) DO UPDATE SET policy = excluded.policy";
+                self.execute(sql, params![scope.key(), json]).map(drop)
+            }
+            None => {
+                let sql = "DELETE FROM policies WHERE scope = ?1";
+                self.execute(sql, [scope.key()]).map(drop)
+            }
+        }
+    }
+
+    fn list_policies(&self) -> CatalogResult<Vec<(PolicyScope, Policy)>> {
+        let sql = "SELECT scope, policy FROM policies ORDER BY scope";
+        self.query(sql, [], row::policy_from_row)
     }
 }
 

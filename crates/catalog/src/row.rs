@@ -3,7 +3,8 @@
 //! Rows are read into plain SQL values first and converted afterwards, so a
 //! damaged row becomes a message naming the row and column, not a panic.
 
-use blockback_core::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
+use blockback_core::catalog::{BackupKind, BackupRecord, BackupStatus, PolicyScope, VolumeRecord};
+use blockback_core::retention::Policy;
 use rusqlite::types::Value;
 use rusqlite::Row;
 use std::collections::BTreeMap;
@@ -174,6 +175,26 @@ pub fn backup_from_row(raw: RawRow) -> Result<BackupRecord, String> {
         created_base: c.int_opt()?.is_some_and(|v| v != 0),
         metadata: c.parsed(parse_metadata)?,
     })
+}
+
+/// A one-column row holding a backup id.
+pub fn single_uuid(raw: RawRow) -> Result<Uuid, String> {
+    Cols::new(raw, "backup_id").uuid()
+}
+
+pub fn policy_from_row(raw: RawRow) -> Result<(PolicyScope, Policy), String> {
+    let mut c = Cols::new(raw, "scope, policy");
+    let scope = c.parsed(parse_scope)?;
+    let policy = c.parsed(parse_policy)?;
+    Ok((scope, policy))
+}
+
+fn parse_scope(text: &str) -> Result<PolicyScope, String> {
+    PolicyScope::from_key(text).ok_or_else(|| format!("unknown policy scope {text:?}"))
+}
+
+fn parse_policy(text: &str) -> Result<Policy, String> {
+    serde_json::from_str(text).map_err(|e| format!("bad policy JSON: {e}"))
 }
 
 fn parse_kind(text: &str) -> Result<BackupKind, String> {

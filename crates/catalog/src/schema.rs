@@ -44,6 +44,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX backups_volume_id ON backups (volume_id);
     CREATE INDEX backups_status ON backups (status);",
+    // 2: retention -- protected backups (apart from the record, which
+    // operations rewrite whole) and policies as JSON per scope.
+    "CREATE TABLE protected_backups (backup_id TEXT PRIMARY KEY NOT NULL);
+    CREATE TABLE policies (scope TEXT PRIMARY KEY NOT NULL, policy TEXT NOT NULL);",
 ];
 
 /// The schema version this build writes.

@@ -22,5 +22,6 @@ pub mod metadata;
 pub mod naming;
 pub mod objects;
 pub mod progress;
+pub mod retention;
 pub mod store;
 pub mod stream;

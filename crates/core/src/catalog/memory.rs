@@ -2,7 +2,9 @@
 //! records live elsewhere. Same semantics as the SQLite catalog (backups
 //! listed oldest first, insertion order breaking ties), no durability.
 
-use super::{BackupRecord, Catalog, CatalogError, CatalogResult, VolumeRecord};
+use super::{BackupRecord, Catalog, CatalogError, CatalogResult, PolicyScope, VolumeRecord};
+use crate::retention::Policy;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use uuid::Uuid;
 
@@ -15,6 +17,8 @@ pub struct MemoryCatalog {
 struct State {
     volumes: Vec<VolumeRecord>,
     backups: Vec<BackupRecord>,
+    protected: BTreeSet<Uuid>,
+    policies: BTreeMap<PolicyScope, Policy>,
 }
 
 impl MemoryCatalog {
@@ -66,7 +70,9 @@ impl Catalog for MemoryCatalog {
     }
 
     fn remove_backup(&self, id: Uuid) -> CatalogResult<()> {
-        self.state().backups.retain(|b| b.id != id);
+        let mut state = self.state();
+        state.backups.retain(|b| b.id != id);
+        state.protected.remove(&id);
         Ok(())
     }
 
@@ -87,5 +93,45 @@ impl Catalog for MemoryCatalog {
         // Stable: equal times keep insertion order, as rowid does in SQLite.
         list.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
         Ok(list)
+    }
+
+    fn set_protected(&self, id: Uuid, protected: bool) -> CatalogResult<()> {
+        let mut state = self.state();
+        if !state.backups.iter().any(|b| b.id == id) {
+            return Err(CatalogError::BackupNotFound(id.to_string()));
+        }
+        match protected {
+            true => state.protected.insert(id),
+            false => state.protected.remove(&id),
+        };
+        Ok(())
+    }
+
+    fn protected_backups(&self) -> CatalogResult<BTreeSet<Uuid>> {
+        Ok(self.state().protected.clone())
+    }
+
+    fn policy(&self, scope: &PolicyScope) -> CatalogResult<Option<Policy>> {
+        Ok(self.state().policies.get(scope).cloned())
+    }
+
+    fn set_policy(&self, scope: &PolicyScope, policy: Option<&Policy>) -> CatalogResult<()> {
+        let mut state = self.state();
+        match policy {
+            Some(p) => state.policies.insert(scope.clone(), p.clone()),
+            None => state.policies.remove(scope),
+        };
+        Ok(())
+    }
+
+    fn list_policies(&self) -> CatalogResult<Vec<(PolicyScope, Policy)>> {
+        let state = self.state();
+        let mut all: Vec<_> = state
+            .policies
+            .iter()
+            .map(|(s, p)| (s.clone(), p.clone()))
+            .collect();
+        all.sort_by_key(|(scope, _)| scope.key());
+        Ok(all)
     }
 }

@@ -7,8 +7,10 @@ mod memory;
 mod record;
 
 pub use memory::MemoryCatalog;
-pub use record::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
+pub use record::{BackupKind, BackupRecord, BackupStatus, PolicyScope, VolumeRecord};
 
+use crate::retention::Policy;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// Catalog failures.
@@ -16,6 +18,10 @@ use uuid::Uuid;
 pub enum CatalogError {
     #[error("backup {0} not found in the catalog; `blockback backup list` shows the known ones")]
     BackupNotFound(String),
+    #[error(
+        "backup id prefix {given:?} is ambiguous: it matches {candidates}; give more of the id"
+    )]
+    AmbiguousBackup { given: String, candidates: String },
     #[error("volume {0} not found in the catalog")]
     VolumeNotFound(String),
     #[error("catalog {path}: {msg}")]
@@ -46,6 +52,38 @@ pub trait Catalog: Send + Sync {
     fn backup(&self, id: Uuid) -> CatalogResult<BackupRecord>;
     /// Backups, oldest first; only those of `volume` when given.
     fn list_backups(&self, volume: Option<Uuid>) -> CatalogResult<Vec<BackupRecord>>;
+
+    /// Protects a backup from retention and `backup delete`, or lifts that;
+    /// [`CatalogError::BackupNotFound`] for an unknown backup. Kept apart
+    /// from the record, so an operation that rewrites the record (a
+    /// restore's status) never undoes it.
+    fn set_protected(&self, id: Uuid, protected: bool) -> CatalogResult<()>;
+    /// The ids of the protected backups.
+    fn protected_backups(&self) -> CatalogResult<BTreeSet<Uuid>>;
+    /// The retention policy set for `scope`, if any.
+    fn policy(&self, scope: &PolicyScope) -> CatalogResult<Option<Policy>>;
+    /// Sets (or with `None` removes) the policy of `scope`.
+    fn set_policy(&self, scope: &PolicyScope, policy: Option<&Policy>) -> CatalogResult<()>;
+    /// Every policy set, ordered by [`PolicyScope::key`].
+    fn list_policies(&self) -> CatalogResult<Vec<(PolicyScope, Policy)>>;
+}
+
+/// The policy that applies to `volume`'s backups in `store`: the volume's
+/// own, else the store's default, with where it came from.
+pub fn effective_policy(
+    catalog: &dyn Catalog,
+    volume: Uuid,
+    store: &str,
+) -> CatalogResult<Option<(PolicyScope, Policy)>> {
+    for scope in [
+        PolicyScope::Volume(volume),
+        PolicyScope::Store(store.to_string()),
+    ] {
+        if let Some(policy) = catalog.policy(&scope)? {
+            return Ok(Some((scope, policy)));
+        }
+    }
+    Ok(None)
 }
 
 /// Resolves a user-given backup id: a full UUID or a unique prefix.
@@ -60,6 +98,14 @@ pub fn resolve_backup(catalog: &dyn Catalog, given: &str) -> CatalogResult<Backu
         .filter(|b| !given.is_empty() && b.id.to_string().starts_with(&given_lower));
     match (matches.next(), matches.next()) {
         (Some(b), None) => Ok(b),
+        (Some(a), Some(b)) => {
+            let mut ids = vec![a.id.to_string(), b.id.to_string()];
+            ids.extend(matches.map(|m| m.id.to_string()));
+            Err(CatalogError::AmbiguousBackup {
+                given: given.to_string(),
+                candidates: ids.join(", "),
+            })
+        }
         _ => Err(CatalogError::BackupNotFound(given.to_string())),
     }
 }

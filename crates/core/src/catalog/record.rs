@@ -101,3 +101,29 @@ impl BackupRecord {
         (!self.snapshot.is_empty()).then_some(self.snapshot.as_str())
     }
 }
+
+/// What a retention policy is set for: one volume (in every store), or the
+/// default of the volumes of one store (its label, as backups record it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PolicyScope {
+    Volume(Uuid),
+    Store(String),
+}
+
+impl PolicyScope {
+    /// The catalog's key: `volume:<id>` or `store:<label>`.
+    pub fn key(&self) -> String {
+        match self {
+            PolicyScope::Volume(id) => format!("volume:{id}"),
+            PolicyScope::Store(label) => format!("store:{label}"),
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Self> {
+        if let Some(id) = key.strip_prefix("volume:") {
+            return Uuid::parse_str(id).ok().map(PolicyScope::Volume);
+        }
+        key.strip_prefix("store:")
+            .map(|label| PolicyScope::Store(label.to_string()))
+    }
+}

@@ -138,22 +138,31 @@ pub enum Command {
     },
     /// Export an image with its snapshots as an `rbd image v2` stream.
     Export {
+        /// File, block device, local:IMAGE, backup:ID or rbd:POOL/IMAGE.
         source: String,
+        /// Output file, or - for stdout.
         out: String,
+        /// Stream format: 2 (`rbd export --export-format 2`), the only one.
         #[arg(long = "export-format", alias = "format", default_value_t = 2)]
         format: u8,
     },
     /// Import an `rbd image v2` stream into a new image, snapshots included.
     Import {
+        /// Input file, or - for stdin.
         input: String,
+        /// New file, local:IMAGE or rbd:POOL/IMAGE to create.
         target: String,
+        /// Stream format: 2 (`rbd import --export-format 2`), the only one.
         #[arg(long = "export-format", alias = "format", default_value_t = 2)]
         format: u8,
     },
     /// Merge two `rbd diff v1` streams (first may be -, second a file).
     MergeDiff {
+        /// The older diff: a file, or - for stdin.
         first: String,
+        /// The newer diff, continuing the first: a file.
         second: String,
+        /// Output file, or - for stdout.
         out: String,
     },
 }
@@ -178,9 +187,13 @@ pub enum BackupCommand {
         source: Option<String>,
     },
     /// Show one backup in full.
-    Show { backup: String },
+    Show {
+        /// Backup id (or unique prefix).
+        backup: String,
+    },
     /// Delete a backup; `gc` then reclaims its space.
     Delete {
+        /// Backup id (or unique prefix).
         backup: String,
         /// Seconds between retries while the backup image is busy.
         #[arg(long, default_value_t = 5.0)]

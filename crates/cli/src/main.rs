@@ -13,11 +13,13 @@ mod progress;
 mod session;
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_tracing(cli.quiet);
+    output::set_quiet(cli.quiet);
     cancel::install();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,5 +53,7 @@ fn init_tracing(quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into logs.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
 }

@@ -3,7 +3,7 @@
 use crate::commands::backup::summary_line;
 use crate::config::{Config, StoreLocation};
 use crate::endpoint::StoreHandle;
-use crate::output::emit;
+use crate::output::{emit, gc_text, stats_text};
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus, Catalog};
@@ -30,17 +30,13 @@ pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
 pub fn stats(session: &Session) -> Result<()> {
     let store = session.store(false)?;
     let stats = store.local("store stats")?.stats()?;
-    emit(session.config.json, &stats, || {
-        serde_json::to_string_pretty(&stats).unwrap_or_default()
-    })
+    emit(session.config.json, &stats, || stats_text(&stats))
 }
 
 pub fn gc(session: &Session) -> Result<()> {
     let store = session.store(false)?;
     let stats = store.local("gc")?.gc(&session.progress)?;
-    emit(session.config.json, &stats, || {
-        serde_json::to_string_pretty(&stats).unwrap_or_default()
-    })
+    emit(session.config.json, &stats, || gc_text(&stats))
 }
 
 /// Verifies one backup, or every backup of the store and then every chunk.

@@ -19,7 +19,7 @@ use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetad
 use crate::naming;
 use crate::progress::{timed, Progress};
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 /// What to back up, and where.
@@ -83,7 +83,7 @@ impl Engine<'_> {
             ));
         }
         let id = Uuid::new_v4();
-        let mut record = new_record(req, &volume, id, &chain)?;
+        let mut record = new_record(req, &volume, id, &chain, self.clock.now())?;
         self.catalog.insert_backup(&record)?;
         match snaps {
             Some(snaps) => self.backup_snapshotted(req, snaps, chain, &mut record)?,
@@ -247,9 +247,9 @@ fn new_record(
     volume: &VolumeRecord,
     id: Uuid,
     chain: &Chain,
+    now: f64,
 ) -> EngineResult<BackupRecord> {
     let size = req.source.size()?;
-    let now = unix_now();
     let mut metadata = req.metadata.clone();
     metadata.insert("volume.name".into(), volume.name.clone());
     metadata.insert("volume.size".into(), size.to_string());
@@ -273,7 +273,7 @@ fn new_record(
         status: BackupStatus::Creating,
         store: req.store_label.clone(),
         image,
-        snapshot: naming::backup_snap_name(&id.to_string(), SystemTime::now()),
+        snapshot: naming::backup_snap_name(&id.to_string(), unix_time(now)),
         bytes_read: 0,
         bytes_written: 0,
         // The store's usage before the backup, until `publish` sets the growth.
@@ -356,4 +356,8 @@ pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> En
         }
     }
     Ok(())
+}
+
+fn unix_time(secs: f64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::try_from_secs_f64(secs).unwrap_or_default()
 }

@@ -9,7 +9,7 @@
 
 use super::error::EngineResult;
 use super::Engine;
-use crate::catalog::{BackupRecord, BackupStatus};
+use crate::catalog::{effective_policy, BackupRecord, BackupStatus};
 use crate::image::{Image, Pool, Snapshots};
 
 /// What the user asked for.
@@ -59,6 +59,11 @@ impl Engine<'_> {
                 reason: Some("a full backup was requested".into()),
             });
         }
+        if let Some(reason) = self.chain_at_max_length(&latest)? {
+            return Ok(Chain::New {
+                reason: Some(reason),
+            });
+        }
         let checked = match source_snaps {
             None => base_has_snapshot(store, &latest).map(|_| false),
             Some(snaps) => self
@@ -74,6 +79,28 @@ impl Engine<'_> {
                 reason: Some(reason),
             },
         })
+    }
+
+    /// Why `latest`'s chain may not grow: it holds as many backups (base
+    /// snapshots) as the volume's policy allows.
+    fn chain_at_max_length(&self, latest: &BackupRecord) -> EngineResult<Option<String>> {
+        let policy = effective_policy(self.catalog, latest.volume_id, &latest.store)?;
+        let Some(max) = policy.and_then(|(_, p)| p.max_chain_length) else {
+            return Ok(None);
+        };
+        let length = self
+            .catalog
+            .list_backups(Some(latest.volume_id))?
+            .iter()
+            .filter(|b| b.store == latest.store && b.image == latest.image)
+            .filter(|b| matches!(b.status, BackupStatus::Available | BackupStatus::Restoring))
+            .count();
+        Ok((length >= max as usize).then(|| {
+            format!(
+                "chain {} holds {length} backups, the policy's max-chain-length is {max}",
+                latest.image
+            )
+        }))
     }
 
     /// Checks everything an incremental from `latest` needs, or says why

@@ -57,6 +57,7 @@ impl Engine<'_> {
         store: &dyn Pool,
         source_snaps: Option<&dyn Snapshots>,
     ) -> EngineResult<()> {
+        self.refuse_protected(backup)?;
         let _lock = self
             .locks
             .try_lock(&backup.volume_id.to_string())?
@@ -95,12 +96,20 @@ impl Engine<'_> {
 
     /// Forgets a backup whose store is gone (e.g. its pool was removed).
     pub fn forget(&self, backup: &BackupRecord, why: &str) -> EngineResult<()> {
+        self.refuse_protected(backup)?;
         self.progress.note(&format!(
             "{why}; removing the catalog entry of backup {} anyway",
             backup.id
         ));
         self.digests.remove(backup.id)?;
         self.catalog.remove_backup(backup.id)?;
+        Ok(())
+    }
+
+    fn refuse_protected(&self, backup: &BackupRecord) -> EngineResult<()> {
+        if self.catalog.protected_backups()?.contains(&backup.id) {
+            return Err(EngineError::Protected(backup.id.to_string()));
+        }
         Ok(())
     }
 

@@ -46,6 +46,8 @@ pub enum EngineError {
     SnapshotMissing { id: String, image: String },
     #[error("the backup chain cannot continue: {0}; run without --incremental to start a new chain with a full backup")]
     ChainBroken(String),
+    #[error("backup {0} is protected; `blockback backup unprotect {0}` first")]
+    Protected(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

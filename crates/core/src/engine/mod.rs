@@ -5,6 +5,7 @@ mod adopt;
 mod adopt_checksums;
 mod backup;
 mod chain;
+mod clock;
 mod collect;
 #[doc(hidden)]
 pub mod conformance;
@@ -18,6 +19,7 @@ pub mod plan;
 mod prune;
 mod recover;
 mod restore;
+mod retention;
 mod sink;
 mod snapshotted;
 mod unchanged;
@@ -27,6 +29,7 @@ pub mod zero;
 pub use adopt::AdoptReport;
 pub use backup::BackupRequest;
 pub use chain::ChainMode;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use copy::{copy, copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestSink};
 pub use delete::RetryPolicy;
 pub use digests::DigestDir;
@@ -35,6 +38,7 @@ pub use lock::{LockDir, VolumeLock};
 pub use plan::TransferPlan;
 pub use recover::Recovered;
 pub use restore::{differential_restore_allowed, RestoreFacts, RestoreReport, RestoreTarget};
+pub use retention::{PlannedBackup, PruneOutcome, PrunePlan, VolumePlan};
 pub use sink::NullImage;
 pub use unchanged::TargetDigests;
 pub use verify::VerifyOutcome;
@@ -52,6 +56,8 @@ pub struct Engine<'a> {
     pub progress: &'a dyn Progress,
     pub copy: CopyOptions,
     pub retry: RetryPolicy,
+    /// The time new backups record.
+    pub clock: &'a dyn Clock,
 }
 
 impl<'a> Engine<'a> {
@@ -68,6 +74,7 @@ impl<'a> Engine<'a> {
             progress,
             copy: CopyOptions::default(),
             retry: RetryPolicy::default(),
+            clock: &SystemClock,
         }
     }
 }

@@ -12,7 +12,10 @@ mod backup;
 mod delete;
 mod faults;
 mod restore;
+mod retention;
 mod support;
+
+pub use retention::run_retention_days;
 
 use crate::image::Pool;
 use support::{CheckResult, Ctx};

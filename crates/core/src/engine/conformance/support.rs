@@ -5,7 +5,7 @@
 use super::ChainFixture;
 use crate::catalog::{BackupRecord, Catalog, MemoryCatalog};
 use crate::engine::{
-    BackupRequest, ChainMode, DigestDir, Engine, EngineResult, LockDir, RestoreReport,
+    BackupRequest, ChainMode, DigestDir, Engine, EngineResult, LockDir, ManualClock, RestoreReport,
     RestoreTarget, RetryPolicy,
 };
 use crate::image::{Image, Pool, Snapshots};
@@ -56,6 +56,8 @@ pub(super) struct Ctx<'f> {
     pub fx: &'f dyn ChainFixture,
     pub catalog: MemoryCatalog,
     pub notes: Notes,
+    /// The time backups record: the system's unless a check sets it.
+    pub clock: ManualClock,
     dir: tempfile::TempDir,
     volumes: Mutex<Vec<String>>,
 }
@@ -150,6 +152,7 @@ impl<'f> Ctx<'f> {
             fx,
             catalog: MemoryCatalog::new(),
             notes: Notes::default(),
+            clock: ManualClock::default(),
             dir: tempfile::tempdir().expect("temp dir"),
             volumes: Mutex::new(Vec::new()),
         }
@@ -166,6 +169,7 @@ impl<'f> Ctx<'f> {
             retries: 1,
             delay: Duration::from_millis(10),
         };
+        engine.clock = &self.clock;
         engine
     }
 

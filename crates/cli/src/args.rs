@@ -98,6 +98,22 @@ pub enum Command {
     },
     /// Reclaim the space of data no backup references any more.
     Gc,
+    /// Remove the backups of the store that no retention policy keeps
+    /// (chain-aware), then reclaim their space; `--dry-run` only shows
+    /// each backup with the rules that keep it, or "remove".
+    Prune {
+        /// Only this volume: its source as given to `backup create`, its
+        /// id (or unique prefix) or its name.
+        #[arg(long)]
+        volume: Option<String>,
+        /// Show what would be kept and removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Set, show or remove retention policies (per volume, or the store's
+    /// default for its volumes).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Record the backups a store already holds (written by Cinder's Ceph
     /// driver, or by a blockback whose catalog was lost).
     Adopt {
@@ -191,6 +207,16 @@ pub enum BackupCommand {
         /// Backup id (or unique prefix).
         backup: String,
     },
+    /// Protect a backup: no policy removes it and `backup delete` refuses it.
+    Protect {
+        /// Backup id (or unique prefix).
+        backup: String,
+    },
+    /// Lift the protection of a backup.
+    Unprotect {
+        /// Backup id (or unique prefix).
+        backup: String,
+    },
     /// Delete a backup; `gc` then reclaims its space.
     Delete {
         /// Backup id (or unique prefix).
@@ -232,4 +258,62 @@ pub enum StoreCommand {
     },
     /// Sizes, counts, deduplication and compression of the store.
     Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Set the retention policy of a volume, or the store's default;
+    /// replaces the one set before. Counts of 0 are rules that are off.
+    Set(PolicySetArgs),
+    /// Show the policies set (or the one that applies to --volume).
+    Show {
+        /// The volume: its source, id (or unique prefix) or name.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+    /// Remove the policy of a volume (it then follows the store's
+    /// default), or the store's default.
+    Unset {
+        /// The volume: its source, id (or unique prefix) or name.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicySetArgs {
+    /// The volume: its source, id (or unique prefix) or name [default: the
+    /// store's default policy, for its volumes without one of their own].
+    #[arg(long)]
+    pub volume: Option<String>,
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest backup of each of the N newest hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// Keep the newest backup of each of the N newest days that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Keep the newest backup of each of the N newest ISO weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// Keep the newest backup of each of the N newest months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// Keep the newest backup of each of the N newest years that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every backup at most SPAN older than the newest one (7d, 2w,
+    /// 36h, 1y 6mo, or ISO 8601 such as P1M).
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within: Option<String>,
+    /// Time zone of the hours, days, weeks, months and years (an IANA
+    /// name) [default: the system's, recorded now].
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// At most N backups (snapshots) per chain: a backup that would add
+    /// one more starts a new chain with a full backup.
+    #[arg(long, value_name = "N")]
+    pub max_chain_length: Option<u32>,
 }

@@ -160,6 +160,8 @@ fn every_argument_has_a_help_text() {
         &["backup", "restore"],
         &["backup", "show"],
         &["backup", "delete"],
+        &["backup", "protect"],
+        &["backup", "unprotect"],
         &["verify"],
         &["export-diff"],
         &["import-diff"],

@@ -221,7 +221,7 @@ pub fn delete(session: &Session, backup: &str, retry_delay: f64) -> Result<()> {
 
 /// The backup's source volume, to remove its backup snapshot; `None` (with
 /// a note) when it has no snapshots or cannot be opened.
-fn open_source_head(session: &Session, record: &BackupRecord) -> Option<Box<dyn Image>> {
+pub(super) fn open_source_head(session: &Session, record: &BackupRecord) -> Option<Box<dyn Image>> {
     let opened = Volume::from_label(&record.source)
         .and_then(|v| v.open_head(&session.config.volume_ceph, &session.connections));
     match opened {

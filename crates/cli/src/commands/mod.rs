@@ -2,10 +2,12 @@
 
 mod backup;
 mod maintenance;
+mod prune;
+mod retention;
 mod show;
 mod stream;
 
-use crate::args::{BackupCommand, Cli, Command, StoreCommand};
+use crate::args::{BackupCommand, Cli, Command, PolicyCommand, StoreCommand};
 use crate::config::Config;
 use crate::session::Session;
 use anyhow::Result;
@@ -27,6 +29,20 @@ pub fn run(cli: Cli) -> Result<()> {
             backup,
             retry_delay,
         }) => backup::delete(&session, &backup, retry_delay),
+        Command::Backup(BackupCommand::Protect { backup }) => {
+            retention::protect(&session, &backup, true)
+        }
+        Command::Backup(BackupCommand::Unprotect { backup }) => {
+            retention::protect(&session, &backup, false)
+        }
+        Command::Prune { volume, dry_run } => prune::prune(&session, volume.as_deref(), dry_run),
+        Command::Policy(PolicyCommand::Set(args)) => retention::policy_set(&session, &args),
+        Command::Policy(PolicyCommand::Show { volume }) => {
+            retention::policy_show(&session, volume.as_deref())
+        }
+        Command::Policy(PolicyCommand::Unset { volume }) => {
+            retention::policy_unset(&session, volume.as_deref())
+        }
         Command::Verify { backup } => maintenance::verify(&session, backup.as_deref()),
         Command::Gc => maintenance::gc(&session),
         Command::Adopt {

@@ -10,8 +10,11 @@
 mod row;
 mod schema;
 
+mod jobs;
+
 use blockback_core::catalog::{
-    BackupRecord, Catalog, CatalogError, CatalogResult, PolicyScope, VolumeRecord,
+    BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd, JobFilter,
+    JobRecord, Lease, LostJobs, PolicyScope, VolumeRecord,
 };
 use blockback_core::retention::Policy;
 use row::{RawRow, BACKUP_ASSIGNMENTS, BACKUP_COLUMNS, BACKUP_PLACEHOLDERS, VOLUME_COLUMNS};
@@ -84,7 +87,17 @@ impl SqliteCatalog {
         params: impl rusqlite::Params,
         convert: fn(RawRow) -> Result<T, String>,
     ) -> CatalogResult<Vec<T>> {
-        let conn = self.conn();
+        self.query_on(&self.conn(), sql, params, convert)
+    }
+
+    /// [`Self::query`] on a connection already held (inside a transaction).
+    fn query_on<T>(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+        convert: fn(RawRow) -> Result<T, String>,
+    ) -> CatalogResult<Vec<T>> {
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params, RawRow::read)
@@ -98,7 +111,15 @@ impl SqliteCatalog {
 
     /// Runs a statement; returns the number of rows changed.
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> CatalogResult<usize> {
-        let conn = self.conn();
+        self.execute_on(&self.conn(), sql, params)
+    }
+
+    fn execute_on(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> CatalogResult<usize> {
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         stmt.execute(params).map_err(|e| self.err(e))
     }
@@ -114,6 +135,48 @@ impl SqliteCatalog {
             false => "DELETE FROM protected_backups WHERE backup_id = ?1",
         };
         self.execute(sql, [id.to_string()]).map(drop)
+    }
+
+    fn write_job(&self, conn: &Connection, sql: &str, job: &JobRecord) -> CatalogResult<usize> {
+        let values = row::job_values(job).map_err(|e| self.err(e))?;
+        self.execute_on(conn, sql, params_from_iter(values))
+    }
+
+    fn one_job(&self, conn: &Connection, id: Uuid) -> CatalogResult<Option<JobRecord>> {
+        let found = self.query_on(conn, &jobs::ONE, [id.to_string()], row::job_from_row)?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Runs `body` in one IMMEDIATE transaction (other processes sharing
+    /// the file wait for it; other threads wait for the connection),
+    /// committed when it returns `Ok`.
+    fn in_transaction<T>(
+        &self,
+        body: impl FnOnce(&Connection) -> CatalogResult<T>,
+    ) -> CatalogResult<T> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let out = body(&tx)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Reads job `id`, applies `change`, and writes it back, atomically.
+    fn change_job<T>(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut JobRecord) -> CatalogResult<T>,
+    ) -> CatalogResult<(T, JobRecord)> {
+        self.in_transaction(|conn| {
+            let mut job = self
+                .one_job(conn, id)?
+                .ok_or_else(|| CatalogError::JobNotFound(id.to_string()))?;
+            let out = change(&mut job)?;
+            self.write_job(conn, &jobs::UPDATE, &job)?;
+            Ok((out, job))
+        })
     }
 
     fn one_backup(&self, id: Uuid) -> CatalogResult<Option<BackupRecord>> {
@@ -142,9 +205,27 @@ impl Catalog for SqliteCatalog {
     }
 
     fn insert_volume(&self, v: &VolumeRecord) -> CatalogResult<()> {
-        let sql = format!("INSERT INTO volumes ({VOLUME_COLUMNS}) VALUES (?1, ?2, ?3, ?4)");
-        let args = params![v.id.to_string(), v.source, v.name, v.created_at];
-        self.execute(&sql, args).map(drop)
+        let sql =
+            format!("INSERT INTO volumes ({VOLUME_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+        let values = row::volume_values(v).map_err(|e| self.err(e))?;
+        self.execute(&sql, params_from_iter(values)).map(drop)
+    }
+
+    fn update_volume(&self, v: &VolumeRecord) -> CatalogResult<()> {
+        let sql = "UPDATE volumes SET source = ?2, name = ?3, created_at = ?4, cluster = ?5, \
+                   registered = ?6, size = ?7 WHERE id = ?1";
+        let values = row::volume_values(v).map_err(|e| self.err(e))?;
+        match self.execute(sql, params_from_iter(values))? {
+            0 => Err(CatalogError::VolumeNotFound(v.id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn remove_volume(&self, id: Uuid) -> CatalogResult<()> {
+        match self.execute("DELETE FROM volumes WHERE id = ?1", [id.to_string()])? {
+            0 => Err(CatalogError::VolumeNotFound(id.to_string())),
+            _ => Ok(()),
+        }
     }
 
     fn list_volumes(&self) -> CatalogResult<Vec<VolumeRecord>> {
@@ -227,6 +308,60 @@ impl Catalog for SqliteCatalog {
     fn list_policies(&self) -> CatalogResult<Vec<(PolicyScope, Policy)>> {
         let sql = "SELECT scope, policy FROM policies ORDER BY scope";
         self.query(sql, [], row::policy_from_row)
+    }
+
+    fn insert_job(&self, job: &JobRecord) -> CatalogResult<()> {
+        self.write_job(&self.conn(), &jobs::INSERT, job).map(drop)
+    }
+
+    fn job(&self, id: Uuid) -> CatalogResult<JobRecord> {
+        self.one_job(&self.conn(), id)?
+            .ok_or_else(|| CatalogError::JobNotFound(id.to_string()))
+    }
+
+    fn list_jobs(&self, filter: &JobFilter) -> CatalogResult<Vec<JobRecord>> {
+        let (sql, args) = jobs::list_query(filter);
+        self.query(&sql, params_from_iter(args), row::job_from_row)
+    }
+
+    fn claim_job(&self, claim: &JobClaim) -> CatalogResult<Option<JobRecord>> {
+        self.in_transaction(|conn| {
+            let open = self.query_on(conn, &jobs::OPEN, [], row::job_from_row)?;
+            let picked = blockback_core::catalog::next_claimable(&open);
+            let Some(mut job) = open.into_iter().find(|j| Some(j.id) == picked) else {
+                return Ok(None);
+            };
+            job.claim(claim);
+            self.write_job(conn, &jobs::UPDATE, &job)?;
+            Ok(Some(job))
+        })
+    }
+
+    fn heartbeat_job(&self, id: Uuid, worker: &str, beat: &JobBeat) -> CatalogResult<Lease> {
+        self.change_job(id, |j| Ok(j.beat(worker, beat)))
+            .map(|(lease, _)| lease)
+    }
+
+    fn finish_job(&self, id: Uuid, worker: &str, end: &JobEnd) -> CatalogResult<JobRecord> {
+        self.change_job(id, |j| j.finish(worker, end))
+            .map(|(_, j)| j)
+    }
+
+    fn cancel_job(&self, id: Uuid, now: f64) -> CatalogResult<JobRecord> {
+        self.change_job(id, |j| j.cancel(now)).map(|(_, j)| j)
+    }
+
+    fn fail_lost_jobs(&self, lost: &LostJobs) -> CatalogResult<Vec<JobRecord>> {
+        self.in_transaction(|conn| {
+            let open = self.query_on(conn, &jobs::OPEN, [], row::job_from_row)?;
+            let was: Vec<JobRecord> = open.into_iter().filter(|j| lost.matches(j)).collect();
+            for job in &was {
+                let mut failed = job.clone();
+                failed.lose(lost);
+                self.write_job(conn, &jobs::UPDATE, &failed)?;
+            }
+            Ok(was)
+        })
     }
 }
 

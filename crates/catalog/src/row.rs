@@ -3,14 +3,30 @@
 //! Rows are read into plain SQL values first and converted afterwards, so a
 //! damaged row becomes a message naming the row and column, not a panic.
 
-use blockback_core::catalog::{BackupKind, BackupRecord, BackupStatus, PolicyScope, VolumeRecord};
+use blockback_core::catalog::{
+    BackupKind, BackupRecord, BackupStatus, JobKind, JobRecord, JobState, PolicyScope, VolumeRecord,
+};
 use blockback_core::retention::Policy;
 use rusqlite::types::Value;
 use rusqlite::Row;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-pub const VOLUME_COLUMNS: &str = "id, source, name, created_at";
+pub const VOLUME_COLUMNS: &str = "id, source, name, created_at, cluster, registered, size";
+
+pub const JOB_COLUMNS: &str = "id, kind, state, volume_id, backup_id, request, phase, \
+    bytes_done, bytes_total, rate, created_at, started_at, finished_at, updated_at, error, \
+    cancel_requested, worker, lease_until";
+
+/// `?1, ?2, ...` for the job columns, in order.
+pub const JOB_PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+    ?14, ?15, ?16, ?17, ?18";
+
+/// `column = ?n` for every job column but the id (?1).
+pub const JOB_ASSIGNMENTS: &str = "kind = ?2, state = ?3, volume_id = ?4, backup_id = ?5, \
+    request = ?6, phase = ?7, bytes_done = ?8, bytes_total = ?9, rate = ?10, created_at = ?11, \
+    started_at = ?12, finished_at = ?13, updated_at = ?14, error = ?15, \
+    cancel_requested = ?16, worker = ?17, lease_until = ?18";
 
 pub const BACKUP_COLUMNS: &str = "id, volume_id, source, size, parent, kind, status, store, \
     image, snapshot, bytes_read, bytes_written, bytes_stored, checksum, created_at, \
@@ -92,9 +108,14 @@ impl Cols {
     }
 
     fn u64(&mut self) -> Result<u64, String> {
+        let v = self.u64_opt()?;
+        self.required(v)
+    }
+
+    fn u64_opt(&mut self) -> Result<Option<u64>, String> {
         let v = self.int_opt()?;
-        let v = self.required(v)?;
-        u64::try_from(v).map_err(|_| self.bad(format!("negative count {v}")))
+        v.map(|v| u64::try_from(v).map_err(|_| self.bad(format!("negative count {v}"))))
+            .transpose()
     }
 
     fn real_opt(&mut self) -> Result<Option<f64>, String> {
@@ -147,7 +168,80 @@ pub fn volume_from_row(raw: RawRow) -> Result<VolumeRecord, String> {
         source: c.text()?,
         name: c.text()?,
         created_at: c.real()?,
+        cluster: c.text_opt()?,
+        registered: c.int_opt()?.is_some_and(|v| v != 0),
+        size: c.u64_opt()?,
     })
+}
+
+pub fn job_from_row(raw: RawRow) -> Result<JobRecord, String> {
+    let mut c = Cols::new(raw, JOB_COLUMNS);
+    Ok(JobRecord {
+        id: c.uuid()?,
+        kind: c.parsed(|t| JobKind::parse(t).ok_or_else(|| format!("unknown job kind {t:?}")))?,
+        state: c
+            .parsed(|t| JobState::parse(t).ok_or_else(|| format!("unknown job state {t:?}")))?,
+        volume_id: c.uuid()?,
+        backup_id: c.uuid_opt()?,
+        request: c.text()?,
+        phase: c.text()?,
+        bytes_done: c.u64()?,
+        bytes_total: c.u64()?,
+        rate: c.real()?,
+        created_at: c.real()?,
+        started_at: c.real_opt()?,
+        finished_at: c.real_opt()?,
+        updated_at: c.real()?,
+        error: c.text_opt()?,
+        cancel_requested: c.int_opt()?.is_some_and(|v| v != 0),
+        worker: c.text_opt()?,
+        lease_until: c.real_opt()?,
+    })
+}
+
+/// The values of a volume row, in [`VOLUME_COLUMNS`] order.
+pub fn volume_values(v: &VolumeRecord) -> Result<Vec<Value>, String> {
+    Ok(vec![
+        Value::Text(v.id.to_string()),
+        Value::Text(v.source.clone()),
+        Value::Text(v.name.clone()),
+        Value::Real(v.created_at),
+        opt_text(v.cluster.as_deref()),
+        Value::Integer(i64::from(v.registered)),
+        match v.size {
+            Some(s) => Value::Integer(int(s)?),
+            None => Value::Null,
+        },
+    ])
+}
+
+/// The values of a job row, in [`JOB_COLUMNS`] order.
+pub fn job_values(j: &JobRecord) -> Result<Vec<Value>, String> {
+    let real_opt = |v: Option<f64>| v.map_or(Value::Null, Value::Real);
+    Ok(vec![
+        Value::Text(j.id.to_string()),
+        Value::Text(j.kind.as_str().into()),
+        Value::Text(j.state.as_str().into()),
+        Value::Text(j.volume_id.to_string()),
+        opt_text(j.backup_id.map(|b| b.to_string()).as_deref()),
+        Value::Text(j.request.clone()),
+        Value::Text(j.phase.clone()),
+        Value::Integer(int(j.bytes_done)?),
+        Value::Integer(int(j.bytes_total)?),
+        Value::Real(j.rate),
+        Value::Real(j.created_at),
+        real_opt(j.started_at),
+        real_opt(j.finished_at),
+        Value::Real(j.updated_at),
+        opt_text(j.error.as_deref()),
+        Value::Integer(i64::from(j.cancel_requested)),
+        opt_text(j.worker.as_deref()),
+        real_opt(j.lease_until),
+    ])
+}
+
+fn opt_text(t: Option<&str>) -> Value {
+    t.map_or(Value::Null, |t| Value::Text(t.to_string()))
 }
 
 pub fn backup_from_row(raw: RawRow) -> Result<BackupRecord, String> {

@@ -48,6 +48,34 @@ const MIGRATIONS: &[&str] = &[
     // operations rewrite whole) and policies as JSON per scope.
     "CREATE TABLE protected_backups (backup_id TEXT PRIMARY KEY NOT NULL);
     CREATE TABLE policies (scope TEXT PRIMARY KEY NOT NULL, policy TEXT NOT NULL);",
+    // 3: volumes registered through the service: the cluster of an RBD
+    // source, whether registered, the size last seen.
+    "ALTER TABLE volumes ADD COLUMN cluster TEXT;
+    ALTER TABLE volumes ADD COLUMN registered INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE volumes ADD COLUMN size INTEGER;",
+    // 4: the service's job queue.
+    "CREATE TABLE jobs (
+        id TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        volume_id TEXT NOT NULL,
+        backup_id TEXT,
+        request TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        bytes_done INTEGER NOT NULL,
+        bytes_total INTEGER NOT NULL,
+        rate REAL NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        updated_at REAL NOT NULL,
+        error TEXT,
+        cancel_requested INTEGER NOT NULL,
+        worker TEXT,
+        lease_until REAL
+    );
+    CREATE INDEX jobs_state ON jobs (state);
+    CREATE INDEX jobs_volume_id ON jobs (volume_id);",
 ];
 
 /// The schema version this build writes.

@@ -2,7 +2,11 @@
 //! records live elsewhere. Same semantics as the SQLite catalog (backups
 //! listed oldest first, insertion order breaking ties), no durability.
 
-use super::{BackupRecord, Catalog, CatalogError, CatalogResult, PolicyScope, VolumeRecord};
+use super::job::next_claimable;
+use super::{
+    BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd, JobFilter,
+    JobRecord, Lease, LostJobs, PolicyScope, VolumeRecord,
+};
 use crate::retention::Policy;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -19,6 +23,7 @@ struct State {
     backups: Vec<BackupRecord>,
     protected: BTreeSet<Uuid>,
     policies: BTreeMap<PolicyScope, Policy>,
+    jobs: Vec<JobRecord>,
 }
 
 impl MemoryCatalog {
@@ -28,6 +33,21 @@ impl MemoryCatalog {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `change` to job `id` under the lock.
+    fn with_job<T>(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut JobRecord) -> CatalogResult<T>,
+    ) -> CatalogResult<(T, JobRecord)> {
+        let mut state = self.state();
+        let job = state.jobs.iter_mut().find(|j| j.id == id);
+        let job = job.ok_or_else(|| CatalogError::JobNotFound(id.to_string()))?;
+        let mut changed = job.clone();
+        let out = change(&mut changed)?;
+        *job = changed.clone();
+        Ok((out, changed))
     }
 }
 
@@ -54,6 +74,23 @@ impl Catalog for MemoryCatalog {
 
     fn list_volumes(&self) -> CatalogResult<Vec<VolumeRecord>> {
         Ok(self.state().volumes.clone())
+    }
+
+    fn update_volume(&self, volume: &VolumeRecord) -> CatalogResult<()> {
+        let mut state = self.state();
+        let slot = state.volumes.iter_mut().find(|v| v.id == volume.id);
+        *slot.ok_or_else(|| CatalogError::VolumeNotFound(volume.id.to_string()))? = volume.clone();
+        Ok(())
+    }
+
+    fn remove_volume(&self, id: Uuid) -> CatalogResult<()> {
+        let mut state = self.state();
+        let before = state.volumes.len();
+        state.volumes.retain(|v| v.id != id);
+        match state.volumes.len() < before {
+            true => Ok(()),
+            false => Err(CatalogError::VolumeNotFound(id.to_string())),
+        }
     }
 
     fn insert_backup(&self, backup: &BackupRecord) -> CatalogResult<()> {
@@ -133,5 +170,61 @@ impl Catalog for MemoryCatalog {
             .collect();
         all.sort_by_key(|(scope, _)| scope.key());
         Ok(all)
+    }
+
+    fn insert_job(&self, job: &JobRecord) -> CatalogResult<()> {
+        self.state().jobs.push(job.clone());
+        Ok(())
+    }
+
+    fn job(&self, id: Uuid) -> CatalogResult<JobRecord> {
+        let state = self.state();
+        let found = state.jobs.iter().find(|j| j.id == id).cloned();
+        found.ok_or_else(|| CatalogError::JobNotFound(id.to_string()))
+    }
+
+    fn list_jobs(&self, filter: &JobFilter) -> CatalogResult<Vec<JobRecord>> {
+        let state = self.state();
+        let mut list: Vec<_> = state
+            .jobs
+            .iter()
+            .filter(|j| filter.matches(j))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
+        Ok(list)
+    }
+
+    fn claim_job(&self, claim: &JobClaim) -> CatalogResult<Option<JobRecord>> {
+        let mut state = self.state();
+        let Some(id) = next_claimable(state.jobs.iter().filter(|j| !j.state.is_final())) else {
+            return Ok(None);
+        };
+        let job = state.jobs.iter_mut().find(|j| j.id == id);
+        let job = job.ok_or_else(|| CatalogError::JobNotFound(id.to_string()))?;
+        job.claim(claim);
+        Ok(Some(job.clone()))
+    }
+
+    fn heartbeat_job(&self, id: Uuid, worker: &str, beat: &JobBeat) -> CatalogResult<Lease> {
+        Ok(self.with_job(id, |j| Ok(j.beat(worker, beat)))?.0)
+    }
+
+    fn finish_job(&self, id: Uuid, worker: &str, end: &JobEnd) -> CatalogResult<JobRecord> {
+        Ok(self.with_job(id, |j| j.finish(worker, end))?.1)
+    }
+
+    fn cancel_job(&self, id: Uuid, now: f64) -> CatalogResult<JobRecord> {
+        Ok(self.with_job(id, |j| j.cancel(now))?.1)
+    }
+
+    fn fail_lost_jobs(&self, lost: &LostJobs) -> CatalogResult<Vec<JobRecord>> {
+        let mut state = self.state();
+        let mut was = Vec::new();
+        for job in state.jobs.iter_mut().filter(|j| lost.matches(j)) {
+            was.push(job.clone());
+            job.lose(lost);
+        }
+        Ok(was)
     }
 }

@@ -3,9 +3,17 @@
 //! The engine records every backup here; `blockback-catalog` implements it
 //! on SQLite. Times are Unix seconds (UTC) as `f64`.
 
-mod memory;
+#[macro_use]
 mod record;
+#[doc(hidden)]
+pub mod conformance;
+mod job;
+mod memory;
 
+pub use job::{
+    next_claimable, JobBeat, JobClaim, JobEnd, JobFilter, JobKind, JobRecord, JobState, Lease,
+    LostJobs,
+};
 pub use memory::MemoryCatalog;
 pub use record::{BackupKind, BackupRecord, BackupStatus, PolicyScope, VolumeRecord};
 
@@ -24,6 +32,14 @@ pub enum CatalogError {
     AmbiguousBackup { given: String, candidates: String },
     #[error("volume {0} not found in the catalog")]
     VolumeNotFound(String),
+    #[error("job {0} not found in the catalog")]
+    JobNotFound(String),
+    #[error("job {id} is {state}; {what}")]
+    JobState {
+        id: String,
+        state: String,
+        what: &'static str,
+    },
     #[error("catalog {path}: {msg}")]
     Database { path: String, msg: String },
     #[error("catalog {path} was written by a newer blockback (schema {found}, this one knows {known}); upgrade blockback")]
@@ -44,6 +60,11 @@ pub trait Catalog: Send + Sync {
     fn volume(&self, id: Uuid) -> CatalogResult<VolumeRecord>;
     fn insert_volume(&self, volume: &VolumeRecord) -> CatalogResult<()>;
     fn list_volumes(&self) -> CatalogResult<Vec<VolumeRecord>>;
+    /// Replaces the stored volume with the same id.
+    fn update_volume(&self, volume: &VolumeRecord) -> CatalogResult<()>;
+    /// Removes a volume record; its backups stay (callers decide whether
+    /// to unregister instead, see [`VolumeRecord::registered`]).
+    fn remove_volume(&self, id: Uuid) -> CatalogResult<()>;
 
     fn insert_backup(&self, backup: &BackupRecord) -> CatalogResult<()>;
     /// Replaces the stored record with the same id.
@@ -66,6 +87,29 @@ pub trait Catalog: Send + Sync {
     fn set_policy(&self, scope: &PolicyScope, policy: Option<&Policy>) -> CatalogResult<()>;
     /// Every policy set, ordered by [`PolicyScope::key`].
     fn list_policies(&self) -> CatalogResult<Vec<(PolicyScope, Policy)>>;
+
+    // Jobs (see [`job`](self::JobRecord) for their life cycle).
+
+    fn insert_job(&self, job: &JobRecord) -> CatalogResult<()>;
+    fn job(&self, id: Uuid) -> CatalogResult<JobRecord>;
+    /// Jobs matching `filter`, oldest first.
+    fn list_jobs(&self, filter: &JobFilter) -> CatalogResult<Vec<JobRecord>>;
+    /// Atomically takes the oldest queued job whose volume has no running
+    /// job: it becomes running, owned by `claim.worker` until
+    /// `claim.lease_until`. `None` when no job may start.
+    fn claim_job(&self, claim: &JobClaim) -> CatalogResult<Option<JobRecord>>;
+    /// Records a running job's progress and extends its lease, if `worker`
+    /// still owns it.
+    fn heartbeat_job(&self, id: Uuid, worker: &str, beat: &JobBeat) -> CatalogResult<Lease>;
+    /// Ends a running job owned by `worker` (state, error, finish time);
+    /// [`CatalogError::JobState`] when it is not (any more) that worker's.
+    fn finish_job(&self, id: Uuid, worker: &str, end: &JobEnd) -> CatalogResult<JobRecord>;
+    /// Cancels a queued job at once, or flags a running one for its worker;
+    /// [`CatalogError::JobState`] for a finished job.
+    fn cancel_job(&self, id: Uuid, now: f64) -> CatalogResult<JobRecord>;
+    /// Marks the running jobs `lost` matches as failed with its reason,
+    /// releasing their volumes; returns them as they were.
+    fn fail_lost_jobs(&self, lost: &LostJobs) -> CatalogResult<Vec<JobRecord>>;
 }
 
 /// The policy that applies to `volume`'s backups in `store`: the volume's

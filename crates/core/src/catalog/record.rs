@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// A backed-up volume: one source, identified by a stable id.
+/// A backed-up volume: one source, identified by a stable id. Backups
+/// record volumes as they meet them; the service also registers volumes
+/// up front (with a name, and the cluster an RBD source lives on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VolumeRecord {
     pub id: Uuid,
@@ -12,6 +14,31 @@ pub struct VolumeRecord {
     pub source: String,
     pub name: String,
     pub created_at: f64,
+    /// The named cluster (of the service's configuration) an RBD source is
+    /// on; `None`: the default one.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Registered through the service or `volume add` (not only met by a backup).
+    #[serde(default)]
+    pub registered: bool,
+    /// Size in bytes when last seen (registration, backup), if known.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+impl VolumeRecord {
+    /// A volume met by a backup: not registered, default cluster.
+    pub fn new(id: Uuid, source: String, name: String, created_at: f64) -> Self {
+        VolumeRecord {
+            id,
+            source,
+            name,
+            created_at,
+            cluster: None,
+            registered: false,
+            size: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -246,12 +246,7 @@ impl Engine<'_> {
         if let Some(v) = self.catalog.volume_by_source(&source)? {
             return Ok(v);
         }
-        let volume = VolumeRecord {
-            id,
-            source,
-            name: format!("volume-{id}"),
-            created_at: unix_now(),
-        };
+        let volume = VolumeRecord::new(id, source, format!("volume-{id}"), unix_now());
         self.catalog.insert_volume(&volume)?;
         Ok(volume)
     }

@@ -96,12 +96,12 @@ impl Engine<'_> {
         if let Some(v) = self.catalog.volume_by_source(&req.source_label)? {
             return Ok(v);
         }
-        let volume = VolumeRecord {
-            id: Uuid::new_v4(),
-            source: req.source_label.clone(),
-            name: req.volume_name.clone(),
-            created_at: unix_now(),
-        };
+        let volume = VolumeRecord::new(
+            Uuid::new_v4(),
+            req.source_label.clone(),
+            req.volume_name.clone(),
+            unix_now(),
+        );
         self.catalog.insert_volume(&volume)?;
         Ok(volume)
     }

@@ -109,11 +109,9 @@ impl Engine<'_> {
         backups: &[&BackupRecord],
         protected: &BTreeSet<Uuid>,
     ) -> EngineResult<VolumePlan> {
-        let volume = self.catalog.volume(id).unwrap_or_else(|_| VolumeRecord {
-            id,
-            source: backups[0].source.clone(),
-            name: String::new(),
-            created_at: backups[0].created_at,
+        let volume = self.catalog.volume(id).unwrap_or_else(|_| {
+            let first = backups[0];
+            VolumeRecord::new(id, first.source.clone(), String::new(), first.created_at)
         });
         let policy = effective_policy(self.catalog, id, store)?;
         // Backups being created or deleted are no candidates; one being

@@ -30,14 +30,62 @@ pub use schema::{BUSY_TIMEOUT, VERSION as SCHEMA_VERSION};
 pub struct SqliteCatalog {
     conn: Mutex<Connection>,
     path: PathBuf,
+    read_only: bool,
+}
+
+/// Whether this process may write the database file and its directory
+/// (SQLite creates the `-wal` and `-shm` files beside it).
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    [path, dir].iter().all(|p| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: `c` is a valid NUL-terminated string for the call.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    })
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// A `-wal` file with frames in it (commits not yet in the main file).
+fn wal_has_commits(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+fn immutable_uri(path: &Path) -> String {
+    let text = path.display().to_string();
+    let escaped: String = text
+        .chars()
+        .map(|c| match c {
+            '%' | '?' | '#' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("file:{escaped}?immutable=1")
 }
 
 impl SqliteCatalog {
     /// Opens (creating it and its parent directory if missing) and migrates
     /// the catalog at `path`; [`CatalogError::NewerSchema`] if a newer
     /// blockback wrote it.
+    ///
+    /// An existing catalog that this process cannot write (read-only media,
+    /// permissions) is opened read-only instead: reads work, writes fail
+    /// naming the reason, and [`Catalog::is_read_only`] says so.
     pub fn open(path: impl AsRef<Path>) -> CatalogResult<Self> {
         let path = path.as_ref().to_path_buf();
+        if path.exists() && !writable(&path) {
+            return Self::open_read_only(&path);
+        }
         let db_err = |msg: String| CatalogError::Database {
             path: path.display().to_string(),
             msg,
@@ -59,6 +107,53 @@ impl SqliteCatalog {
         Ok(SqliteCatalog {
             conn: Mutex::new(conn),
             path,
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing catalog for reading only; nothing is created,
+    /// configured or migrated. A WAL database on read-only media whose
+    /// `-shm` file is gone (a cleanly closed catalog has none) can only be
+    /// read as immutable: that is done when no `-wal` file holds commits
+    /// the main file lacks, since immutable reads ignore it.
+    pub fn open_read_only(path: impl AsRef<Path>) -> CatalogResult<Self> {
+        use rusqlite::OpenFlags;
+        let path = path.as_ref().to_path_buf();
+        let db_err = |msg: String| CatalogError::Database {
+            path: path.display().to_string(),
+            msg: format!("opening read-only: {msg}"),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| db_err(e.to_string()))?;
+        let conn = match schema_version(&conn) {
+            Ok(_) => conn,
+            Err(_) if !wal_has_commits(&path) => {
+                let uri = immutable_uri(&path);
+                Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(|e| db_err(e.to_string()))?
+            }
+            Err(e) => return Err(db_err(e.to_string())),
+        };
+        let found = schema_version(&conn).map_err(|e| db_err(e.to_string()))?;
+        if found > schema::VERSION {
+            return Err(CatalogError::NewerSchema {
+                path: path.display().to_string(),
+                found,
+                known: schema::VERSION,
+            });
+        }
+        if found < schema::VERSION {
+            return Err(db_err(format!(
+                "schema version {found} needs migrating to {}; open it once where it is writable",
+                schema::VERSION
+            )));
+        }
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| db_err(e.to_string()))?;
+        Ok(SqliteCatalog {
+            conn: Mutex::new(conn),
+            path,
+            read_only: true,
         })
     }
 
@@ -74,9 +169,15 @@ impl SqliteCatalog {
     }
 
     fn err(&self, msg: impl std::fmt::Display) -> CatalogError {
+        let mut msg = msg.to_string();
+        if self.read_only {
+            msg.push_str(
+                " (the catalog is open read-only: read-only media or not writable by this user)",
+            );
+        }
         CatalogError::Database {
             path: self.path.display().to_string(),
-            msg: msg.to_string(),
+            msg,
         }
     }
 
@@ -187,6 +288,10 @@ impl SqliteCatalog {
 }
 
 impl Catalog for SqliteCatalog {
+    fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn volume_by_source(&self, source: &str) -> CatalogResult<Option<VolumeRecord>> {
         let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE source = ?1");
         Ok(self

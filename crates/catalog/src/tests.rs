@@ -398,3 +398,23 @@ fn claims_through_two_connections_are_exclusive() {
     got_a.dedup();
     assert_eq!(got_a.len(), 20);
 }
+
+#[test]
+fn a_read_only_open_reads_and_refuses_writes_naming_why() {
+    let (dir, cat) = catalog();
+    let v = volume("/dev/a", 1.0);
+    cat.insert_volume(&v).unwrap();
+    cat.insert_backup(&backup(v.id, 2.0)).unwrap();
+    let path = cat.path().to_path_buf();
+    drop(cat);
+    let ro = SqliteCatalog::open_read_only(&path).unwrap();
+    assert!(ro.is_read_only());
+    assert_eq!(ro.list_volumes().unwrap(), vec![v]);
+    assert_eq!(ro.list_backups(None).unwrap().len(), 1);
+    let err = ro.insert_volume(&volume("/dev/b", 3.0)).unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(!SqliteCatalog::open(&path).unwrap().is_read_only());
+    let missing = dir.path().join("none.sqlite");
+    assert!(SqliteCatalog::open_read_only(&missing).is_err());
+    assert!(!missing.exists(), "a read-only open creates nothing");
+}

@@ -95,6 +95,10 @@ pub enum Command {
     Verify {
         /// Backup id (or unique prefix); the whole store when omitted.
         backup: Option<String>,
+        /// Local stores: re-read the sources of backups that fail into the
+        /// store, storing again the data it lost, then verify again.
+        #[arg(long)]
+        repair: bool,
     },
     /// Reclaim the space of data no backup references any more.
     Gc,

@@ -71,6 +71,12 @@ pub fn gc_text(s: &GcStats) -> String {
         let n = s.leftovers_removed;
         text.push_str(&format!("; {n} leftovers of interrupted runs removed"));
     }
+    for kept in &s.kept {
+        text.push_str(&format!("\nkept {kept}"));
+    }
+    for pack in &s.unreadable_packs {
+        text.push_str(&format!("\nkept unreadable pack {pack}; run `verify`"));
+    }
     text
 }
 

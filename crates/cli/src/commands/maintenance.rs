@@ -2,12 +2,16 @@
 
 use crate::commands::backup::summary_line;
 use crate::config::{Config, StoreLocation};
-use crate::endpoint::StoreHandle;
+use crate::endpoint::{StoreHandle, Volume};
 use crate::output::{emit, gc_text, stats_text};
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus, Catalog};
+use blockback_core::engine::VerifyOutcome;
+use blockback_core::image::Pool;
+use blockback_core::naming;
 use blockback_core::store::{InitOptions, LocalStore, VerifyReport, VerifyScope};
+use std::collections::HashSet;
 
 pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
     let mut options = InitOptions::default();
@@ -39,8 +43,19 @@ pub fn gc(session: &Session) -> Result<()> {
     emit(session.config.json, &stats, || gc_text(&stats))
 }
 
-/// Verifies one backup, or every backup of the store and then every chunk.
-pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
+/// What one verification pass found.
+#[derive(Default)]
+struct Checked {
+    outcomes: Vec<VerifyOutcome>,
+    problems: Vec<String>,
+    /// Backups that failed, for `--repair`.
+    failed: Vec<BackupRecord>,
+}
+
+/// Verifies one backup, or every backup of the store and then every chunk;
+/// with `repair`, re-reads the sources of the backups that failed into the
+/// store and verifies again.
+pub fn verify(session: &Session, backup: Option<&str>, repair: bool) -> Result<()> {
     let (store, backups) = match backup {
         Some(id) => {
             let record = resolve_backup(&session.catalog, id)?;
@@ -48,34 +63,43 @@ pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
         }
         None => (session.store(false)?, store_backups(session)?),
     };
-    let mut problems = Vec::new();
-    let mut outcomes = Vec::new();
-    for record in &backups {
-        if let Ok(local) = store.local("verify") {
-            let scope = VerifyScope::Version {
-                image: record.image.clone(),
-                snap: record.restore_point().map(str::to_string),
-            };
-            let report = local.verify(&scope, &session.progress)?;
-            problems.extend(describe_bad(&report, &backups));
-        }
-        match session.engine().verify(record, store.pool()) {
-            Ok(o) => outcomes.push(o),
-            Err(e) => problems.push(format!("backup {}: {e}", record.id)),
+    let whole_store = backup.is_none();
+    let mut checked = check(session, &store, &backups, whole_store)?;
+    let mut repairs = Vec::new();
+    if repair && !checked.failed.is_empty() {
+        let local = store.local("verify --repair")?;
+        repairs = checked
+            .failed
+            .iter()
+            .map(|record| repair_one(session, local, record))
+            .collect();
+        checked = check(session, &store, &backups, whole_store)?;
+    }
+    let mut notes = Vec::new();
+    if whole_store {
+        let unknown = unknown_backups(session, store.pool())?;
+        if !unknown.is_empty() {
+            let line = unknown_line(session, &unknown);
+            if backups.is_empty() {
+                checked.problems.push(line);
+            } else {
+                notes.push(line);
+            }
         }
     }
-    if let (None, Ok(local)) = (backup, store.local("verify")) {
-        let report = local.verify(&VerifyScope::Store, &session.progress)?;
-        problems.extend(describe_bad(&report, &backups));
-    }
-    problems.sort();
-    problems.dedup();
-    let result = serde_json::json!({ "verified": outcomes, "problems": problems });
+    let Checked {
+        outcomes, problems, ..
+    } = checked;
+    let result = serde_json::json!({
+        "verified": outcomes, "problems": problems, "repairs": repairs, "notes": notes,
+    });
     emit(session.config.json, &result, || {
         let mut lines: Vec<String> = outcomes
             .iter()
             .map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read))
             .collect();
+        lines.extend(repairs.iter().map(|r| format!("repair: {r}")));
+        lines.extend(notes.iter().map(|n| format!("note: {n}")));
         lines.extend(problems.iter().map(|p| format!("PROBLEM: {p}")));
         lines.join("\n")
     })?;
@@ -83,6 +107,106 @@ pub fn verify(session: &Session, backup: Option<&str>) -> Result<()> {
         bail!("verify found {} problem(s)", problems.len());
     }
     Ok(())
+}
+
+fn check(
+    session: &Session,
+    store: &StoreHandle,
+    backups: &[BackupRecord],
+    whole_store: bool,
+) -> Result<Checked> {
+    let mut c = Checked::default();
+    for record in backups {
+        if let Ok(local) = store.local("verify") {
+            let scope = VerifyScope::Version {
+                image: record.image.clone(),
+                snap: record.restore_point().map(str::to_string),
+            };
+            match local.verify(&scope, &session.progress) {
+                Ok(report) => c.problems.extend(describe_bad(&report, backups)),
+                Err(e) => c.problems.push(format!("backup {}: {e}", record.id)),
+            }
+        }
+        match session.engine().verify(record, store.pool()) {
+            Ok(o) => c.outcomes.push(o),
+            Err(e) => {
+                c.problems.push(format!("backup {}: {e}", record.id));
+                c.failed.push(record.clone());
+            }
+        }
+    }
+    if let (true, Ok(local)) = (whole_store, store.local("verify")) {
+        let report = local.verify(&VerifyScope::Store, &session.progress)?;
+        c.problems.extend(describe_bad(&report, backups));
+        c.problems.extend(report.unreadable_packs.iter().map(|p| {
+            format!(
+                "pack {} cannot be read ({}): backups whose data it held fail above; \
+                 gc keeps it; if it is not a blockback pack, move it out of the store",
+                p.pack, p.error
+            )
+        }));
+    }
+    c.problems.sort();
+    c.problems.dedup();
+    Ok(c)
+}
+
+/// Re-reads the backup's source volume into the store's repair target.
+fn repair_one(session: &Session, local: &LocalStore, record: &BackupRecord) -> String {
+    let attempt = || -> Result<()> {
+        let volume = Volume::from_label(&record.source)?;
+        let source = volume.open_source(&session.config.volume_ceph, &session.connections)?;
+        let target = local.repair_target(record.size)?;
+        session
+            .engine()
+            .repair_from_source(record, source.image.as_ref(), target.as_ref())?;
+        Ok(())
+    };
+    match attempt() {
+        Ok(()) => format!(
+            "backup {}: re-read {} into the store (verified again below)",
+            record.id, record.source
+        ),
+        Err(e) => format!(
+            "backup {}: cannot re-read {}: {e:#}",
+            record.id, record.source
+        ),
+    }
+}
+
+/// Ids of backup snapshots in the store that the catalog has no record of.
+fn unknown_backups(session: &Session, pool: &dyn Pool) -> Result<Vec<String>> {
+    let known: HashSet<String> = (session.catalog.list_backups(None)?.iter())
+        .map(|b| b.id.to_string())
+        .collect();
+    let mut unknown = Vec::new();
+    for image in pool.list()? {
+        let Ok(img) = pool.open_read_only(&image, None) else {
+            continue;
+        };
+        let Some(snaps) = img.snapshots() else {
+            continue;
+        };
+        for snap in snaps.list()? {
+            if let Some(parsed) = naming::parse_backup_snap(&snap.name) {
+                if !known.contains(&parsed.backup_id) {
+                    unknown.push(parsed.backup_id);
+                }
+            }
+        }
+    }
+    Ok(unknown)
+}
+
+fn unknown_line(session: &Session, unknown: &[String]) -> String {
+    let store = session.config.store.label();
+    let catalog = session.config.catalog.display();
+    format!(
+        "store {store} holds {} backup(s) that catalog {catalog} does not know (e.g. {}); \
+         record them with `blockback --store {store} --catalog {catalog} adopt`",
+        unknown.len(),
+        unknown[0]
+    )
 }
 
 fn store_backups(session: &Session) -> Result<Vec<BackupRecord>> {

@@ -43,7 +43,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Policy(PolicyCommand::Unset { volume }) => {
             retention::policy_unset(&session, volume.as_deref())
         }
-        Command::Verify { backup } => maintenance::verify(&session, backup.as_deref()),
+        Command::Verify { backup, repair } => {
+            maintenance::verify(&session, backup.as_deref(), repair)
+        }
         Command::Gc => maintenance::gc(&session),
         Command::Adopt {
             volume_pool,

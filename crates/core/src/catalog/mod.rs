@@ -110,6 +110,12 @@ pub trait Catalog: Send + Sync {
     /// Marks the running jobs `lost` matches as failed with its reason,
     /// releasing their volumes; returns them as they were.
     fn fail_lost_jobs(&self, lost: &LostJobs) -> CatalogResult<Vec<JobRecord>>;
+
+    /// True for a catalog opened read-only (e.g. on read-only media):
+    /// operations that only read skip their bookkeeping writes.
+    fn is_read_only(&self) -> bool {
+        false
+    }
 }
 
 /// The policy that applies to `volume`'s backups in `store`: the volume's

@@ -326,8 +326,15 @@ pub(super) fn snapshot_base(
 /// Removes what a failed or interrupted backup created in the store: its
 /// metadata object, its snapshot, and its base image when it created it;
 /// otherwise rolls the base HEAD back to the chain's latest snapshot (when
-/// it wrote to it) so the chain stays continuable.
+/// it wrote to it) so the chain stays continuable. Then the store frees the
+/// data this process wrote that nothing uses now (a full disk stays full
+/// otherwise).
 pub(super) fn undo_partial_backup(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
+    remove_partial_backup(store, record)?;
+    Ok(store.reclaim_unpublished()?)
+}
+
+fn remove_partial_backup(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
     remove_backup_metadata(store, &record.id.to_string())?;
     let base = match store.open(&record.image) {
         Ok(b) => b,

@@ -27,6 +27,9 @@ impl Engine<'_> {
         open_store: &dyn Fn(&str) -> Option<Box<dyn Pool>>,
     ) -> EngineResult<Vec<Recovered>> {
         let mut done = Vec::new();
+        if self.catalog.is_read_only() {
+            return Ok(done); // left for a run that can write the catalog
+        }
         for record in self.catalog.list_backups(None)? {
             if matches!(record.status, BackupStatus::Available | BackupStatus::Error) {
                 continue;

@@ -192,6 +192,9 @@ impl Engine<'_> {
     }
 
     fn set_status(&self, backup: &BackupRecord, status: BackupStatus) -> EngineResult<()> {
+        if self.catalog.is_read_only() {
+            return Ok(()); // nothing to mark: a read-only catalog cannot be repaired either
+        }
         let mut current = self.catalog.backup(backup.id)?;
         current.status = status;
         current.pid = (status != BackupStatus::Available).then(std::process::id);

@@ -139,6 +139,13 @@ pub trait Pool: Send + Sync {
     fn usage(&self) -> Result<Option<u64>> {
         Ok(None)
     }
+    /// Frees what this process wrote that no published version uses (the
+    /// data of a failed backup, once its images are removed or rolled
+    /// back); call it while no handle of this process writes. Backends
+    /// that free space as images go (RBD) have nothing to do.
+    fn reclaim_unpublished(&self) -> Result<()> {
+        Ok(())
+    }
     /// Stores object `name` (small write-once data beside the images, e.g.
     /// `backup.<id>.meta`). Fails with [`ImageError::Exists`] when the
     /// object is there (its content is left alone); never leaves a partial

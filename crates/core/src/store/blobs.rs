@@ -10,8 +10,10 @@ use super::codec;
 use super::error::{Result, StoreError};
 use super::id::ChunkId;
 use super::pack::{self, BlobKind, Entry, PackWriter, PACK_EXT};
+use super::quarantine;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry as Entry_;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,15 @@ pub struct Loc {
     pub raw_len: u32,
     pub kind: BlobKind,
     pub compressed: bool,
+    /// This process wrote the blob or has read it back intact: a write of
+    /// the same content may reuse it without reading it first.
+    pub checked: bool,
+}
+
+impl Loc {
+    fn same_place(&self, other: &Loc) -> bool {
+        self.pack == other.pack && self.offset == other.offset
+    }
 }
 
 /// One pack known to this process.
@@ -43,9 +54,18 @@ pub struct PackSlot {
 
 #[derive(Default)]
 pub struct Index {
+    /// The copy of each blob that reads use (never a quarantined one).
     pub map: HashMap<ChunkId, Loc>,
+    /// Further copies (gc or racing writers leave duplicates): used when
+    /// the copy in `map` turns out damaged or its pack goes away.
+    spare: HashMap<ChunkId, Vec<Loc>>,
     pub packs: Vec<Option<PackSlot>>,
     by_name: HashMap<String, u32>,
+    /// Quarantined copies by pack name (see [`super::quarantine`]).
+    pub bad: HashMap<String, HashSet<ChunkId>>,
+    /// `.pack` files whose index cannot be read, with the reason: their
+    /// blobs are unknown, the rest of the store works without them.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 impl Index {
@@ -56,7 +76,18 @@ impl Index {
         num
     }
 
-    fn add_entry(&mut self, pack: u32, e: &Entry) {
+    fn is_bad(&self, pack: u32, id: &ChunkId) -> bool {
+        let name = match self.packs.get(pack as usize) {
+            Some(Some(slot)) => &slot.name,
+            _ => return false,
+        };
+        self.bad.get(name).is_some_and(|ids| ids.contains(id))
+    }
+
+    fn add_entry(&mut self, pack: u32, e: &Entry, checked: bool) {
+        if self.is_bad(pack, &e.id) {
+            return;
+        }
         let loc = Loc {
             pack,
             offset: e.offset,
@@ -64,16 +95,92 @@ impl Index {
             raw_len: e.raw_len,
             kind: e.kind,
             compressed: e.compressed,
+            checked,
         };
-        self.map.entry(e.id).or_insert(loc);
+        match self.map.entry(e.id) {
+            Entry_::Vacant(v) => {
+                v.insert(loc);
+            }
+            Entry_::Occupied(_) => self.spare.entry(e.id).or_default().push(loc),
+        }
     }
 
-    /// Forgets pack `num` and every map entry pointing into it.
+    /// Removes the copy at `loc` of blob `id`; a spare copy takes its place.
+    fn remove_copy(&mut self, id: &ChunkId, loc: &Loc) {
+        if let Some(spares) = self.spare.get_mut(id) {
+            spares.retain(|s| !s.same_place(loc));
+        }
+        if self.map.get(id).is_some_and(|m| m.same_place(loc)) {
+            self.map.remove(id);
+            self.promote_spare(id);
+        }
+    }
+
+    fn promote_spare(&mut self, id: &ChunkId) {
+        if let Some(spares) = self.spare.get_mut(id) {
+            if let Some(next) = spares.pop() {
+                self.map.insert(*id, next);
+            }
+            if spares.is_empty() {
+                self.spare.remove(id);
+            }
+        }
+    }
+
+    /// Quarantines the copies of `marks` (pack name -> ids) in the map.
+    fn apply_marks(&mut self, marks: HashMap<String, HashSet<ChunkId>>) {
+        for (pack, ids) in marks {
+            let num = self.by_name.get(&pack).copied();
+            for id in ids {
+                let fresh = self.bad.entry(pack.clone()).or_default().insert(id);
+                if let (true, Some(num)) = (fresh, num) {
+                    let copies = self.map.get(&id).into_iter();
+                    let spares = self.spare.get(&id).into_iter().flatten();
+                    let here: Vec<Loc> = copies
+                        .chain(spares)
+                        .filter(|l| l.pack == num)
+                        .copied()
+                        .collect();
+                    here.iter().for_each(|loc| self.remove_copy(&id, loc));
+                }
+            }
+        }
+    }
+
+    /// Forgets pack `num` and every copy in it (spares elsewhere take over).
     pub fn drop_pack(&mut self, num: u32) {
         if let Some(Some(slot)) = self.packs.get_mut(num as usize).map(Option::take) {
             self.by_name.remove(&slot.name);
+            self.bad.remove(&slot.name);
         }
-        self.map.retain(|_, loc| loc.pack != num);
+        self.spare.retain(|_, spares| {
+            spares.retain(|l| l.pack != num);
+            !spares.is_empty()
+        });
+        let gone: Vec<ChunkId> = self
+            .map
+            .iter()
+            .filter(|(_, l)| l.pack == num)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.map.remove(&id);
+            self.promote_spare(&id);
+        }
+    }
+
+    /// Ids whose only known copies are quarantined.
+    pub fn lost_ids(&self) -> HashSet<ChunkId> {
+        self.bad
+            .values()
+            .flatten()
+            .filter(|id| !self.map.contains_key(id))
+            .copied()
+            .collect()
+    }
+
+    pub fn pack_number(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
     }
 
     pub fn pack_name(&self, num: u32) -> String {
@@ -109,10 +216,14 @@ pub struct Blobs {
     /// Held by gc while it rewrites the map, so that a concurrent refresh
     /// does not renumber packs under it.
     maint: Mutex<()>,
+    /// Packs this process sealed: what a failed backup may have left.
+    own: Mutex<Vec<String>>,
 }
 
 thread_local! {
     static STORED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Scratch for reading back a copy that a write would reuse.
+    static CHECK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Blobs {
@@ -128,6 +239,7 @@ impl Blobs {
             pack_target: AtomicU64::new(PACK_TARGET),
             inflight: RwLock::new(()),
             failed_seal: Mutex::new(None),
+            own: Mutex::new(Vec::new()),
         };
         blobs.refresh()?;
         Ok(blobs)
@@ -159,6 +271,8 @@ impl Blobs {
     /// into a deleted pack and no surviving copy is missed. An open pack
     /// whose `.part` file was removed (by gc, while this process had no
     /// writer) is abandoned, so its blobs are stored again when needed.
+    /// Quarantine marks written by other processes are applied; a pack whose
+    /// index cannot be read is remembered as unreadable, not an error.
     pub fn refresh(&self) -> Result<()> {
         let _maint = match self.maint.try_lock() {
             Ok(guard) => guard,
@@ -175,6 +289,7 @@ impl Blobs {
             }
         }
         let names: HashSet<String> = list_packs(&self.dir)?.into_iter().collect();
+        let marks = quarantine::load(&self.dir)?;
         let rebuild = {
             let index = self.read_index();
             index
@@ -185,28 +300,50 @@ impl Blobs {
         };
         if rebuild {
             let mut fresh = Index::default();
+            {
+                let old = self.read_index();
+                fresh.bad = old.bad.clone();
+                fresh.unreadable = old.unreadable.clone();
+            }
+            fresh.unreadable.retain(|name, _| names.contains(name));
             if let Some((num, w)) = writer.as_mut() {
                 *num = fresh.add_pack(w.slot());
-                w.entries().iter().for_each(|e| fresh.add_entry(*num, e));
+                w.entries()
+                    .iter()
+                    .for_each(|e| fresh.add_entry(*num, e, true));
             }
             *self.write_index() = fresh;
         }
-        let known: HashSet<String> = self.read_index().by_name.keys().cloned().collect();
+        // Marks first, so that newly loaded packs skip their bad copies.
+        self.write_index().apply_marks(marks);
+        let known: HashSet<String> = {
+            let index = self.read_index();
+            let loaded = index.by_name.keys();
+            loaded.chain(index.unreadable.keys()).cloned().collect()
+        };
         for name in names.iter().filter(|n| !known.contains(*n)) {
-            self.load_pack(name)?;
+            self.load_pack(name);
         }
         Ok(())
     }
 
-    fn load_pack(&self, name: &str) -> Result<()> {
+    fn load_pack(&self, name: &str) {
         let path = self.dir.join(format!("{name}.{PACK_EXT}"));
         let (file, entries, bytes) = match pack::read_index(&path) {
             Ok(found) => found,
             // Deleted by a concurrent gc between listing and opening.
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(())
+                return
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                tracing::warn!("{e}: the store works without this pack");
+                let why = match e {
+                    StoreError::Corrupt { why, .. } => why,
+                    other => other.to_string(),
+                };
+                self.write_index().unreadable.insert(name.to_string(), why);
+                return;
+            }
         };
         let mut index = self.write_index();
         let slot = PackSlot {
@@ -216,8 +353,7 @@ impl Blobs {
             sealed: true,
         };
         let num = index.add_pack(slot);
-        entries.iter().for_each(|e| index.add_entry(num, e));
-        Ok(())
+        entries.iter().for_each(|e| index.add_entry(num, e, false));
     }
 
     /// Excludes [`Blobs::refresh`] while gc rewrites the map.
@@ -229,10 +365,13 @@ impl Blobs {
         self.read_index().map.contains_key(id)
     }
 
-    /// Stores `raw` under `id` unless the store already has it. Compression
+    /// Stores `raw` under `id` unless the store already holds an intact
+    /// copy. A copy this process has not written or read before is read
+    /// back and checked first (a damaged one is quarantined and the blob
+    /// stored again), so new data never points at a bad copy. Compression
     /// happens before any lock is taken.
     pub fn put(&self, id: ChunkId, kind: BlobKind, raw: &[u8]) -> Result<()> {
-        if self.contains(&id) {
+        if self.holds_intact(&id, raw.len()) {
             return Ok(());
         }
         let raw_len = raw.len() as u32;
@@ -240,6 +379,48 @@ impl Blobs {
             self.append(id, kind, stored, raw_len, compressed)
         })
         .map_err(|e| StoreError::io("zstd", e))?
+    }
+
+    /// True when the map has a copy of `id` that this process wrote or
+    /// reads back intact now (damaged copies are quarantined on the way).
+    fn holds_intact(&self, id: &ChunkId, raw_len: usize) -> bool {
+        while let Some((loc, file)) = self.locate(id) {
+            if loc.checked {
+                return true;
+            }
+            let read = CHECK.with(|cell| {
+                let mut buf = cell.borrow_mut();
+                buf.resize(raw_len, 0);
+                self.read_loc(id, &loc, &file, &mut buf)
+            });
+            match read {
+                Ok(()) => {
+                    let mut index = self.write_index();
+                    if let Some(m) = index.map.get_mut(id).filter(|m| m.same_place(&loc)) {
+                        m.checked = true;
+                    }
+                    return true;
+                }
+                Err(why) => self.quarantine(id, &loc, &why),
+            }
+        }
+        false
+    }
+
+    /// Takes a damaged copy out of use, here and (by a durable mark) in
+    /// every later process. On a read-only store the mark stays in memory.
+    fn quarantine(&self, id: &ChunkId, loc: &Loc, why: &str) {
+        let name = {
+            let mut index = self.write_index();
+            let name = index.pack_name(loc.pack);
+            index.bad.entry(name.clone()).or_default().insert(*id);
+            index.remove_copy(id, loc);
+            name
+        };
+        tracing::warn!("blob {id} in pack {name} is damaged ({why}); quarantined");
+        if let Err(e) = quarantine::mark(&self.dir, &name, id) {
+            tracing::warn!("could not record the quarantine of blob {id}: {e}");
+        }
     }
 
     /// Appends already-encoded bytes unless the id is already stored.
@@ -302,7 +483,8 @@ impl Blobs {
             if relocate {
                 index.map.remove(&b.id);
             }
-            index.add_entry(num, &entry);
+            // Our own writes are known intact; gc's copies are as stored.
+            index.add_entry(num, &entry, !relocate);
             if let Some(Some(slot)) = index.packs.get_mut(num as usize) {
                 slot.bytes = w.len();
             }
@@ -358,6 +540,10 @@ impl Blobs {
         }
         let name = w.name.clone();
         let path = w.seal(&self.dir)?;
+        self.own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.clone());
         let bytes = std::fs::metadata(&path)
             .map_err(|e| StoreError::io_path(&path, e))?
             .len();
@@ -372,29 +558,75 @@ impl Blobs {
         Ok(())
     }
 
-    /// Reads blob `id` into `out` (whose length must be its raw length),
-    /// decompressing and verifying it against its id.
-    pub fn get(&self, id: &ChunkId, out: &mut [u8]) -> Result<()> {
-        let found = self.locate(id);
-        let (loc, file) = match found {
-            Some(found) => found,
-            None => {
-                // Maybe written by another process since we opened.
-                self.refresh()?;
-                self.locate(id).ok_or_else(|| StoreError::Corrupt {
-                    what: format!("blob {id}"),
-                    why: "missing from every pack of the store".into(),
-                })?
+    /// Drops the open pack unsealed: its blobs are in no published version
+    /// (publishing seals first). For reclaiming a failed backup's data.
+    pub fn abandon_open_pack(&self) -> Result<()> {
+        let mut writer = self.lock_writer();
+        let _sealed = self.inflight.write().unwrap_or_else(|p| p.into_inner());
+        match writer.take() {
+            Some((num, w)) => {
+                self.write_index().drop_pack(num);
+                w.discard()
             }
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the names of the packs this process sealed (and forgets them).
+    pub fn take_own_packs(&self) -> Vec<String> {
+        std::mem::take(&mut *self.own.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads blob `id` into `out` (whose length must be its raw length),
+    /// decompressing and verifying it against its id. A copy that fails is
+    /// quarantined and the next copy, if any, is tried.
+    pub fn get(&self, id: &ChunkId, out: &mut [u8]) -> Result<()> {
+        let mut failed: Option<StoreError> = None;
+        loop {
+            let found = match self.locate(id) {
+                Some(found) => Some(found),
+                None if failed.is_none() => {
+                    // Maybe written by another process since we opened.
+                    self.refresh()?;
+                    self.locate(id)
+                }
+                None => None,
+            };
+            let Some((loc, file)) = found else {
+                return Err(failed.unwrap_or_else(|| self.missing(id)));
+            };
+            match self.read_loc(id, &loc, &file, out) {
+                Ok(()) => return Ok(()),
+                Err(why) => {
+                    let pack = self.read_index().pack_name(loc.pack);
+                    self.quarantine(id, &loc, &why);
+                    failed = Some(StoreError::Corrupt {
+                        what: format!("chunk {id} in pack {pack}"),
+                        why,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The error for a blob with no usable copy, saying what may explain it.
+    fn missing(&self, id: &ChunkId) -> StoreError {
+        let index = self.read_index();
+        let mut why = match index.bad.iter().find(|(_, ids)| ids.contains(id)) {
+            Some((pack, _)) => format!(
+                "its copy in pack {pack} was found damaged (quarantined) and no intact copy is stored; \
+                 back up the data again or run `verify --repair`"
+            ),
+            None => "missing from every pack of the store".to_string(),
         };
-        self.read_loc(id, &loc, &file, out)
-            .map_err(|why| StoreError::Corrupt {
-                what: format!(
-                    "chunk {id} in pack {}",
-                    self.read_index().pack_name(loc.pack)
-                ),
-                why,
-            })
+        if !index.unreadable.is_empty() {
+            let names: Vec<&str> = index.unreadable.keys().map(String::as_str).collect();
+            why.push_str(&format!(" (unreadable packs: {})", names.join(", ")));
+        }
+        StoreError::Corrupt {
+            what: format!("blob {id}"),
+            why,
+        }
     }
 
     fn locate(&self, id: &ChunkId) -> Option<(Loc, Arc<File>)> {

@@ -19,6 +19,8 @@ pub const PACKS_DIR: &str = "packs";
 
 pub struct Store {
     pub root: PathBuf,
+    /// False for a store on read-only media (or not writable by us).
+    pub writable: bool,
     pub chunk_size: u64,
     pub blobs: Blobs,
     cache: Mutex<HashMap<ChunkId, Page>>,
@@ -43,11 +45,12 @@ impl VersionRef {
 }
 
 impl Store {
-    pub fn new(root: PathBuf, config: &Config) -> Result<Self> {
+    pub fn new(root: PathBuf, config: &Config, writable: bool) -> Result<Self> {
         raise_open_file_limit();
         let blobs = Blobs::open(root.join(PACKS_DIR), config.key_bytes()?, config.zstd_level)?;
         Ok(Store {
             root,
+            writable,
             chunk_size: u64::from(config.chunk_size),
             blobs,
             cache: Mutex::new(HashMap::new()),
@@ -57,6 +60,16 @@ impl Store {
 
     pub fn describe(&self) -> String {
         format!("store:{}", self.root.display())
+    }
+
+    /// Fails for a store opened read-only.
+    pub fn require_writable(&self) -> Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        Err(StoreError::NotWritable {
+            path: self.root.clone(),
+        })
     }
 
     pub fn levels_for_size(&self, size: u64) -> u32 {

@@ -18,7 +18,7 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
-    #[error("store {} is not writable by this user", path.display())]
+    #[error("store {} is read-only (read-only media or not writable by this user): it can be read, verified and restored from, not changed", path.display())]
     NotWritable { path: PathBuf },
     #[error("{what} is busy: {why}")]
     Busy { what: String, why: String },

@@ -40,6 +40,8 @@ pub struct StoreImage {
     name: String,
     snap: Option<String>,
     writable: bool,
+    /// A repair target: its data is stored, its version never published.
+    scratch: bool,
     head: Mutex<Head>,
     /// Serialises read-modify-write of partial chunks.
     rmw: Mutex<()>,
@@ -77,6 +79,7 @@ impl StoreImage {
             name: name.to_string(),
             snap: snap.map(str::to_string),
             writable: !locks.is_empty(),
+            scratch: false,
             head: Mutex::new(Head {
                 size: version.size,
                 root: version.root,
@@ -86,6 +89,19 @@ impl StoreImage {
             rmw: Mutex::new(()),
             _locks: locks,
         }
+    }
+
+    /// A writable, empty version of `size` bytes that is never published:
+    /// writing content into it stores whatever chunks and index pages the
+    /// store lacks (or holds only damaged). `store_lock` keeps gc out.
+    pub fn scratch(store: Arc<Store>, size: u64, store_lock: File) -> Self {
+        let version = Version {
+            size,
+            root: ChunkId::NULL,
+        };
+        let mut img = StoreImage::new(store, "(repair)", None, version, vec![store_lock]);
+        img.scratch = true;
+        img
     }
 
     fn what(&self) -> String {
@@ -177,6 +193,9 @@ impl StoreImage {
     fn publish(&self, head: &mut Head) -> Result<()> {
         self.materialize(head)?;
         self.store.blobs.seal().map_err(|e| self.err(e))?;
+        if self.scratch {
+            return Ok(());
+        }
         let v = Version {
             size: head.size,
             root: head.root,
@@ -194,12 +213,20 @@ impl StoreImage {
     }
 
     /// Stores one whole chunk whose plain digest may already be known.
+    ///
+    /// Content that this version already has at `idx` is left alone without
+    /// reading the stored copy back (an incremental rewrites mostly such
+    /// chunks); a copy found damaged meanwhile is out of the map, so it is
+    /// stored again. Content reused from elsewhere is checked by `put`.
     fn store_chunk_digested(&self, idx: u64, raw: &[u8], digest: Option<&[u8; 32]>) -> Result<()> {
         let id = if id::is_zero(raw) {
             ChunkId::NULL
         } else {
             let key = self.store.blobs.key();
             let id = digest.map_or_else(|| ChunkId::of(key, raw), |d| ChunkId::from_digest(key, d));
+            if self.entry(idx)? == id && self.store.blobs.contains(&id) {
+                return Ok(());
+            }
             self.store
                 .blobs
                 .put(id, BlobKind::Chunk, raw)
@@ -299,6 +326,7 @@ impl StoreImage {
         if self.writable {
             return Ok(None);
         }
+        self.store.require_writable().map_err(|e| self.err(e))?;
         let lock = super::lock::store_shared(&self.store.root).map_err(|e| self.err(e))?;
         Ok(Some(lock))
     }
@@ -538,6 +566,7 @@ impl Snapshots for StoreImage {
             return self.publish(&mut head);
         }
         // Not the writer: take the writer's locks for the moment of the change.
+        self.store.require_writable().map_err(|e| self.err(e))?;
         let root = &self.store.root;
         let _store = super::lock::store_shared(root).map_err(|e| self.err(e))?;
         let _image = super::lock::image_exclusive(root, &self.name).map_err(|e| self.err(e))?;

@@ -29,6 +29,8 @@ mod lock;
 mod meta;
 mod objects;
 mod pack;
+mod quarantine;
+mod reclaim;
 mod stats;
 mod tree;
 mod verify;
@@ -37,6 +39,8 @@ mod verify;
 mod conformance_tests;
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod damage_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
@@ -47,7 +51,7 @@ pub use self::error::StoreError;
 pub use self::gc::GcStats;
 pub use self::id::ChunkId;
 pub use self::stats::StoreStats;
-pub use self::verify::{BadBlob, ChunkUser, VerifyReport, VerifyScope};
+pub use self::verify::{BadBlob, ChunkUser, UnreadablePack, VerifyReport, VerifyScope};
 
 use self::config::{Config, CONFIG_FILE};
 use self::core::{check_writable, Store, PACKS_DIR};
@@ -101,8 +105,11 @@ impl LocalStore {
         Self::open(path)
     }
 
-    /// Opens an existing store: checks its format and that it is writable,
-    /// then loads the pack indexes (only their trailers are read).
+    /// Opens an existing store: checks its format, then loads the pack
+    /// indexes (only their trailers are read). A store that is not writable
+    /// (read-only media, permissions) opens read-only: images, snapshots
+    /// and objects can be read and verified; anything that would write
+    /// fails with [`StoreError::NotWritable`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if !path.join(CONFIG_FILE).exists() {
             return Err(StoreError::NotAStore {
@@ -110,17 +117,22 @@ impl LocalStore {
             });
         }
         let config = Config::load(path)?;
-        for dir in [
+        let writable = [
             PathBuf::from(path),
             path.join(PACKS_DIR),
             path.join(meta::IMAGES_DIR),
-        ] {
-            check_writable(&dir)?;
-        }
-        let store = Store::new(path.to_path_buf(), &config)?;
+        ]
+        .iter()
+        .all(|dir| check_writable(dir).is_ok());
+        let store = Store::new(path.to_path_buf(), &config, writable)?;
         Ok(LocalStore {
             inner: Arc::new(store),
         })
+    }
+
+    /// False when the store was opened read-only (see [`LocalStore::open`]).
+    pub fn is_writable(&self) -> bool {
+        self.inner.writable
     }
 
     pub fn path(&self) -> &Path {
@@ -148,6 +160,7 @@ impl LocalStore {
     /// Deletes packs with no live data and repacks mostly-dead or small
     /// ones. Waits up to 10 s for writers, then fails with `Busy`.
     pub fn gc(&self, progress: &dyn Progress) -> Result<GcStats, StoreError> {
+        self.inner.require_writable()?;
         gc::run(&self.inner, progress, lock::GC_WAIT)
     }
 
@@ -158,6 +171,21 @@ impl LocalStore {
         progress: &dyn Progress,
     ) -> Result<VerifyReport, StoreError> {
         verify::run(&self.inner, scope, progress)
+    }
+
+    /// A repair target of `size` bytes (see `verify --repair`): content
+    /// written into it and flushed stores the chunks and pages the store
+    /// lacks or holds only damaged copies of, healing every version that
+    /// uses them; nothing is published (unused data is gc's).
+    pub fn repair_target(&self, size: u64) -> Result<Box<dyn Image>, StoreError> {
+        self.inner.require_writable()?;
+        let lock = lock::store_shared(&self.inner.root)?;
+        self.inner.blobs.refresh()?;
+        Ok(Box::new(StoreImage::scratch(
+            self.inner.clone(),
+            size,
+            lock,
+        )))
     }
 
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
@@ -212,6 +240,7 @@ impl Pool for LocalStore {
         let root = &self.inner.root;
         let create = || -> Result<(), StoreError> {
             meta::check_image_name(name)?;
+            self.inner.require_writable()?;
             // gc removes dot-named leftovers: keep it out meanwhile.
             let _gc = lock::store_shared(root)?;
             meta::create_image(root, name, size)
@@ -223,6 +252,7 @@ impl Pool for LocalStore {
         let root = &self.inner.root;
         let open = || -> Result<_, StoreError> {
             meta::check_image_name(name)?;
+            self.inner.require_writable()?;
             let store_lock = lock::store_shared(root)?;
             let image_lock = lock::image_exclusive(root, name)?;
             // A gc (maybe in another process) may have run since we last
@@ -254,6 +284,7 @@ impl Pool for LocalStore {
         let root = &self.inner.root;
         let remove = || -> Result<(), StoreError> {
             meta::check_image_name(name)?;
+            self.inner.require_writable()?;
             let _lock = lock::image_exclusive(root, name)?;
             if !meta::list_snaps(root, name)?.is_empty() {
                 return Err(StoreError::HasSnapshots {
@@ -288,10 +319,18 @@ impl Pool for LocalStore {
         Ok(Some(total))
     }
 
+    fn reclaim_unpublished(&self) -> ImageResult<()> {
+        if !self.inner.writable {
+            return Ok(());
+        }
+        reclaim::run(&self.inner).map_err(|e| e.into_image(self.describe()))
+    }
+
     fn put_object(&self, name: &str, data: &[u8]) -> ImageResult<()> {
         let what = || crate::objects::object_what(&self.describe(), name);
         crate::objects::check_object_name(&self.describe(), name)?;
         crate::objects::check_object_size(what, data.len() as u64)?;
+        (self.inner.require_writable()).map_err(|e| self.object_err(name, e))?;
         objects::put(&self.inner.root, name, data).map_err(|e| self.object_err(name, e))
     }
 
@@ -302,6 +341,7 @@ impl Pool for LocalStore {
 
     fn remove_object(&self, name: &str) -> ImageResult<()> {
         crate::objects::check_object_name(&self.describe(), name)?;
+        (self.inner.require_writable()).map_err(|e| self.object_err(name, e))?;
         objects::remove(&self.inner.root, name).map_err(|e| self.object_err(name, e))
     }
 }

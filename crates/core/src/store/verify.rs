@@ -39,6 +39,14 @@ pub struct BadBlob {
     pub users: Vec<ChunkUser>,
 }
 
+/// A `.pack` file whose index cannot be read: what it holds is unknown,
+/// the blobs it held are reported missing where versions use them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadablePack {
+    pub pack: String,
+    pub error: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
     pub versions: u64,
@@ -46,11 +54,13 @@ pub struct VerifyReport {
     pub chunks: u64,
     pub bytes: u64,
     pub bad: Vec<BadBlob>,
+    /// Only for [`VerifyScope::Store`].
+    pub unreadable_packs: Vec<UnreadablePack>,
 }
 
 impl VerifyReport {
     pub fn is_ok(&self) -> bool {
-        self.bad.is_empty()
+        self.bad.is_empty() && self.unreadable_packs.is_empty()
     }
 }
 
@@ -115,6 +125,15 @@ pub fn run(store: &Store, scope: &VerifyScope, progress: &dyn Progress) -> Resul
     }
     progress.end();
     let mut report = c.report;
+    if *scope == VerifyScope::Store {
+        let index = store.blobs.read_index();
+        report.unreadable_packs = (index.unreadable.iter())
+            .map(|(pack, error)| UnreadablePack {
+                pack: format!("{pack}.{}", super::pack::PACK_EXT),
+                error: error.clone(),
+            })
+            .collect();
+    }
     let ids: HashSet<ChunkId> = c.bad.iter().map(|b| b.0).collect();
     let mut users = users_of(store, &ids)?;
     report.bad = c

@@ -3,30 +3,11 @@
 //! versions that used it.
 
 use super::pack::{self, BlobKind};
+use super::tests::{random, small_store, CS};
 use super::*;
 use crate::image::{ImageError, Pool};
 use crate::progress::NoProgress;
-use rand::{RngCore, SeedableRng};
 use std::path::{Path, PathBuf};
-
-const CS: u64 = 4096;
-
-fn small_store(dir: &Path) -> LocalStore {
-    LocalStore::init(
-        dir,
-        InitOptions {
-            chunk_size: CS as u32,
-        },
-    )
-    .unwrap()
-}
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut v = vec![0u8; len];
-    rng.fill_bytes(&mut v);
-    v
-}
 
 /// Writes `data` into a new image `name` and snapshots it `s`.
 fn backup(store: &LocalStore, name: &str, data: &[u8]) {

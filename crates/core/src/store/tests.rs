@@ -7,9 +7,9 @@ use crate::progress::NoProgress;
 use rand::{RngCore, SeedableRng};
 use std::path::Path;
 
-const CS: u64 = 4096;
+pub(super) const CS: u64 = 4096;
 
-fn small_store(dir: &Path) -> LocalStore {
+pub(super) fn small_store(dir: &Path) -> LocalStore {
     LocalStore::init(
         dir,
         InitOptions {
@@ -19,7 +19,7 @@ fn small_store(dir: &Path) -> LocalStore {
     .unwrap()
 }
 
-fn random(len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn random(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut v = vec![0u8; len];
     rng.fill_bytes(&mut v);

@@ -1,7 +1,8 @@
 //! The backup-chain suite with local-store volumes, backed up into another
-//! local store and into the volumes' own store.
+//! local store and into the volumes' own store; and sixty simulated days
+//! of backups and prunes (gc after each) in the other local store.
 
-use blockback_core::engine::conformance::{run_chain_suite, ChainFixture};
+use blockback_core::engine::conformance::{run_chain_suite, run_retention_days, ChainFixture};
 use blockback_core::image::Pool;
 use blockback_core::store::LocalStore;
 use std::path::PathBuf;
@@ -33,15 +34,28 @@ impl ChainFixture for Local {
     }
 }
 
+impl Local {
+    fn new(dir: &std::path::Path) -> Self {
+        let (volumes_dir, backups_dir) = (dir.join("volumes"), dir.join("backups"));
+        Local {
+            volumes: LocalStore::init(&volumes_dir, Default::default()).unwrap(),
+            backups: LocalStore::init(&backups_dir, Default::default()).unwrap(),
+            volumes_dir,
+            backups_dir,
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
 #[test]
 fn local_store_chains_pass_the_chain_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let (volumes_dir, backups_dir) = (dir.path().join("volumes"), dir.path().join("backups"));
-    run_chain_suite(&Local {
-        volumes: LocalStore::init(&volumes_dir, Default::default()).unwrap(),
-        backups: LocalStore::init(&backups_dir, Default::default()).unwrap(),
-        volumes_dir,
-        backups_dir,
-        next: AtomicUsize::new(0),
-    });
+    run_chain_suite(&Local::new(dir.path()));
+}
+
+#[test]
+fn sixty_days_of_pruning_in_a_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Local::new(dir.path());
+    run_retention_days(&fixture, Some(&fixture.backups));
 }

@@ -1,9 +1,10 @@
 //! blockback_core's backup-chain suite on the real cluster: RBD volumes in
-//! `volumes`, backed up into `backups` and into `volumes` itself.
+//! `volumes`, backed up into `backups` and into `volumes` itself; and
+//! sixty simulated days of backups and prunes into `backups`.
 
 mod common;
 
-use blockback_core::engine::conformance::{run_chain_suite, ChainFixture};
+use blockback_core::engine::conformance::{run_chain_suite, run_retention_days, ChainFixture};
 use blockback_core::image::Pool;
 use blockback_rbd::RbdPool;
 use common::*;
@@ -38,4 +39,15 @@ fn rbd_chains_pass_the_chain_suite() {
         volumes: cluster.open_pool(POOL).expect("open pool volumes"),
         backups: cluster.open_pool(OTHER_POOL).expect("open pool backups"),
     });
+}
+
+/// Sixty simulated days of backups and prunes, into `backups`.
+#[test]
+fn sixty_days_of_pruning_on_rbd() {
+    let Some(cluster) = admin() else { return };
+    let fixture = Rbd {
+        volumes: cluster.open_pool(POOL).expect("open pool volumes"),
+        backups: cluster.open_pool(OTHER_POOL).expect("open pool backups"),
+    };
+    run_retention_days(&fixture, None);
 }

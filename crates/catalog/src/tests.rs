@@ -1,8 +1,6 @@
 use super::*;
-use blockback_core::catalog::PolicyScope;
 use blockback_core::catalog::{resolve_backup, BackupKind, BackupStatus};
-use blockback_core::retention::Policy;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use tempfile::TempDir;
 
 fn catalog() -> (TempDir, SqliteCatalog) {
@@ -281,56 +279,6 @@ fn concurrent_writers_all_succeed() {
     let all = cat.list_backups(Some(volume)).unwrap();
     assert_eq!(all.len(), 100);
     assert!(all.iter().all(|b| b.status == BackupStatus::Available));
-}
-
-#[test]
-fn protection_is_kept_apart_from_record_updates() {
-    let (_dir, cat) = catalog();
-    let b = backup(Uuid::new_v4(), 1.0);
-    cat.insert_backup(&b).unwrap();
-    cat.set_protected(b.id, true).unwrap();
-    cat.set_protected(b.id, true).unwrap();
-    // A stale copy of the record written back leaves the flag alone.
-    cat.update_backup(&b).unwrap();
-    assert_eq!(cat.protected_backups().unwrap(), BTreeSet::from([b.id]));
-    cat.set_protected(b.id, false).unwrap();
-    assert!(cat.protected_backups().unwrap().is_empty());
-    cat.set_protected(b.id, true).unwrap();
-    cat.remove_backup(b.id).unwrap();
-    assert!(cat.protected_backups().unwrap().is_empty());
-    assert!(matches!(
-        cat.set_protected(Uuid::new_v4(), true),
-        Err(CatalogError::BackupNotFound(_))
-    ));
-}
-
-#[test]
-fn policies_round_trip_per_scope() {
-    let (_dir, cat) = catalog();
-    let volume = PolicyScope::Volume(Uuid::new_v4());
-    let store = PolicyScope::Store("rbd:backups".into());
-    let daily = Policy {
-        keep_daily: 7,
-        keep_within: Some("2d".into()),
-        time_zone: Some("Europe/Berlin".into()),
-        ..Policy::default()
-    };
-    let last = Policy {
-        keep_last: 3,
-        max_chain_length: Some(10),
-        ..Policy::default()
-    };
-    cat.set_policy(&volume, Some(&daily)).unwrap();
-    cat.set_policy(&store, Some(&daily)).unwrap();
-    cat.set_policy(&store, Some(&last)).unwrap();
-    assert_eq!(cat.policy(&volume).unwrap(), Some(daily.clone()));
-    assert_eq!(
-        cat.list_policies().unwrap(),
-        vec![(store.clone(), last), (volume.clone(), daily)]
-    );
-    cat.set_policy(&volume, None).unwrap();
-    assert_eq!(cat.policy(&volume).unwrap(), None);
-    assert_eq!(cat.list_policies().unwrap().len(), 1);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The catalog conformance suite: what every [`Catalog`] backend must do
-//! with registered volumes and jobs. Run by the in-memory catalog's tests
+//! with registered volumes, jobs, protected backups and policies. Run by the in-memory catalog's tests
 //! and by each backend crate's (SQLite today) against a fresh catalog.
 
 use super::{
@@ -34,6 +34,14 @@ pub fn run_catalog_suite(fresh: &dyn Fn() -> Box<dyn Catalog>) {
         (
             "concurrent_claims_never_share_a_job",
             concurrent_claims_never_share_a_job,
+        ),
+        (
+            "protection_outlives_record_rewrites",
+            super::retention_checks::protection_outlives_record_rewrites,
+        ),
+        (
+            "policies_round_trip_per_scope",
+            super::retention_checks::policies_round_trip_per_scope,
         ),
     ];
     for (name, check) in checks {

@@ -9,6 +9,7 @@ mod record;
 pub mod conformance;
 mod job;
 mod memory;
+mod retention_checks;
 
 pub use job::{
     next_claimable, JobBeat, JobClaim, JobEnd, JobFilter, JobKind, JobRecord, JobState, Lease,

@@ -3,91 +3,51 @@
 
 use crate::args::{CephArgs, Cli, RbdLayoutArgs};
 use anyhow::{bail, Context, Result};
-use blockback_rbd::{parse_features, ClusterConfig, CreateOptions, RbdSpec};
+use blockback_ops::{require_parent, Settings, StoreLocation};
+use blockback_rbd::{parse_features, ClusterConfig, CreateOptions};
 use std::path::{Path, PathBuf};
 
-/// Where backups are stored.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreLocation {
-    Local(PathBuf),
-    Rbd(String),
-}
-
-impl StoreLocation {
-    /// Parses a store as recorded in the catalog or given with --store.
-    pub fn parse(text: &str) -> Result<Self> {
-        if RbdSpec::is_rbd(text) {
-            let spec = RbdSpec::parse(text)?;
-            if spec.image.is_some() {
-                bail!("store {text}: give a pool (rbd:POOL), not an image");
-            }
-            return Ok(StoreLocation::Rbd(spec.pool));
-        }
-        Ok(StoreLocation::Local(absolute(Path::new(text))?))
-    }
-
-    /// The store as recorded in the catalog.
-    pub fn label(&self) -> String {
-        match self {
-            StoreLocation::Local(p) => p.display().to_string(),
-            StoreLocation::Rbd(pool) => format!("rbd:{pool}"),
-        }
-    }
-}
-
-/// Paths and settings every command works with, resolved from flags,
-/// environment and defaults.
+/// The settings every command works with, resolved from flags,
+/// environment and defaults, and how to print.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub store: StoreLocation,
-    pub catalog: PathBuf,
-    /// The local store of `local:IMAGE` volumes, if any.
-    pub volume_store: Option<PathBuf>,
+    pub settings: Settings,
     pub json: bool,
     pub quiet: bool,
-    pub store_ceph: ClusterConfig,
-    pub volume_ceph: ClusterConfig,
-    /// Layout of the base images an RBD store creates.
-    pub store_layout: CreateOptions,
 }
 
 impl Config {
+    /// Resolves the flags. Paths the user gives must have an existing
+    /// parent directory (a typo creates nothing); the default data
+    /// directory is created.
     pub fn from_cli(cli: &Cli) -> Result<Self> {
         let store = match &cli.store {
             Some(s) => StoreLocation::parse(s)?,
-            None => StoreLocation::Local(data_dir()?.join("store")),
+            None => StoreLocation::Local(default_data_dir()?.join("store")),
         };
         let catalog = match &cli.catalog {
-            Some(p) => absolute(p)?,
-            None => data_dir()?.join("catalog.sqlite"),
+            Some(p) => {
+                require_parent(p, "--catalog")?;
+                absolute(p)?
+            }
+            None => default_data_dir()?.join("catalog.sqlite"),
         };
         let (store_ceph, volume_ceph) = ceph_configs(&cli.ceph)?;
         let store_layout = store_layout(&cli.rbd_layout, &store)?;
-        let volume_store = match (&cli.volume_store, &store) {
-            (Some(p), _) => Some(absolute(p)?),
-            (None, StoreLocation::Local(p)) => Some(p.clone()),
-            (None, StoreLocation::Rbd(_)) => None,
-        };
-        Ok(Config {
+        let volume_store = cli.volume_store.as_deref().map(absolute).transpose()?;
+        let settings = Settings {
             store,
             catalog,
             volume_store,
-            json: cli.json,
-            quiet: cli.quiet,
             store_ceph,
             volume_ceph,
             store_layout,
+        };
+        Ok(Config {
+            settings,
+            json: cli.json,
+            quiet: cli.quiet,
         })
-    }
-
-    /// Block digests of backups live beside the catalog that records them.
-    pub fn digest_dir(&self) -> PathBuf {
-        self.catalog.with_extension("digests")
-    }
-
-    /// Volume lock files live beside the catalog they protect.
-    pub fn lock_dir(&self) -> PathBuf {
-        self.catalog.with_extension("locks")
     }
 }
 
@@ -140,15 +100,19 @@ fn store_layout(args: &RbdLayoutArgs, store: &StoreLocation) -> Result<CreateOpt
     Ok(options)
 }
 
-/// `$XDG_DATA_HOME/blockback`, or `~/.local/share/blockback`.
-fn data_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir).join("blockback"));
-    }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".local/share/blockback")),
-        None => bail!("neither XDG_DATA_HOME nor HOME is set; pass --store and --catalog"),
-    }
+/// `$XDG_DATA_HOME/blockback`, or `~/.local/share/blockback`, created.
+fn default_data_dir() -> Result<PathBuf> {
+    let dir = if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        PathBuf::from(dir).join("blockback")
+    } else {
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/share/blockback"),
+            None => bail!("neither XDG_DATA_HOME nor HOME is set; pass --store and --catalog"),
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Makes `path` absolute without requiring it to exist.

@@ -2,12 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
 
-mod address;
 mod args;
 mod cancel;
 mod commands;
 mod config;
-mod endpoint;
 mod output;
 mod progress;
 mod session;

@@ -1,8 +1,7 @@
 //! `store init`, `store stats`, `verify`, `gc`, `adopt`.
 
 use crate::commands::backup::summary_line;
-use crate::config::{Config, StoreLocation};
-use crate::endpoint::{StoreHandle, Volume};
+use crate::config::Config;
 use crate::output::{emit, gc_text, stats_text};
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
@@ -11,6 +10,7 @@ use blockback_core::engine::VerifyOutcome;
 use blockback_core::image::Pool;
 use blockback_core::naming;
 use blockback_core::store::{InitOptions, LocalStore, VerifyReport, VerifyScope};
+use blockback_ops::{StoreHandle, StoreLocation, Volume};
 use std::collections::HashSet;
 
 pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
@@ -20,9 +20,10 @@ pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
             anyhow::anyhow!("--chunk-size {size}: give a power of two from 4096 to 4194304")
         })?;
     }
-    let StoreLocation::Local(path) = &config.store else {
+    let StoreLocation::Local(path) = &config.settings.store else {
         bail!("store init creates local stores; an RBD pool is created with `ceph osd pool create` and `rbd pool init`");
     };
+    blockback_ops::require_parent(path, "store")?;
     let store = LocalStore::init(path, options)
         .with_context(|| format!("cannot create the store at {}", path.display()))?;
     let stats = store.stats()?;
@@ -32,13 +33,13 @@ pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
 }
 
 pub fn stats(session: &Session) -> Result<()> {
-    let store = session.store(false)?;
+    let store = session.ops().store(false)?;
     let stats = store.local("store stats")?.stats()?;
     emit(session.config.json, &stats, || stats_text(&stats))
 }
 
 pub fn gc(session: &Session) -> Result<()> {
-    let store = session.store(false)?;
+    let store = session.ops().store(false)?;
     let stats = store.local("gc")?.gc(&session.progress)?;
     emit(session.config.json, &stats, || gc_text(&stats))
 }
@@ -59,9 +60,9 @@ pub fn verify(session: &Session, backup: Option<&str>, repair: bool) -> Result<(
     let (store, backups) = match backup {
         Some(id) => {
             let record = resolve_backup(&session.catalog, id)?;
-            (session.store_of(&record)?, vec![record])
+            (session.ops().store_of(&record)?, vec![record])
         }
-        None => (session.store(false)?, store_backups(session)?),
+        None => (session.ops().store(false)?, store_backups(session)?),
     };
     let whole_store = backup.is_none();
     let mut checked = check(session, &store, &backups, whole_store)?;
@@ -127,7 +128,7 @@ fn check(
                 Err(e) => c.problems.push(format!("backup {}: {e}", record.id)),
             }
         }
-        match session.engine().verify(record, store.pool()) {
+        match session.ops().engine().verify(record, store.pool()) {
             Ok(o) => c.outcomes.push(o),
             Err(e) => {
                 c.problems.push(format!("backup {}: {e}", record.id));
@@ -155,11 +156,14 @@ fn check(
 fn repair_one(session: &Session, local: &LocalStore, record: &BackupRecord) -> String {
     let attempt = || -> Result<()> {
         let volume = Volume::from_label(&record.source)?;
-        let source = volume.open_source(&session.config.volume_ceph, &session.connections)?;
+        let source =
+            volume.open_source(&session.config.settings.volume_ceph, &session.connections)?;
         let target = local.repair_target(record.size)?;
-        session
-            .engine()
-            .repair_from_source(record, source.image.as_ref(), target.as_ref())?;
+        session.ops().engine().repair_from_source(
+            record,
+            source.image.as_ref(),
+            target.as_ref(),
+        )?;
         Ok(())
     };
     match attempt() {
@@ -199,8 +203,8 @@ fn unknown_backups(session: &Session, pool: &dyn Pool) -> Result<Vec<String>> {
 }
 
 fn unknown_line(session: &Session, unknown: &[String]) -> String {
-    let store = session.config.store.label();
-    let catalog = session.config.catalog.display();
+    let store = session.config.settings.store.label();
+    let catalog = session.config.settings.catalog.display();
     format!(
         "store {store} holds {} backup(s) that catalog {catalog} does not know (e.g. {}); \
          record them with `blockback --store {store} --catalog {catalog} adopt`",
@@ -210,7 +214,7 @@ fn unknown_line(session: &Session, unknown: &[String]) -> String {
 }
 
 fn store_backups(session: &Session) -> Result<Vec<BackupRecord>> {
-    let label = session.config.store.label();
+    let label = session.config.settings.store.label();
     Ok(session
         .catalog
         .list_backups(None)?
@@ -253,16 +257,8 @@ fn backup_named(backups: &[BackupRecord], image: &str, snap: Option<&str>) -> St
 }
 
 pub fn adopt(session: &Session, volume_pool: &str, checksums: bool) -> Result<()> {
-    let store = session.store(false)?;
-    let label = session.config.store.label();
-    let volume_store = session.config.volume_store.clone();
-    let source_of = |id: &uuid::Uuid| match (&store, &volume_store) {
-        (StoreHandle::Local(_), Some(dir)) => format!("local:{}/volume-{id}", dir.display()),
-        _ => format!("rbd:{volume_pool}/volume-{id}"),
-    };
-    let report = session
-        .engine()
-        .adopt(store.pool(), &label, &source_of, checksums)?;
+    let report = session.ops().adopt(volume_pool, checksums)?;
+    let label = session.config.settings.store.label();
     let json = serde_json::json!({
         "adopted": report.adopted, "checksummed": report.checksummed, "skipped": report.skipped,
     });

@@ -2,24 +2,24 @@
 //! backup, then executed; a local store is garbage-collected in the same
 //! run (Ceph frees an RBD store's space as snapshots and bases go).
 
-use super::backup::open_source_head;
 use super::retention::{resolve_volume, scope_words};
-use crate::endpoint::StoreHandle;
 use crate::output::{emit, gc_text, local_time};
 use crate::session::Session;
 use anyhow::{bail, Result};
 use blockback_core::engine::{PlannedBackup, PruneOutcome, PrunePlan, VolumePlan};
 use blockback_core::store::GcStats;
+use blockback_ops::StoreHandle;
 
 pub fn prune(session: &Session, volume: Option<&str>, dry_run: bool) -> Result<()> {
-    let store = session.store(false)?;
-    let label = session.config.store.label();
+    let ops = session.ops();
+    let store = ops.store(false)?;
+    let label = session.config.settings.store.label();
     let volume = volume.map(|v| resolve_volume(session, v)).transpose()?;
-    let engine = session.engine();
+    let engine = ops.engine();
     let plan = engine.plan_prune(&label, volume.map(|v| v.id))?;
     let mut result = Pruned::default();
     if !dry_run {
-        let outcome = engine.prune(&plan, store.pool(), &|b| open_source_head(session, b))?;
+        let outcome = engine.prune(&plan, store.pool(), &|b| ops.open_source_head(b))?;
         if !outcome.removed.is_empty() {
             result.gc = collect_garbage(session, &store);
         }

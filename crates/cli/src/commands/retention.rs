@@ -5,7 +5,6 @@
 //! process on the catalog (CLI runs, timers, the service) applies the same.
 
 use crate::args::PolicySetArgs;
-use crate::endpoint::Volume;
 use crate::output::emit;
 use crate::session::Session;
 use anyhow::{bail, Result};
@@ -34,9 +33,7 @@ pub fn protect(session: &Session, backup: &str, protected: bool) -> Result<()> {
 /// given it, or as recorded), its id or a unique id prefix, or its name.
 pub fn resolve_volume(session: &Session, given: &str) -> Result<VolumeRecord> {
     let volumes = session.catalog.list_volumes()?;
-    let label = Volume::parse(given, session.config.volume_store.as_deref())
-        .and_then(|v| v.label())
-        .ok();
+    let label = session.ops().volume(given).and_then(|v| v.label()).ok();
     let by = |matches: &dyn Fn(&VolumeRecord) -> bool| -> Vec<&VolumeRecord> {
         volumes.iter().filter(|v| matches(v)).collect()
     };
@@ -75,7 +72,7 @@ fn scope_of(session: &Session, volume: Option<&str>) -> Result<(PolicyScope, Str
             (PolicyScope::Volume(v.id), what)
         }
         None => {
-            let label = session.config.store.label();
+            let label = session.config.settings.store.label();
             let what = format!("store {label} (default for its volumes)");
             (PolicyScope::Store(label), what)
         }
@@ -131,7 +128,7 @@ pub fn policy_show(session: &Session, volume: Option<&str>) -> Result<()> {
         return show_all(session);
     };
     let v = resolve_volume(session, given)?;
-    let store = session.config.store.label();
+    let store = session.config.settings.store.label();
     let found = effective_policy(&session.catalog, v.id, &store)?;
     let json = serde_json::json!({
         "volume": v, "store": store,

@@ -3,7 +3,6 @@
 //! People get local ISO 8601 dates; `--json` keeps the catalog's numbers
 //! (Unix seconds, UTC) for scripts, plus `protected`.
 
-use crate::endpoint::Volume;
 use crate::output::{bytes, emit, fields, local_time};
 use crate::session::Session;
 use anyhow::Result;
@@ -14,7 +13,7 @@ use uuid::Uuid;
 pub fn list(session: &Session, source: Option<&str>) -> Result<()> {
     let mut backups = session.catalog.list_backups(None)?;
     if let Some(source) = source {
-        let volume = Volume::parse(source, session.config.volume_store.as_deref())?;
+        let volume = session.ops().volume(source)?;
         let wanted = volume.label().unwrap_or_else(|_| source.to_string());
         backups.retain(|b| b.source == wanted);
     }

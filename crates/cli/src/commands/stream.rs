@@ -1,15 +1,15 @@
 //! `export-diff`, `import-diff`, `export`, `import`, `merge-diff`: Ceph's
 //! stream formats between pipes, files and any image.
 
-use crate::address::{create, open_read, open_write, remove, ImageAddress};
 use crate::output::emit;
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
-use blockback_core::image::{Image, ImageError};
+use blockback_core::image::Image;
 use blockback_core::stream::{
     export_diff as export_diff_stream, export_image_v2, import_diff as import_diff_stream,
     import_image_v2, merge_diff as merge_streams, ImageV2Header, ImportOptions,
 };
+use blockback_ops::Address;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -23,7 +23,7 @@ pub fn export_diff(
     from_snap: Option<&str>,
     out: &str,
 ) -> Result<()> {
-    let opened = open_read(session, &ImageAddress::parse(source)?)?;
+    let opened = session.ops().open_read(&Address::parse(source)?)?;
     let report = with_output(out, |w| {
         Ok(export_diff_stream(
             opened.image.as_ref(),
@@ -40,11 +40,12 @@ pub fn export_diff(
 /// Applies a diff; a missing target is created empty first (the stream's
 /// `s` record sizes it) and removed again if the import fails.
 pub fn import_diff(session: &Session, input: &str, target: &str, force: bool) -> Result<()> {
-    let addr = ImageAddress::parse(target)?;
-    let (target, created) = match open_write(session, &addr) {
+    let addr = Address::parse(target)?;
+    let ops = session.ops();
+    let (target, created) = match ops.open_write(&addr) {
         Ok(image) => (image, false),
-        Err(e) if is_not_found(&e) => (create(session, &addr, 0)?, true),
-        Err(e) => return Err(e),
+        Err(e) if e.is_not_found() => (ops.create_image(&addr, 0)?, true),
+        Err(e) => return Err(e.into()),
     };
     let report = with_input(input, |r| {
         Ok(import_diff_stream(
@@ -56,7 +57,7 @@ pub fn import_diff(session: &Session, input: &str, target: &str, force: bool) ->
     });
     if report.is_err() && created {
         drop(target);
-        let _ = remove(session, &addr);
+        let _ = ops.remove_image(&addr);
         return report.map(|_| ());
     }
     let report = report?;
@@ -77,7 +78,7 @@ pub fn import_diff(session: &Session, input: &str, target: &str, force: bool) ->
 
 pub fn export(session: &Session, source: &str, out: &str, format: u8) -> Result<()> {
     require_format_2(format)?;
-    let opened = open_read(session, &ImageAddress::parse(source)?)?;
+    let opened = session.ops().open_read(&Address::parse(source)?)?;
     if opened.snap.is_some() {
         bail!("export --export-format 2 exports an image with all its snapshots; name the image without @SNAP");
     }
@@ -101,8 +102,8 @@ pub fn export(session: &Session, source: &str, out: &str, format: u8) -> Result<
 
 pub fn import(session: &Session, input: &str, target: &str, format: u8) -> Result<()> {
     require_format_2(format)?;
-    let addr = ImageAddress::parse(target)?;
-    let image: Box<dyn Image> = create(session, &addr, 0)?;
+    let addr = Address::parse(target)?;
+    let image: Box<dyn Image> = session.ops().create_image(&addr, 0)?;
     let report = with_input(input, |r| {
         Ok(import_image_v2(r, image.as_ref(), &session.progress)?)
     })?;
@@ -134,13 +135,6 @@ pub fn merge_diff(session: &Session, first: &str, second: &str, out: &str) -> Re
         out,
         &serde_json::json!({ "merged": [first, second] }),
     )
-}
-
-fn is_not_found(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<ImageError>()
-            .is_some_and(ImageError::is_not_found)
-    })
 }
 
 fn require_format_2(format: u8) -> Result<()> {

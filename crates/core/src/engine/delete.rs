@@ -6,6 +6,7 @@
 //! in any order: each one is just a snapshot of the base.
 
 use super::error::{EngineError, EngineResult};
+use super::lock::LockMode;
 use super::{unix_now, Engine};
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::{ImageError, Pool, Snapshots};
@@ -65,7 +66,14 @@ impl Engine<'_> {
                 volume: backup.volume_id.to_string(),
                 source_name: backup.source.clone(),
             })?;
-        let mut record = backup.clone();
+        let _restores_done = self
+            .locks
+            .try_lock_backup(&backup.id.to_string(), LockMode::Exclusive)?
+            .ok_or_else(|| EngineError::BackupBusy {
+                id: backup.id.to_string(),
+                doing: "being restored",
+            })?;
+        let mut record = self.catalog.backup(backup.id)?;
         record.status = BackupStatus::Deleting;
         record.pid = Some(std::process::id());
         record.updated_at = unix_now();

@@ -20,8 +20,10 @@ pub enum EngineError {
         backup: String,
         backup_size: u64,
     },
-    #[error("another backup of volume {volume} ({source_name}) is running; wait for it to finish and retry")]
+    #[error("another backup, delete or restore of volume {volume} ({source_name}) is running; wait for it to finish and retry")]
     VolumeBusy { volume: String, source_name: String },
+    #[error("backup {id} is {doing} by another process; wait for it to finish and retry")]
+    BackupBusy { id: String, doing: &'static str },
     #[error("backup {id} is {status}, not available; only available backups can be {action}")]
     NotAvailable {
         id: String,

@@ -34,10 +34,13 @@ pub use copy::{copy, copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestS
 pub use delete::RetryPolicy;
 pub use digests::DigestDir;
 pub use error::{EngineError, EngineResult};
-pub use lock::{LockDir, VolumeLock};
+pub use lock::{LockDir, LockMode, VolumeLock};
 pub use plan::TransferPlan;
 pub use recover::Recovered;
-pub use restore::{differential_restore_allowed, RestoreFacts, RestoreReport, RestoreTarget};
+pub use restore::{
+    differential_restore_allowed, RestoreFacts, RestoreReport, RestoreRequest, RestoreTarget,
+    RestoreTo, Restored,
+};
 pub use retention::{PlannedBackup, PruneOutcome, PrunePlan, VolumePlan};
 pub use sink::NullImage;
 pub use unchanged::TargetDigests;

@@ -1,11 +1,14 @@
 //! Finding operations a dead process left behind.
 //!
-//! A record in a transient state (creating, deleting, restoring) whose
-//! volume lock can be taken belongs to a process that died: the lock is an
-//! flock the kernel released with it.
+//! A record in a transient state whose lock can be taken belongs to a
+//! process that died: the lock is an flock the kernel released with it.
+//! Backups being created or deleted hold their volume lock; restores hold
+//! the backup lock (shared, so several restores of one backup run at once
+//! and a record in `restoring` is interrupted only when no restore holds it).
 
 use super::backup::undo_partial_backup;
 use super::error::EngineResult;
+use super::lock::LockMode;
 use super::{unix_now, Engine};
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::Pool;
@@ -34,9 +37,13 @@ impl Engine<'_> {
             if matches!(record.status, BackupStatus::Available | BackupStatus::Error) {
                 continue;
             }
-            let Some(_lock) = self.locks.try_lock(&record.volume_id.to_string())? else {
-                continue;
+            let lock = match record.status {
+                BackupStatus::Restoring => self
+                    .locks
+                    .try_lock_backup(&record.id.to_string(), LockMode::Exclusive)?,
+                _ => self.locks.try_lock(&record.volume_id.to_string())?,
             };
+            let Some(_lock) = lock else { continue };
             let Some(store) = open_store(&record.store) else {
                 continue;
             };

@@ -1,21 +1,94 @@
-//! `backup restore`: the backup's snapshot of its base, copied into a new
-//! sparse file or onto an existing image, checked against the recorded
-//! volume checksum on the way.
+//! `backup restore`: the whole life cycle of a restore, owned here so that
+//! every front end (CLI, service) gets the same rules:
+//!
+//! - only an available backup is restored (one being restored by another
+//!   process is too; an errored one never is);
+//! - the backup lock is held shared for the whole restore, so several
+//!   restores of one backup run at once, its delete waits for none of them
+//!   but is refused, and recovery never takes a live restore for a dead one;
+//! - a target that is a volume the catalog knows is locked like a backup
+//!   of it, so a backup of that volume never reads a half-restored volume;
+//! - the target is created when the request says so (new file, new pool
+//!   image) and removed again if the restore fails;
+//! - the data is the backup's snapshot of its base, copied into the target
+//!   and checked against the recorded volume checksum on the way, then the
+//!   backup's user metadata is set on targets that keep metadata.
 
 use super::copy::{CopyOptions, CopyStats};
 use super::error::{EngineError, EngineResult};
+use super::lock::{LockMode, VolumeLock};
 use super::plan::any_extent;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::file::FileImage;
 use crate::image::{ExtentKind, Image, Pool};
+use crate::metadata::{
+    apply_volume_metadata, read_backup_metadata, AppliedMetadata, BackupMetadata,
+};
 use crate::progress::timed;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest single zeroing request (librbd takes an `int` length).
 const MAX_ZERO_PIECE: u64 = (1 << 31) - 1;
 
-/// Where a restore writes.
+/// Where a restore writes, and whether it creates the target.
+pub enum RestoreTo<'t> {
+    /// A new sparse file of the backup's size; refused when the path exists.
+    NewFile(&'t Path),
+    /// An existing file or block device, at least the backup's size.
+    ExistingFile(&'t Path),
+    /// A new image `name` of `pool`; refused when the pool has one.
+    NewImage {
+        pool: &'t dyn Pool,
+        name: &'t str,
+        /// The image as a volume label (`rbd:POOL/IMAGE`, `local:DIR/IMAGE`).
+        label: String,
+    },
+    /// An existing image of `pool`, at least the backup's size.
+    ExistingImage {
+        pool: &'t dyn Pool,
+        name: &'t str,
+        label: String,
+    },
+}
+
+impl RestoreTo<'_> {
+    /// The target as a volume label, comparable with catalog sources.
+    pub fn label(&self) -> String {
+        match self {
+            RestoreTo::NewFile(p) | RestoreTo::ExistingFile(p) => file_label(p),
+            RestoreTo::NewImage { label, .. } | RestoreTo::ExistingImage { label, .. } => {
+                label.clone()
+            }
+        }
+    }
+
+    fn is_new(&self) -> bool {
+        matches!(self, RestoreTo::NewFile(_) | RestoreTo::NewImage { .. })
+    }
+}
+
+/// A restore: which backup, from which store, into what.
+pub struct RestoreRequest<'r> {
+    pub backup: &'r BackupRecord,
+    /// The store holding the backup.
+    pub store: &'r dyn Pool,
+    pub to: RestoreTo<'r>,
+}
+
+/// What a restore did, with the backup's metadata and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored {
+    /// The backup restored.
+    pub backup: uuid::Uuid,
+    pub report: RestoreReport,
+    /// The backup's metadata object; `None` when it has none (or it could
+    /// not be read: a note says why).
+    pub metadata: Option<BackupMetadata>,
+    pub applied: AppliedMetadata,
+}
+
+/// Where a restore writes (the data step; [`RestoreRequest`] names it).
 pub struct RestoreTarget<'t> {
     pub image: &'t dyn Image,
     /// The target as a volume label (compared with the backup's source).
@@ -59,55 +132,191 @@ pub struct RestoreReport {
     pub checksum: Option<String>,
 }
 
+/// A restore in progress: the backup's record as it was when it began and
+/// the shared backup lock that marks the restore as alive.
+struct Restoring {
+    backup: BackupRecord,
+    /// `None` with a read-only catalog: no process can change the record,
+    /// and the lock directory beside it cannot be written.
+    lock: Option<VolumeLock>,
+}
+
+/// An opened target, and whether this restore created it.
+struct OpenedTarget {
+    image: Box<dyn Image>,
+    created: bool,
+}
+
 impl Engine<'_> {
-    /// Restores `backup` into the file or block device at `path`: a new
-    /// sparse file when nothing is there, otherwise the existing one
-    /// (refused when smaller than the backup).
-    pub fn restore_to_path(
-        &self,
-        backup: &BackupRecord,
-        store: &dyn Pool,
-        path: &Path,
-    ) -> EngineResult<RestoreReport> {
-        require_available(backup, "restored")?;
-        let source = store.open_read_only(&backup.image, backup.restore_point())?;
-        if path.is_dir() {
-            return Err(EngineError::Invalid(format!(
-                "restore target {} is a directory; give a file or block device path",
-                path.display()
-            )));
-        }
-        if path.exists() {
-            let target = FileImage::open(path, true)?;
-            let target = RestoreTarget {
-                image: &target,
-                label: path.display().to_string(),
-                is_new: false,
-            };
-            return self.restore_into(backup, source.as_ref(), &target);
-        }
-        let image = FileImage::create(path, backup.size)?;
-        let target = RestoreTarget {
-            image: &image,
-            label: path.display().to_string(),
-            is_new: true,
-        };
-        let result = self.restore_into(backup, source.as_ref(), &target);
-        if result.is_err() {
-            drop(image);
-            let _ = std::fs::remove_file(path);
-        }
-        result
+    /// Runs the restore `req` names, from the availability check to the
+    /// metadata; a target it created is removed if anything fails.
+    pub fn restore(&self, req: &RestoreRequest<'_>) -> EngineResult<Restored> {
+        let restoring = self.begin_restore(req.backup)?;
+        let result = self.restore_locked(&restoring.backup, req);
+        finish(result, self.end_restore(restoring))
     }
 
-    /// Restores `backup` (read from `source`, its base at its snapshot) onto
-    /// `target`. `target_is_new`: this restore created it (all zeros).
-    ///
-    /// Differential (only the restore point's allocated extents written)
-    /// when the target has snapshots, is not the backup's own source volume
-    /// and holds no data; otherwise full, rewriting only what differs. A
-    /// failed differential restore falls back to a full one.
+    fn restore_locked(
+        &self,
+        backup: &BackupRecord,
+        req: &RestoreRequest<'_>,
+    ) -> EngineResult<Restored> {
+        let label = req.to.label();
+        let _target_lock = self.lock_target_volume(&label)?;
+        let source = req
+            .store
+            .open_read_only(&backup.image, backup.restore_point())?;
+        let metadata = self.read_metadata(req.store, backup);
+        let target = open_target(&req.to, backup.size)?;
+        let result = self.restore_opened(backup, source.as_ref(), &target, label, &metadata);
+        if result.is_err() && target.created {
+            drop(target);
+            remove_target(&req.to);
+        }
+        let (report, applied) = result?;
+        Ok(Restored {
+            backup: backup.id,
+            report,
+            metadata,
+            applied,
+        })
+    }
+
+    fn restore_opened(
+        &self,
+        backup: &BackupRecord,
+        source: &dyn Image,
+        target: &OpenedTarget,
+        label: String,
+        metadata: &Option<BackupMetadata>,
+    ) -> EngineResult<(RestoreReport, AppliedMetadata)> {
+        let into = RestoreTarget {
+            image: target.image.as_ref(),
+            label,
+            is_new: target.created,
+        };
+        let report = self.restore_data(backup, source, &into)?;
+        let applied = match metadata {
+            Some(m) => apply_volume_metadata(into.image, m).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "backup {} was restored to {}, but its metadata could not be set: {e}",
+                    backup.id, report.target
+                ))
+            })?,
+            None => AppliedMetadata::default(),
+        };
+        Ok((report, applied))
+    }
+
+    /// The backup's metadata object; a missing or unreadable one must not
+    /// keep the data from being restored, so problems are notes.
+    fn read_metadata(&self, store: &dyn Pool, backup: &BackupRecord) -> Option<BackupMetadata> {
+        match read_backup_metadata(store, &backup.id.to_string()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.progress.note(&e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The volume lock of the target when the catalog knows it as a
+    /// volume: no backup of it reads a half-restored volume, and no two
+    /// restores write it at once.
+    fn lock_target_volume(&self, label: &str) -> EngineResult<Option<VolumeLock>> {
+        if self.catalog.is_read_only() {
+            return Ok(None);
+        }
+        let Some(volume) = self.catalog.volume_by_source(label)? else {
+            return Ok(None);
+        };
+        match self.locks.try_lock(&volume.id.to_string())? {
+            Some(lock) => Ok(Some(lock)),
+            None => Err(EngineError::VolumeBusy {
+                volume: volume.id.to_string(),
+                source_name: label.to_string(),
+            }),
+        }
+    }
+
+    /// Restores `backup` (read from `source`, its base at its snapshot)
+    /// onto `target`, an image the caller opened; see [`Self::restore`]
+    /// for the whole operation. Checks and locks as it does.
     pub fn restore_into(
+        &self,
+        backup: &BackupRecord,
+        source: &dyn Image,
+        target: &RestoreTarget<'_>,
+    ) -> EngineResult<RestoreReport> {
+        let restoring = self.begin_restore(backup)?;
+        let result = self.restore_data(&restoring.backup, source, target);
+        finish(result, self.end_restore(restoring))
+    }
+
+    /// Takes the backup lock shared, then checks (on the record as it is
+    /// now, under the lock) that the backup can be restored and marks it
+    /// restoring.
+    fn begin_restore(&self, backup: &BackupRecord) -> EngineResult<Restoring> {
+        if self.catalog.is_read_only() {
+            let current = self.catalog.backup(backup.id)?;
+            require_available(&current, "restored")?;
+            return Ok(Restoring {
+                backup: current,
+                lock: None,
+            });
+        }
+        let id = backup.id.to_string();
+        let lock = self
+            .locks
+            .try_lock_backup(&id, LockMode::Shared)?
+            .ok_or_else(|| EngineError::BackupBusy {
+                id: id.clone(),
+                doing: "being deleted",
+            })?;
+        let mut current = self.catalog.backup(backup.id)?;
+        if current.status != BackupStatus::Restoring {
+            require_available(&current, "restored")?;
+        }
+        current.status = BackupStatus::Restoring;
+        current.pid = Some(std::process::id());
+        current.updated_at = unix_now();
+        self.catalog.update_backup(&current)?;
+        Ok(Restoring {
+            backup: current,
+            lock: Some(lock),
+        })
+    }
+
+    /// Releases the shared lock; the last restore out (the one that can
+    /// then take the lock alone) marks the backup available again.
+    fn end_restore(&self, restoring: Restoring) -> EngineResult<()> {
+        let id = restoring.backup.id;
+        if restoring.lock.is_none() {
+            return Ok(());
+        }
+        drop(restoring.lock);
+        let Some(_alone) = self
+            .locks
+            .try_lock_backup(&id.to_string(), LockMode::Exclusive)?
+        else {
+            return Ok(());
+        };
+        let mut current = self.catalog.backup(id)?;
+        if current.status == BackupStatus::Restoring {
+            current.status = BackupStatus::Available;
+            current.pid = None;
+            current.updated_at = unix_now();
+            self.catalog.update_backup(&current)?;
+        }
+        Ok(())
+    }
+
+    /// The data step: differential (only the restore point's allocated
+    /// extents written) when the target is new, or has snapshots, is not
+    /// the backup's own source volume and holds no data; otherwise full,
+    /// rewriting only what differs. A failed differential restore falls
+    /// back to a full one.
+    fn restore_data(
         &self,
         backup: &BackupRecord,
         source: &dyn Image,
@@ -124,7 +333,6 @@ impl Engine<'_> {
             });
         }
         let mut differential = target.is_new || self.differential_allowed(backup, target)?;
-        self.set_status(backup, BackupStatus::Restoring)?;
         let mut result = self.copy_backup(backup, source, image, differential);
         if differential && !target.is_new && !self.progress.is_cancelled() {
             if let Err(e) = &result {
@@ -135,7 +343,6 @@ impl Engine<'_> {
                 result = self.copy_backup(backup, source, image, false);
             }
         }
-        self.set_status(backup, BackupStatus::Available)?;
         let stats = result?;
         let excess_zeroed = zero_excess(image, backup.size, target_size)?;
         image.flush()?;
@@ -190,18 +397,68 @@ impl Engine<'_> {
         };
         self.run_copy("restore", source, target, &plan, opts)
     }
+}
 
-    fn set_status(&self, backup: &BackupRecord, status: BackupStatus) -> EngineResult<()> {
-        if self.catalog.is_read_only() {
-            return Ok(()); // nothing to mark: a read-only catalog cannot be repaired either
-        }
-        let mut current = self.catalog.backup(backup.id)?;
-        current.status = status;
-        current.pid = (status != BackupStatus::Available).then(std::process::id);
-        current.updated_at = unix_now();
-        self.catalog.update_backup(&current)?;
-        Ok(())
+/// The operation's error first; a failure to end the restore only when
+/// the operation itself succeeded.
+fn finish<T>(result: EngineResult<T>, ended: EngineResult<()>) -> EngineResult<T> {
+    match (result, ended) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(e)) | (Err(e), _) => Err(e),
     }
+}
+
+/// Creates or opens the target as the request says.
+fn open_target(to: &RestoreTo<'_>, size: u64) -> EngineResult<OpenedTarget> {
+    let (image, created): (Box<dyn Image>, bool) = match to {
+        RestoreTo::NewFile(path) => (Box::new(FileImage::create(path, size)?), true),
+        RestoreTo::ExistingFile(path) => {
+            if path.is_dir() {
+                return Err(EngineError::Invalid(format!(
+                    "restore target {} is a directory; give a file or block device path",
+                    path.display()
+                )));
+            }
+            (Box::new(FileImage::open(path, true)?), false)
+        }
+        RestoreTo::NewImage { pool, name, .. } => {
+            pool.create(name, size)?;
+            match pool.open(name) {
+                Ok(image) => (image, true),
+                Err(e) => {
+                    let _ = pool.remove(name);
+                    return Err(e.into());
+                }
+            }
+        }
+        RestoreTo::ExistingImage { pool, name, .. } => (pool.open(name)?, false),
+    };
+    debug_assert_eq!(created, to.is_new());
+    Ok(OpenedTarget { image, created })
+}
+
+/// Removes a target this restore created (best effort: the restore's own
+/// error is what the caller reports).
+fn remove_target(to: &RestoreTo<'_>) {
+    let removed = match to {
+        RestoreTo::NewFile(path) => std::fs::remove_file(path).map_err(|e| e.to_string()),
+        RestoreTo::NewImage { pool, name, .. } => pool.remove(name).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    };
+    if let Err(e) = removed {
+        tracing::warn!(
+            "could not remove the partial restore target {}: {e}",
+            to.label()
+        );
+    }
+}
+
+/// A file target as a volume label: resolved like a backup source's path.
+fn file_label(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| PathBuf::from(path))
+        .display()
+        .to_string()
 }
 
 pub(super) fn require_available(backup: &BackupRecord, action: &'static str) -> EngineResult<()> {

@@ -1,0 +1,92 @@
+//! blockback operations: open what the user names and run each operation.
+//!
+//! The engine (`blockback-core`) works on traits: pools, images, a
+//! catalog. This crate is what turns names into those -- one address
+//! grammar for every command ([`address`]), store locations
+//! ([`location`]), cluster connections ([`Connections`]), volumes
+//! ([`volume`]) -- and offers each operation as a typed request
+//! ([`BackupOptions`], [`RestoreOptions`], [`DeleteOptions`]) that the CLI
+//! and the service both call. No terminal code, no clap: errors are
+//! [`OpsError`], progress goes through the core's `Progress` trait.
+
+pub mod address;
+mod backup;
+mod connections;
+mod delete;
+mod error;
+mod images;
+pub mod location;
+mod maintenance;
+mod restore;
+mod settings;
+pub mod store;
+pub mod volume;
+
+pub use address::Address;
+pub use backup::BackupOptions;
+pub use connections::Connections;
+pub use delete::{DeleteOptions, Deleted};
+pub use error::{OpsError, OpsResult};
+pub use images::Opened;
+pub use location::{require_parent, StoreLocation};
+pub use restore::{RestoreOptions, TargetKind};
+pub use settings::Settings;
+pub use store::StoreHandle;
+pub use volume::Volume;
+
+use blockback_core::catalog::{resolve_backup, BackupRecord, Catalog};
+use blockback_core::engine::{DigestDir, Engine, LockDir};
+use blockback_core::progress::Progress;
+
+/// One caller's view of blockback: its settings, catalog, cluster
+/// connections and progress sink. Cheap to build per request.
+pub struct Ops<'a> {
+    pub settings: &'a Settings,
+    pub catalog: &'a dyn Catalog,
+    pub connections: &'a Connections,
+    pub progress: &'a dyn Progress,
+}
+
+impl<'a> Ops<'a> {
+    pub fn engine(&self) -> Engine<'a> {
+        Engine::new(
+            self.catalog,
+            LockDir::new(self.settings.lock_dir()),
+            DigestDir::new(self.settings.digest_dir()),
+            self.progress,
+        )
+    }
+
+    /// Opens the configured store (an RBD one with the configured layout
+    /// for new bases); a local one is created first when `create` and it
+    /// does not exist yet.
+    pub fn store(&self, create: bool) -> OpsResult<StoreHandle> {
+        let store = store::open_store(
+            &self.settings.store,
+            &self.settings.store_ceph,
+            self.connections,
+            create,
+        )?;
+        Ok(store.with_layout(&self.settings.store_layout))
+    }
+
+    /// Opens the store a backup was written to.
+    pub fn store_of(&self, backup: &BackupRecord) -> OpsResult<StoreHandle> {
+        store::open_store(
+            &StoreLocation::parse(&backup.store)?,
+            &self.settings.store_ceph,
+            self.connections,
+            false,
+        )
+    }
+
+    /// The backup a user-given id or unique prefix names.
+    pub fn backup_record(&self, given: &str) -> OpsResult<BackupRecord> {
+        Ok(resolve_backup(self.catalog, given)?)
+    }
+
+    /// Parses a volume address by the one `local:` rule.
+    pub fn volume(&self, text: &str) -> OpsResult<Volume> {
+        Volume::parse(text, self.settings.volume_store())
+    }
+}

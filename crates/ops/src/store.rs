@@ -1,0 +1,76 @@
+//! Opening backup stores: a local directory or an RBD pool.
+
+use crate::connections::Connections;
+use crate::error::{OpsError, OpsResult};
+use crate::location::{require_parent, StoreLocation};
+use blockback_core::image::Pool;
+use blockback_core::store::LocalStore;
+use blockback_rbd::{ClusterConfig, CreateOptions, RbdPool};
+use std::path::Path;
+
+/// An open backup store.
+pub enum StoreHandle {
+    Local(LocalStore),
+    Rbd(RbdPool),
+}
+
+impl StoreHandle {
+    pub fn pool(&self) -> &dyn Pool {
+        match self {
+            StoreHandle::Local(s) => s,
+            StoreHandle::Rbd(p) => p,
+        }
+    }
+
+    /// Gives an RBD store the layout for the base images it creates.
+    pub fn with_layout(self, layout: &CreateOptions) -> Self {
+        match self {
+            StoreHandle::Rbd(p) => StoreHandle::Rbd(p.with_create_options(layout.clone())),
+            local => local,
+        }
+    }
+
+    /// The local store, for operations only it has (gc, chunk verify, stats).
+    pub fn local(&self, operation: &str) -> OpsResult<&LocalStore> {
+        match self {
+            StoreHandle::Local(s) => Ok(s),
+            StoreHandle::Rbd(p) => Err(OpsError::Invalid(format!(
+                "{operation} works on local stores only; {} is an RBD pool (Ceph frees space when backups are deleted)",
+                p.describe()
+            ))),
+        }
+    }
+}
+
+/// Opens a store; a local one is created first when `create` and absent.
+pub fn open_store(
+    location: &StoreLocation,
+    ceph: &ClusterConfig,
+    connections: &Connections,
+    create: bool,
+) -> OpsResult<StoreHandle> {
+    match location {
+        StoreLocation::Local(path) => open_local(path, create).map(StoreHandle::Local),
+        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(connections.get(ceph)?.open_pool(pool)?)),
+    }
+}
+
+/// Opens (or creates, in an existing directory) a local store; a missing
+/// directory is [`OpsError::StoreMissing`], never "not a store".
+pub fn open_local(path: &Path, create: bool) -> OpsResult<LocalStore> {
+    if !path.exists() {
+        if !create {
+            return Err(OpsError::StoreMissing {
+                path: path.display().to_string(),
+            });
+        }
+        require_parent(path, "store")?;
+        return LocalStore::init(path, Default::default()).map_err(|source| {
+            OpsError::CreateStore {
+                path: path.display().to_string(),
+                source,
+            }
+        });
+    }
+    Ok(LocalStore::open(path)?)
+}

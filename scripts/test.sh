@@ -15,10 +15,11 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 scripts/ceph-cluster.sh install || { echo "test.sh: installing Ceph failed" >&2; exit 1; }
 
 ceph_dir=$(mktemp -d /tmp/blockback-ceph.XXXXXX)
+python_dir=$(mktemp -d /tmp/blockback-python.XXXXXX)
 log=$(mktemp /tmp/blockback-test.XXXXXX)
 cleanup() {
     scripts/ceph-cluster.sh stop "$ceph_dir" || true
-    rm -rf "$ceph_dir"
+    rm -rf "$ceph_dir" "$python_dir"
     rm -f "$log"
 }
 trap cleanup EXIT
@@ -28,6 +29,11 @@ conf=$(scripts/ceph-cluster.sh start "$ceph_dir" | tail -n 1)
 [[ -f "$conf" ]] || { echo "test.sh: the Ceph test cluster did not start" >&2; exit 1; }
 export BLOCKBACK_TEST_CEPH_CONF="$conf"
 export BLOCKBACK_REQUIRE_CEPH=1
+# One venv for the Python-based tests (Cinder's own driver...).
+python=$(scripts/python-env.sh "$python_dir" | tail -n 1)
+[[ -x "$python" ]] || { echo "test.sh: the Python test environment did not install" >&2; exit 1; }
+export BLOCKBACK_TEST_PYTHON="$python"
+export BLOCKBACK_REQUIRE_PYTHON=1
 
 failed=()
 # Runs one step; a failure is remembered, not fatal.

@@ -235,9 +235,15 @@ pub enum BackupCommand {
 pub struct CreateArgs {
     /// Image file, block device, `rbd:POOL/IMAGE[@SNAP]` or `local:IMAGE` to back up.
     pub source: String,
-    /// Name recorded for the volume [default: the source's file name].
+    /// The volume's display name, stored with the backup as Cinder's
+    /// `display_name` [default: the one recorded by its earlier backups;
+    /// else none, and the catalog names the volume after its file or image].
     #[arg(long)]
     pub name: Option<String>,
+    /// The volume's description (Cinder's `display_description`)
+    /// [default: the one recorded by its earlier backups].
+    #[arg(long)]
+    pub description: Option<String>,
     /// Volume metadata stored with the backup, as KEY=VALUE (repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,

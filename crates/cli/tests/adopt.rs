@@ -229,6 +229,25 @@ fn an_adopted_cinder_chain_with_checksums_continues_incrementally() {
     let adopted = of_volume(&plain, "adopted");
     assert_eq!(adopted.len(), 2, "{plain}");
     assert!(adopted.iter().all(|b| b["checksum"].is_null()), "{plain}");
+    // Without checksums the chain cannot continue: the error names the fix.
+    let all = with_conf(&dir, &conf, &["--store", "rbd:backups", "backup", "create"]);
+    let mut all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let source = format!("rbd:{volume}");
+    all.extend(["--incremental", &source]);
+    let err = dir.fails(&all);
+    assert!(err.contains("adopt --checksums"), "{err}");
+    // verify reads them back, and says there was nothing to compare with.
+    let text = ok(
+        &dir,
+        &conf,
+        &["--store", "rbd:backups", "verify", &b2.to_string()],
+    );
+    assert!(text.contains("no recorded checksum"), "{text}");
+    let checked = bb(&["verify", &b2.to_string()]);
+    assert_eq!(
+        checked["verified"][0]["checksum_compared"], false,
+        "{checked}"
+    );
     let summed = bb(&["adopt", "--checksums"]);
     assert_eq!(of_volume(&summed, "adopted").len(), 0, "{summed}");
     let checksummed = of_volume(&summed, "checksummed");

@@ -3,7 +3,7 @@
 use crate::error::OpsResult;
 use crate::Ops;
 use blockback_core::catalog::BackupRecord;
-use blockback_core::engine::{BackupRequest, ChainMode};
+use blockback_core::engine::{BackupRequest, ChainMode, DISPLAY_DESCRIPTION, DISPLAY_NAME};
 use std::collections::BTreeMap;
 
 /// A backup of the volume `source` names into the configured store.
@@ -11,8 +11,13 @@ use std::collections::BTreeMap;
 pub struct BackupOptions {
     /// The volume's address (file, device, `rbd:POOL/IMAGE[@SNAP]`, `local:IMAGE[@SNAP]`).
     pub source: String,
-    /// The volume's name [default: the one recorded, else the source's file or image name].
+    /// The volume's display name (Cinder's `display_name`) [default: the
+    /// one its previous backups recorded, else none; the catalog then
+    /// names the volume after its file or image].
     pub name: Option<String>,
+    /// The volume's description (Cinder's `display_description`)
+    /// [default: the one its previous backups recorded, else none].
+    pub description: Option<String>,
     /// User metadata stored with the backup (Cinder's `volume-metadata`).
     pub metadata: BTreeMap<String, String>,
     pub mode: ChainMode,
@@ -25,6 +30,7 @@ impl Default for BackupOptions {
         BackupOptions {
             source: String::new(),
             name: None,
+            description: None,
             metadata: BTreeMap::new(),
             mode: ChainMode::Auto,
             keep_source_snapshots: 1,
@@ -36,24 +42,62 @@ impl Ops<'_> {
     /// Backs up a volume; returns the record of the available backup.
     pub fn backup(&self, options: &BackupOptions) -> OpsResult<BackupRecord> {
         let volume = self.volume(&options.source)?;
-        let source_label = volume.label()?;
+        let label = volume.label()?;
+        let metadata = self.record_metadata(options, &label)?;
         let source = volume.open_source(&self.settings.volume_ceph, self.connections)?;
         let store = self.store(true)?;
         let request = BackupRequest {
             source: source.image.as_ref(),
             snapshot_source: source.snapshot_capable,
-            source_label,
+            source_label: label,
             volume_name: options.name.clone().unwrap_or_else(|| volume.short_name()),
             store: store.pool(),
             store_label: self.settings.store.label(),
-            metadata: options
-                .metadata
-                .iter()
-                .map(|(k, v)| (format!("user.{k}"), v.clone()))
-                .collect(),
+            metadata,
             mode: options.mode,
             keep_source_snapshots: options.keep_source_snapshots.max(1),
         };
         Ok(self.engine().backup(&request)?)
+    }
+
+    /// The backup's record metadata: the user's keys, and the volume's
+    /// display name and description -- given, or kept from the volume's
+    /// latest backup that recorded them.
+    fn record_metadata(
+        &self,
+        options: &BackupOptions,
+        label: &str,
+    ) -> OpsResult<BTreeMap<String, String>> {
+        let mut out: BTreeMap<String, String> = options
+            .metadata
+            .iter()
+            .map(|(k, v)| (format!("user.{k}"), v.clone()))
+            .collect();
+        let given = [
+            (DISPLAY_NAME, &options.name),
+            (DISPLAY_DESCRIPTION, &options.description),
+        ];
+        for (key, value) in given {
+            let value = match value {
+                Some(v) => Some(v.clone()),
+                None => self.recorded(label, key)?,
+            };
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                out.insert(key.to_string(), v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `key` of the newest backup of the volume labelled `label` that has it.
+    fn recorded(&self, label: &str, key: &str) -> OpsResult<Option<String>> {
+        let Some(volume) = self.catalog.volume_by_source(label)? else {
+            return Ok(None);
+        };
+        let backups = self.catalog.list_backups(Some(volume.id))?;
+        Ok(backups
+            .iter()
+            .rev()
+            .find_map(|b| b.metadata.get(key).cloned()))
     }
 }

@@ -16,6 +16,7 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
     let options = BackupOptions {
         source: args.source.clone(),
         name: args.name.clone(),
+        description: args.description.clone(),
         metadata: parse_meta(&args.meta)?,
         mode: match (args.full, args.incremental) {
             (true, _) => ChainMode::Full,

@@ -91,13 +91,28 @@ pub fn verify(session: &Session, backup: Option<&str>, repair: bool) -> Result<(
     let Checked {
         outcomes, problems, ..
     } = checked;
+    // A backup without a recorded checksum (adopted from Cinder, which
+    // keeps none) read back whole, but had nothing to be compared with.
+    let compared = |o: &VerifyOutcome| {
+        backups
+            .iter()
+            .any(|b| b.id.to_string() == o.backup && b.checksum.is_some())
+    };
+    let verified: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            let mut v = serde_json::to_value(o).unwrap_or_default();
+            v["checksum_compared"] = compared(o).into();
+            v
+        })
+        .collect();
     let result = serde_json::json!({
-        "verified": outcomes, "problems": problems, "repairs": repairs, "notes": notes,
+        "verified": verified, "problems": problems, "repairs": repairs, "notes": notes,
     });
     emit(session.config.json, &result, || {
         let mut lines: Vec<String> = outcomes
             .iter()
-            .map(|o| format!("backup {} ok ({} bytes read)", o.backup, o.bytes_read))
+            .map(|o| verified_line(o, compared(o)))
             .collect();
         lines.extend(repairs.iter().map(|r| format!("repair: {r}")));
         lines.extend(notes.iter().map(|n| format!("note: {n}")));
@@ -211,6 +226,16 @@ fn unknown_line(session: &Session, unknown: &[String]) -> String {
         unknown.len(),
         unknown[0]
     )
+}
+
+fn verified_line(outcome: &VerifyOutcome, compared: bool) -> String {
+    let (id, read) = (&outcome.backup, outcome.bytes_read);
+    match compared {
+        true => format!("backup {id} ok ({read} bytes read, checksum matches)"),
+        false => format!(
+            "backup {id} read back ({read} bytes), but it has no recorded checksum to compare with (adopted); run `blockback adopt --checksums` to record one"
+        ),
+    }
 }
 
 fn store_backups(session: &Session) -> Result<Vec<BackupRecord>> {

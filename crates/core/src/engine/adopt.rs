@@ -19,6 +19,7 @@
 //! (see `adopt_checksums.rs`). Their metadata object, when present, becomes
 //! their metadata.
 
+use super::backup::{DISPLAY_DESCRIPTION, DISPLAY_NAME};
 use super::error::EngineResult;
 use super::{unix_now, Engine};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
@@ -305,12 +306,13 @@ fn adopted_metadata(meta: Option<BackupMetadata>) -> BTreeMap<String, String> {
     for (k, v) in meta.volume {
         out.insert(format!("user.{k}"), v);
     }
-    if let Some(name) = meta
-        .volume_base
-        .get("display_name")
-        .and_then(|v| v.as_str())
-    {
+    let text = |key: &str| meta.volume_base.get(key).and_then(|v| v.as_str());
+    if let Some(name) = text("display_name").filter(|n| !n.is_empty()) {
         out.insert("volume.name".into(), name.to_string());
+        out.insert(DISPLAY_NAME.into(), name.to_string());
+    }
+    if let Some(description) = text("display_description").filter(|d| !d.is_empty()) {
+        out.insert(DISPLAY_DESCRIPTION.into(), description.to_string());
     }
     out
 }

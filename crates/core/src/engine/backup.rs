@@ -289,16 +289,27 @@ fn new_record(
     })
 }
 
-/// The reference's metadata object for `record`: the volume's name, size
-/// and id as its base metadata, the user's key/values as its metadata.
+/// The reference's metadata object for `record`, shaped as Cinder's
+/// driver writes it: the volume's fields under Cinder's names and types
+/// (id, `size` in whole GiB, `display_name` and `display_description`,
+/// null when the volume has none, no `encryption_key_id`), the user's
+/// key/values as its metadata. Cinder's restore sets the display name on
+/// a volume it created for the restore, so it must be the volume's name
+/// as the operator gave it, never an image or file name.
 pub fn volume_metadata(record: &BackupRecord) -> BackupMetadata {
+    let text = |key: &str| {
+        record
+            .metadata
+            .get(key)
+            .map_or(serde_json::Value::Null, |v| v.clone().into())
+    };
     let mut meta = BackupMetadata::default();
     let base = &mut meta.volume_base;
     base.insert("id".into(), record.volume_id.to_string().into());
-    base.insert("size".into(), record.size.into());
-    if let Some(name) = record.metadata.get("volume.name") {
-        base.insert("display_name".into(), name.clone().into());
-    }
+    base.insert("size".into(), record.size.div_ceil(GIB).into());
+    base.insert("display_name".into(), text(DISPLAY_NAME));
+    base.insert("display_description".into(), text(DISPLAY_DESCRIPTION));
+    base.insert("encryption_key_id".into(), serde_json::Value::Null);
     for (key, value) in &record.metadata {
         if let Some(user_key) = key.strip_prefix("user.") {
             meta.volume.insert(user_key.to_string(), value.clone());
@@ -306,6 +317,12 @@ pub fn volume_metadata(record: &BackupRecord) -> BackupMetadata {
     }
     meta
 }
+
+/// Record metadata keys of the volume's display name and description
+/// (absent when the operator gave none).
+pub const DISPLAY_NAME: &str = "volume.display_name";
+pub const DISPLAY_DESCRIPTION: &str = "volume.display_description";
+const GIB: u64 = 1 << 30;
 
 /// Records the base's HEAD as the backup's snapshot (which flushes it).
 pub(super) fn snapshot_base(

@@ -123,12 +123,22 @@ impl Engine<'_> {
         let checksum = latest.checksum.as_deref().unwrap_or_default();
         match self.digests.valid(latest.id, checksum) {
             true => Ok(()),
+            false if latest.checksum.is_none() && is_adopted(latest) => Err(format!(
+                "the previous backup {} was adopted without checksums; run `blockback adopt --checksums` to record them and continue its chain",
+                latest.id
+            )),
             false => Err(format!(
                 "the block digests of the previous backup {} are missing",
                 latest.id
             )),
         }
     }
+}
+
+/// Whether `backup` was recorded by `adopt` (from a store Cinder or a lost
+/// catalog left) rather than made here.
+fn is_adopted(backup: &BackupRecord) -> bool {
+    backup.metadata.get("adopted").is_some_and(|v| v == "true")
 }
 
 /// Opens `latest`'s base (HEAD, read-only) and checks that its snapshot is there.

@@ -27,7 +27,7 @@ mod verify;
 pub mod zero;
 
 pub use adopt::AdoptReport;
-pub use backup::BackupRequest;
+pub use backup::{volume_metadata, BackupRequest, DISPLAY_DESCRIPTION, DISPLAY_NAME};
 pub use chain::ChainMode;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use copy::{copy, copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestSink};

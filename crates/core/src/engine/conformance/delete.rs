@@ -146,8 +146,10 @@ pub fn metadata_object(ctx: &Ctx<'_>) -> CheckResult {
         "volume metadata {:?}",
         meta.volume
     );
+    // Cinder's shape: size in whole GiB, no display name unless one was given.
     ensure!(
-        meta.volume_base.get("size") == Some(&serde_json::Value::from(8 * MIB)),
+        meta.volume_base.get("size") == Some(&serde_json::Value::from(1))
+            && meta.volume_base.get("display_name") == Some(&serde_json::Value::Null),
         "base metadata {:?}",
         meta.volume_base
     );

@@ -170,6 +170,11 @@ impl SqliteCatalog {
 
     fn err(&self, msg: impl std::fmt::Display) -> CatalogError {
         let mut msg = msg.to_string();
+        if msg.contains("database or disk is full") {
+            msg.push_str(
+                "; free space on its file system (a local store there: `blockback gc` frees the space of deleted and interrupted backups)",
+            );
+        }
         if self.read_only {
             msg.push_str(
                 " (the catalog is open read-only: read-only media or not writable by this user)",

@@ -317,6 +317,11 @@ fn a_backup_that_fills_the_disk_leaves_no_data_behind() {
     let small = image(&dir, "small.img", 10);
     let out = on_mount(&dir, &mnt, &["backup", "create", big.to_str().unwrap()]);
     assert!(!out.status.success(), "the big backup cannot fit");
+    let text = output_text(&out);
+    assert!(
+        text.contains("No space left") && text.contains("gc"),
+        "{text}"
+    );
     let left = dir_bytes(&mnt.join("store").join("packs"));
     assert!(left < MIB, "the failed backup left {left} bytes of packs");
     on_mount_ok(&dir, &mnt, &["backup", "create", small.to_str().unwrap()]);
@@ -346,4 +351,44 @@ fn a_repair_killed_at_any_point_leaves_a_store_that_repairs_again() {
         dir.ok(&["gc"]);
         dir.ok(&["verify"]);
     }
+}
+
+#[test]
+fn a_backup_killed_on_a_full_disk_is_cleaned_up_by_the_next_command() {
+    let dir = Dir::new();
+    let mount = Mount::ext4(&dir.path("fs.img"), &dir.path("mnt"), 40);
+    let mnt = mount.mnt.clone();
+    let big = dir.path("big.img");
+    make_image(&big, 64 * MIB, &[(0, 64 * MIB)], 12);
+    // Fits an empty file system (about 32 MiB usable), not one that a
+    // killed backup's 16+ MiB are left in.
+    let small = dir.path("small.img");
+    make_image(&small, 24 * MIB, &[(0, 20 * MIB)], 13);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blockback"))
+        .arg("--store")
+        .arg(mnt.join("store"))
+        .arg("--catalog")
+        .arg(mnt.join("catalog.sqlite"))
+        .args(["backup", "create", big.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once its pack has taken half the file system.
+    let packs_dir = mnt.join("store").join("packs");
+    for _ in 0..2000 {
+        if packs_dir.exists() && dir_bytes(&packs_dir) > 16 * MIB {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(
+        dir_bytes(&packs_dir) > 12 * MIB,
+        "killed too late or too early"
+    );
+    // The next command finds the dead backup, removes it and its data.
+    on_mount_ok(&dir, &mnt, &["backup", "create", small.to_str().unwrap()]);
+    on_mount_ok(&dir, &mnt, &["verify"]);
 }

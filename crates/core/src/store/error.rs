@@ -44,7 +44,17 @@ impl StoreError {
         }
     }
 
+    /// An I/O error on `path`; a full file system says what frees space.
     pub fn io_path(path: &Path, source: io::Error) -> Self {
+        let source = match source.raw_os_error() {
+            Some(libc::ENOSPC) => io::Error::new(
+                source.kind(),
+                format!(
+                    "{source}; `blockback gc` frees the space of deleted and interrupted backups"
+                ),
+            ),
+            _ => source,
+        };
         Self::io(path.display().to_string(), source)
     }
 

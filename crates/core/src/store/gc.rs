@@ -271,7 +271,7 @@ pub(super) fn delete_pack(store: &Store, num: u32) -> Result<()> {
 
 /// Unsealed packs (no writer can be running: we hold the store lock
 /// exclusive and sealed our own) and temp files of interrupted updates.
-fn remove_leftovers(store: &Store) -> Result<u64> {
+pub(super) fn remove_leftovers(store: &Store) -> Result<u64> {
     let dir = store.blobs.dir();
     let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io_path(dir, e))?;
     let mut removed = 0;

@@ -4,7 +4,9 @@
 //!
 //! Under the exclusive store lock (so no other process writes and can have
 //! reused these blobs), taken without waiting long: the open pack is
-//! dropped unsealed (nothing published uses an unsealed pack), and each
+//! dropped unsealed (nothing published uses an unsealed pack), so are the
+//! unsealed packs and temp files of dead processes (gc's leftovers: a
+//! killed backup's, when the next command recovers it), and each
 //! pack this process sealed that holds no blob of any published version is
 //! deleted -- gc's rules, limited to our own packs. When other writers
 //! hold the lock, nothing is freed and the error says to run gc.
@@ -30,6 +32,9 @@ pub fn run(store: &Store) -> Result<()> {
         other => other,
     })?;
     store.blobs.abandon_open_pack()?;
+    // No writer is active anywhere while we hold the lock: unsealed packs
+    // are of dead processes (a killed backup being recovered), as gc knows.
+    gc::remove_leftovers(store)?;
     let own = store.blobs.take_own_packs();
     if own.is_empty() {
         return Ok(());

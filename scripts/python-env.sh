@@ -19,6 +19,9 @@ set -euo pipefail
 # Cinder's own Ceph backup driver, to check that it reads our backups.
 PIP_PACKAGES=(
     "cinder==29.0.0"
+    # The real clients that drive `blockback serve`'s Cinder API.
+    "python-cinderclient"
+    "python-openstackclient"
 )
 APT_PACKAGES=(python3 python3-venv python3-rbd python3-rados)
 PYTHON=/usr/bin/python3

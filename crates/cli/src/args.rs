@@ -88,6 +88,8 @@ impl RbdLayoutArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the backup service (native and Cinder-compatible HTTP APIs, jobs, metrics).
+    Serve(ServeArgs),
     /// Create, restore, list, show and delete backups.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -326,4 +328,27 @@ pub struct PolicySetArgs {
     /// one more starts a new chain with a full backup.
     #[arg(long, value_name = "N")]
     pub max_chain_length: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The service configuration (TOML; every setting can also be given as
+    /// BLOCKBACK_<KEY>, nested keys joined by `__`).
+    #[arg(long, env = "BLOCKBACK_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<ServeAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeAction {
+    /// Make an API token: prints the token (once) and the line for the tokens file.
+    Token {
+        /// A name for the token (shown in logs).
+        #[arg(long)]
+        name: String,
+        /// `read` (reads only) or `admin`.
+        #[arg(long, default_value = "admin", value_parser = ["read", "admin"])]
+        role: String,
+    },
 }

@@ -16,6 +16,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    if let args::Command::Serve(serve) = &cli.command {
+        // The service sets up its own logging and signal handling.
+        return commands::serve::run(serve);
+    }
     init_tracing(cli.quiet);
     output::set_quiet(cli.quiet);
     cancel::install();

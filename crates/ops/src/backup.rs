@@ -23,6 +23,9 @@ pub struct BackupOptions {
     pub mode: ChainMode,
     /// Backup snapshots kept on a source with snapshots, per chain (at least 1).
     pub keep_source_snapshots: usize,
+    /// The new backup's id, when the caller chose it (the service does, at
+    /// submission) [default: a new one].
+    pub id: Option<uuid::Uuid>,
 }
 
 impl Default for BackupOptions {
@@ -34,6 +37,7 @@ impl Default for BackupOptions {
             metadata: BTreeMap::new(),
             mode: ChainMode::Auto,
             keep_source_snapshots: 1,
+            id: None,
         }
     }
 }
@@ -56,6 +60,7 @@ impl Ops<'_> {
             metadata,
             mode: options.mode,
             keep_source_snapshots: options.keep_source_snapshots.max(1),
+            id: options.id,
         };
         Ok(self.engine().backup(&request)?)
     }

@@ -24,6 +24,7 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
             _ => ChainMode::Auto,
         },
         keep_source_snapshots: usize::from(args.keep_source_snapshots),
+        id: None,
     };
     let record = session.ops().backup(&options)?;
     let mut shown = serde_json::to_value(&record)?;

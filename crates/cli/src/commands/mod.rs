@@ -4,6 +4,7 @@ mod backup;
 mod maintenance;
 mod prune;
 mod retention;
+pub mod serve;
 mod show;
 mod stream;
 
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<()> {
             checksums,
         } => maintenance::adopt(&session, &volume_pool, checksums),
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
+        Command::Serve(_) => unreachable!("main runs serve before anything else"),
         Command::Store(StoreCommand::Init { .. }) => {
             unreachable!("handled before the catalog is opened")
         }

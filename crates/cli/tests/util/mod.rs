@@ -3,6 +3,7 @@
 
 pub mod ceph;
 pub mod own_cluster;
+pub mod service;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -39,6 +39,9 @@ pub struct BackupRequest<'r> {
     pub mode: ChainMode,
     /// Backup snapshots kept on a source with snapshots, per chain (at least 1).
     pub keep_source_snapshots: usize,
+    /// The backup's id when the caller chose it (a service returns it
+    /// before the backup runs); a new one otherwise.
+    pub id: Option<Uuid>,
 }
 
 /// What a finished transfer leaves for the record.
@@ -82,7 +85,7 @@ impl Engine<'_> {
                 "starting a new chain with a full backup: {reason}"
             ));
         }
-        let id = Uuid::new_v4();
+        let id = req.id.unwrap_or_else(Uuid::new_v4);
         let mut record = new_record(req, &volume, id, &chain, self.clock.now())?;
         self.catalog.insert_backup(&record)?;
         match snaps {

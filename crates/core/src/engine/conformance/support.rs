@@ -218,6 +218,7 @@ impl<'f> Ctx<'f> {
             metadata: [("user.owner".to_string(), "chain-suite".to_string())].into(),
             mode: how.mode,
             keep_source_snapshots: how.keep,
+            id: None,
         })
     }
 

@@ -1,0 +1,225 @@
+//! /api/v1/backups: list, show, create, delete, restore.
+
+use super::views::{BackupView, JobView, Page};
+use super::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::jobs::request::{label, BackupMode, RestoreTarget};
+use crate::state::{blocking, AppState, ServiceError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use blockback_core::catalog::{BackupRecord, BackupStatus, VolumeRecord};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Largest page.
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Deserialize, IntoParams, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupQuery {
+    pub volume_id: Option<Uuid>,
+    /// `creating`, `available`, `error`, `deleting` or `restoring`.
+    pub status: Option<String>,
+    /// Page size, 1 to 1000 [default: 1000].
+    pub limit: Option<usize>,
+    /// The last id of the previous page.
+    pub marker: Option<Uuid>,
+}
+
+/// Backups, oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", params(BackupQuery),
+    responses((status = 200, body = Page<BackupView>), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<BackupQuery>,
+) -> ApiResult<Json<Page<BackupView>>> {
+    let limit = q.limit.unwrap_or(MAX_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit}: give 1 to {MAX_LIMIT}"
+        )));
+    }
+    let status = match q.status.as_deref() {
+        Some(s) => Some(BackupStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status {s:?}: give creating, available, error, deleting or restoring"
+            ))
+        })?),
+        None => None,
+    };
+    let all = blocking(move || Ok(state.catalog.list_backups(q.volume_id)?)).await?;
+    let matching: Vec<BackupRecord> = all
+        .into_iter()
+        .filter(|b| status.is_none_or(|s| b.status == s))
+        .collect();
+    let (items, next_marker) = page(matching, q.marker, limit, |b| b.id)?;
+    Ok(Json(Page {
+        items: items.into_iter().map(BackupView::from).collect(),
+        next_marker,
+    }))
+}
+
+/// The page after `marker` of `items`; an unknown marker is a bad request.
+pub fn page<T>(
+    items: Vec<T>,
+    marker: Option<Uuid>,
+    limit: usize,
+    id: impl Fn(&T) -> Uuid,
+) -> ApiResult<(Vec<T>, Option<Uuid>)> {
+    let start = match marker {
+        None => 0,
+        Some(m) => match items.iter().position(|i| id(i) == m) {
+            Some(p) => p + 1,
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "marker {m} is not in this list"
+                )))
+            }
+        },
+    };
+    let rest: Vec<T> = items.into_iter().skip(start).collect();
+    let more = rest.len() > limit;
+    let items: Vec<T> = rest.into_iter().take(limit).collect();
+    let next = if more { items.last().map(&id) } else { None };
+    Ok((items, next))
+}
+
+/// One backup.
+#[utoipa::path(get, path = "/api/v1/backups/{id}", tag = "backups",
+    params(("id" = Uuid, Path, description = "backup id")),
+    responses((status = 200, body = BackupView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<BackupView>> {
+    let backup = blocking(move || Ok(state.catalog.backup(id)?)).await?;
+    Ok(Json(backup.into()))
+}
+
+/// A backup to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBackup {
+    /// The registered volume: its id or its name.
+    pub volume: String,
+    #[serde(default)]
+    pub mode: BackupMode,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Volume metadata stored with the backup and set on restored images.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Queues a backup of a registered volume; the job's `backup_id` is the
+/// id the backup will have.
+#[utoipa::path(post, path = "/api/v1/backups", tag = "backups", request_body = CreateBackup,
+    responses((status = 202, body = JobView), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<CreateBackup>,
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let job = blocking(move || {
+        let volume = find_volume(&state, &body.volume)?;
+        let mut labels = BTreeMap::new();
+        if let Some(n) = body.name {
+            labels.insert(label::NAME.to_string(), n);
+        }
+        if let Some(d) = body.description {
+            labels.insert(label::DESCRIPTION.to_string(), d);
+        }
+        state.submit_backup(&volume, body.mode, labels, body.metadata)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+/// A registered volume by id or by unique name.
+pub fn find_volume(state: &AppState, given: &str) -> Result<VolumeRecord, ServiceError> {
+    if let Ok(id) = Uuid::parse_str(given) {
+        return state.registered_volume(id);
+    }
+    let named: Vec<_> = state
+        .registered_volumes()?
+        .into_iter()
+        .filter(|v| v.name == given)
+        .collect();
+    match named.len() {
+        1 => Ok(named.into_iter().next().expect("one")),
+        0 => Err(ServiceError::NotFound(format!(
+            "no registered volume has the id or name {given:?}"
+        ))),
+        n => Err(ServiceError::Invalid(format!(
+            "{n} registered volumes are named {given:?}; give the volume id"
+        ))),
+    }
+}
+
+/// Queues the delete of a backup (available or error).
+#[utoipa::path(delete, path = "/api/v1/backups/{id}", tag = "backups",
+    params(("id" = Uuid, Path, description = "backup id")),
+    responses((status = 202, body = JobView), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let job = blocking(move || {
+        let backup = state.catalog.backup(id)?;
+        state.submit_delete(&backup, false)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+/// Where to restore: exactly one of the fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBackup {
+    /// Onto this registered volume (written over).
+    pub volume_id: Option<Uuid>,
+    /// Into a new RBD volume of this name, in the pool of the backup's
+    /// source (registered when the restore starts).
+    pub new_volume_name: Option<String>,
+    /// Into this file (new, or written over), under a configured restore directory.
+    pub path: Option<String>,
+}
+
+/// Queues a restore of an available backup.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", tag = "backups",
+    params(("id" = Uuid, Path, description = "backup id")), request_body = RestoreBackup,
+    responses((status = 202, body = JobView), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn restore(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RestoreBackup>,
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let target = match (body.volume_id, body.new_volume_name, body.path) {
+        (Some(volume_id), None, None) => RestoreTarget::Volume { volume_id },
+        (None, Some(name), None) if !name.trim().is_empty() => RestoreTarget::NewVolume {
+            volume_id: Uuid::new_v4(),
+            name,
+        },
+        (None, None, Some(path)) => RestoreTarget::File { path },
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of volume_id, new_volume_name (not empty) and path",
+            ))
+        }
+    };
+    let job = blocking(move || {
+        let backup = state.catalog.backup(id)?;
+        state.submit_restore(&backup, target)
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}

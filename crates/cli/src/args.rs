@@ -7,6 +7,11 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "blockback", version, about)]
 pub struct Cli {
+    /// Talk to a running `blockback serve` at this URL (backup list,
+    /// create, restore, job list/show/cancel); the token comes from
+    /// $BLOCKBACK_TOKEN.
+    #[arg(long, global = true, env = "BLOCKBACK_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// Backup store: a directory, or `rbd:POOL` [default: $XDG_DATA_HOME/blockback/store].
     #[arg(long, global = true, env = "BLOCKBACK_STORE")]
     pub store: Option<String>,
@@ -90,6 +95,9 @@ impl RbdLayoutArgs {
 pub enum Command {
     /// Run the backup service (native and Cinder-compatible HTTP APIs, jobs, metrics).
     Serve(ServeArgs),
+    /// The service's jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Create, restore, list, show and delete backups.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -328,6 +336,22 @@ pub struct PolicySetArgs {
     /// one more starts a new chain with a full backup.
     #[arg(long, value_name = "N")]
     pub max_chain_length: Option<u32>,
+}
+
+/// Jobs of `blockback serve` (in the catalog, or through --server).
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Jobs, oldest first.
+    List {
+        /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One job with its phase, progress, rate and ETA.
+    Show { job: String },
+    /// Cancel a queued or running job (a running one stops at its next
+    /// heartbeat and cleans up).
+    Cancel { job: String },
 }
 
 #[derive(Debug, Args)]

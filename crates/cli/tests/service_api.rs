@@ -399,3 +399,96 @@ fn sigterm_stops_the_service_cleanly() {
     assert!(status.success(), "exit {status}: {}", s.log());
     assert!(s.log().contains("stopped"), "{}", s.log());
 }
+
+/// The CLI as a client (`--server`, token from BLOCKBACK_TOKEN): the same
+/// output and `--json` as locally.
+#[test]
+fn cli_with_server_lists_creates_restores_and_shows_jobs() {
+    let s = Service::start("", None);
+    let src = s.dir.path("disk.img");
+    make_image(&src, 16 * MIB, &[(0, 2 * MIB)], 5);
+    let vid = s.register("disk", &src.display().to_string());
+    let cli = |args: &[&str], token: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_blockback"))
+            .arg("--server")
+            .arg(&s.url)
+            .args(args)
+            .env("BLOCKBACK_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(&["backup", "create", "disk"], ADMIN);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("backup ") && out.contains("(full) of") && out.contains("read 2.00 MiB"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["--json", "backup", "create", "disk"], ADMIN);
+    assert_eq!(code, Some(0), "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (created["kind"].as_str(), created["job"]["state"].as_str()),
+        (Some("incremental"), Some("succeeded"))
+    );
+    let (_, listed, _) = cli(&["backup", "list"], READER);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(
+        listed.lines().next().unwrap().starts_with("ID") && listed.contains("incremental"),
+        "{listed}"
+    );
+    let (_, json_list, _) = cli(&["--json", "backup", "list"], READER);
+    assert_eq!(
+        serde_json::from_str::<Value>(&json_list)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let target = s.restores().join("r.img");
+    let b = created["id"].as_str().unwrap();
+    let (code, out, err) = cli(
+        &["backup", "restore", b, &target.display().to_string()],
+        ADMIN,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("restored backup"), "{out}");
+    assert_eq!(sha256(&target), sha256(&src));
+    let (code, out, _) = cli(&["job", "list"], READER);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 4, "a header and 3 jobs: {out}");
+    let (code, _, err) = cli(&["backup", "create", "disk"], READER);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("read-only") && err.contains("HTTP 403"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&["backup", "create", "disk"], "");
+    assert!(code == Some(1) && err.contains("BLOCKBACK_TOKEN"), "{err}");
+    let (code, _, err) = cli(&["gc"], ADMIN);
+    assert!(
+        code == Some(1) && err.contains("not available with --server"),
+        "{err}"
+    );
+    let _ = vid;
+    // The same jobs, read from the catalog the service shares, without --server.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blockback"))
+        .args(["--catalog"])
+        .arg(s.catalog())
+        .args(["--store"])
+        .arg(s.dir.store())
+        .args(["job", "list", "--state", "succeeded"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        4,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

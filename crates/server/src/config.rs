@@ -283,6 +283,7 @@ fn one_line(e: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -320,6 +321,17 @@ mod tests {
             let path = write(jail.directory(), "[jobs]\nmax_running = 0\n");
             let err = ServiceConfig::load(Some(&path)).unwrap_err().to_string();
             assert!(err.contains("jobs.max_running"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_sample_configuration_loads() {
+        figment::Jail::expect_with(|_| {
+            let sample =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/service/blockback.toml");
+            let c = ServiceConfig::load(Some(&sample)).unwrap();
+            assert_eq!((c.store.as_str(), c.jobs.max_running), ("rbd:backups", 15));
             Ok(())
         });
     }

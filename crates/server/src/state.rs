@@ -77,6 +77,19 @@ impl From<CatalogError> for ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The HTTP status both APIs answer this error with.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
 /// Limits of names and labels, as Cinder's schema has them.

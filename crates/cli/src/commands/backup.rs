@@ -29,18 +29,21 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
     let record = session.ops().backup(&options)?;
     let mut shown = serde_json::to_value(&record)?;
     shown["phases"] = phases_json(session);
-    emit(session.config.json, &shown, || {
-        format!(
-            "backup {} ({}) of {}: {} volume, read {}, wrote {}, store grew {}",
-            record.id,
-            record.kind,
-            record.source,
-            bytes(record.size),
-            bytes(record.bytes_read),
-            bytes(record.bytes_written),
-            bytes(record.bytes_stored)
-        )
-    })
+    emit(session.config.json, &shown, || created_line(&record))
+}
+
+/// The line `backup create` prints (locally and with --server).
+pub fn created_line(record: &BackupRecord) -> String {
+    format!(
+        "backup {} ({}) of {}: {} volume, read {}, wrote {}, store grew {}",
+        record.id,
+        record.kind,
+        record.source,
+        bytes(record.size),
+        bytes(record.bytes_read),
+        bytes(record.bytes_written),
+        bytes(record.bytes_stored)
+    )
 }
 
 pub fn restore(session: &Session, backup: &str, target: &str) -> Result<()> {

@@ -1,11 +1,12 @@
 //! One module per command; each turns arguments into an engine call.
 
-mod backup;
+pub mod backup;
+mod jobs;
 mod maintenance;
 mod prune;
 mod retention;
 pub mod serve;
-mod show;
+pub mod show;
 mod stream;
 
 use crate::args::{BackupCommand, Cli, Command, PolicyCommand, StoreCommand};
@@ -14,6 +15,9 @@ use crate::session::Session;
 use anyhow::Result;
 
 pub fn run(cli: Cli) -> Result<()> {
+    if let Some(url) = &cli.server {
+        return crate::remote::run(&cli, url);
+    }
     let config = Config::from_cli(&cli)?;
     if let Command::Store(StoreCommand::Init { chunk_size }) = &cli.command {
         return maintenance::store_init(&config, *chunk_size);
@@ -54,6 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => maintenance::adopt(&session, &volume_pool, checksums),
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
         Command::Serve(_) => unreachable!("main runs serve before anything else"),
+        Command::Job(cmd) => jobs::run(&session, &cmd),
         Command::Store(StoreCommand::Init { .. }) => {
             unreachable!("handled before the catalog is opened")
         }

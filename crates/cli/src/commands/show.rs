@@ -32,7 +32,7 @@ fn with_protected(b: &BackupRecord, protected: &BTreeSet<Uuid>) -> Result<serde_
     Ok(value)
 }
 
-fn table(backups: &[BackupRecord], protected: &BTreeSet<Uuid>) -> String {
+pub fn table(backups: &[BackupRecord], protected: &BTreeSet<Uuid>) -> String {
     if backups.is_empty() {
         return "no backups".into();
     }

@@ -50,14 +50,26 @@ pub async fn list(
         })?),
         None => None,
     };
-    let all = blocking(move || Ok(state.catalog.list_backups(q.volume_id)?)).await?;
+    let (all, protected) = blocking(move || {
+        Ok((
+            state.catalog.list_backups(q.volume_id)?,
+            state.catalog.protected_backups()?,
+        ))
+    })
+    .await?;
     let matching: Vec<BackupRecord> = all
         .into_iter()
         .filter(|b| status.is_none_or(|s| b.status == s))
         .collect();
     let (items, next_marker) = page(matching, q.marker, limit, |b| b.id)?;
     Ok(Json(Page {
-        items: items.into_iter().map(BackupView::from).collect(),
+        items: items
+            .into_iter()
+            .map(|b| {
+                let p = protected.contains(&b.id);
+                BackupView::new(b, p)
+            })
+            .collect(),
         next_marker,
     }))
 }
@@ -96,8 +108,15 @@ pub async fn show(
     State(state): State<Arc<AppState>>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<BackupView>> {
-    let backup = blocking(move || Ok(state.catalog.backup(id)?)).await?;
-    Ok(Json(backup.into()))
+    let (backup, protected) = blocking(move || {
+        Ok((
+            state.catalog.backup(id)?,
+            state.catalog.protected_backups()?,
+        ))
+    })
+    .await?;
+    let p = protected.contains(&id);
+    Ok(Json(BackupView::new(backup, p)))
 }
 
 /// A backup to make.

@@ -56,7 +56,22 @@ pub struct BackupView {
     pub updated_at: f64,
     pub completed_at: Option<f64>,
     pub error: Option<String>,
+    /// The process running an operation on it (transient states only).
+    pub pid: Option<u32>,
+    /// Whether this backup created its chain's base image.
+    pub created_base: bool,
     pub metadata: BTreeMap<String, String>,
+    /// Protected from retention and deletes.
+    pub protected: bool,
+}
+
+impl BackupView {
+    pub fn new(b: BackupRecord, protected: bool) -> Self {
+        BackupView {
+            protected,
+            ..BackupView::from(b)
+        }
+    }
 }
 
 impl From<BackupRecord> for BackupView {
@@ -80,7 +95,10 @@ impl From<BackupRecord> for BackupView {
             updated_at: b.updated_at,
             completed_at: b.completed_at,
             error: b.error,
+            pid: b.pid,
+            created_base: b.created_base,
             metadata: b.metadata,
+            protected: false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! /v3/{p}/backups: create, list, detail, show, update, delete, restore,
 //! actions (os-reset_status, os-force_delete).
 
-use super::context::Ctx;
+use super::context::{id_param, Ctx};
 use super::fault::{Body, CinderResult, Fault};
 use super::list::{self, ListQuery};
 use super::views::{backup_detail, summary, BackupFacts};
@@ -118,18 +118,9 @@ pub async fn show(
     ctx: Ctx,
     Path(params): Path<Vec<(String, String)>>,
 ) -> CinderResult<axum::Json<Value>> {
-    let id = last_param(&params);
+    let id = id_param(&params);
     let detail = blocking_fault(move || one_detail(&state, &ctx, &id)).await?;
     Ok(axum::Json(json!({ "backup": detail })))
-}
-
-/// The `{id}` path parameter (the project, when present, comes first).
-fn last_param(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .rfind(|(k, _)| k == "id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
 }
 
 async fn blocking_fault<T: Send + 'static>(
@@ -278,7 +269,7 @@ pub async fn update(
     if !ctx.at_least(9) {
         return Err(Fault::not_found("The resource could not be found."));
     }
-    let id = last_param(&params);
+    let id = id_param(&params);
     let u = body.backup;
     let updated = blocking_fault(move || {
         let mut b = record(&state, &id)?;
@@ -312,7 +303,7 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(params): Path<Vec<(String, String)>>,
 ) -> CinderResult<StatusCode> {
-    let id = last_param(&params);
+    let id = id_param(&params);
     blocking_fault(move || {
         let b = record(&state, &id)?;
         state.submit_delete(&b, false)?;
@@ -342,7 +333,7 @@ pub async fn restore(
     Path(params): Path<Vec<(String, String)>>,
     Body(body): Body<RestoreBody>,
 ) -> CinderResult<(StatusCode, axum::Json<Value>)> {
-    let id = last_param(&params);
+    let id = id_param(&params);
     let r = body.restore;
     let answer = blocking_fault(move || {
         let b = record(&state, &id)?;
@@ -388,7 +379,7 @@ pub async fn action(
     Path(params): Path<Vec<(String, String)>>,
     Body(body): Body<serde_json::Map<String, Value>>,
 ) -> CinderResult<StatusCode> {
-    let id = last_param(&params);
+    let id = id_param(&params);
     let (name, args) = match body.iter().next() {
         Some((k, v)) if body.len() == 1 => (k.clone(), v.clone()),
         _ => return Err(Fault::bad_request("Invalid input: give exactly one action")),

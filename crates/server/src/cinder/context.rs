@@ -207,6 +207,15 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
     }
 }
 
+/// The `{id}` path parameter (the project, when present, comes first).
+pub fn id_param(params: &[(String, String)]) -> String {
+    params
+        .iter()
+        .rfind(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 /// The base URL clients reach the service at.
 pub fn host_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {

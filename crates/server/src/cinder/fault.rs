@@ -60,13 +60,7 @@ impl IntoResponse for Fault {
 
 impl From<ServiceError> for Fault {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
-            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Fault::new(status, e.to_string())
+        Fault::new(e.status(), e.to_string())
     }
 }
 

@@ -23,11 +23,7 @@ pub async fn export(
     State(state): State<Arc<AppState>>,
     Path(params): Path<Vec<(String, String)>>,
 ) -> CinderResult<axum::Json<Value>> {
-    let id = params
-        .iter()
-        .rfind(|(k, _)| k == "id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let id = super::context::id_param(&params);
     let missing = || Fault::not_found(format!("Backup {id} could not be found."));
     let uuid = Uuid::parse_str(&id).map_err(|_| missing())?;
     let record = tokio::task::spawn_blocking(move || state.catalog.backup(uuid))

@@ -67,11 +67,7 @@ pub async fn show(
     ctx: Ctx,
     Path(params): Path<Vec<(String, String)>>,
 ) -> CinderResult<axum::Json<Value>> {
-    let id = params
-        .iter()
-        .rfind(|(k, _)| k == "id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let id = super::context::id_param(&params);
     let missing = || Fault::not_found(format!("Volume {id} could not be found."));
     let uuid = Uuid::parse_str(&id).map_err(|_| missing())?;
     let found = blocking(move || {

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# bench/service.sh: `blockback serve` on loopback against the CLI, side by
+# side in one run, RUNS times, medians (same style as bench/rbd.sh).
+#
+#   CEPH_CONF=/path/to/ceph.conf bench/service.sh [--size 1G] [--runs 3] [--keep]
+#
+# Rows:
+#   8 incrementals   8 RBD volumes of SIZE, each changed by 2%, backed up
+#                    through the API at once with max_running = 4  vs  the
+#                    same 8 backups one after another with the CLI
+#                    (target <= 0.5x the time)
+#   API latency      200 concurrent list/show requests (curl --parallel)
+#                    while 4 backups run: p99 < 50 ms, no errors
+#   service RSS      peak RSS of the service with 4 running jobs <= 512 MiB
+#
+# Environment: CEPH_CONF (required), CEPH_ID, POOL, BACKUP_POOL, BENCH_DIR,
+# SKIP_BUILD as for bench/rbd.sh. Use a throwaway cluster: the script
+# creates and removes bench-svc-* images. Everything it starts is stopped
+# on exit; each wait is bounded.
+#
+# Results: a markdown table on stdout and in $BENCH_DIR/results-service.md;
+# the exit status is 1 when any target is missed (2 on usage or setup errors).
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT=service.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+SIZE=1G
+VOLUMES=8
+CONCURRENCY=4
+TARGET_CONCURRENT=0.5
+REQUESTS=200
+P99_LIMIT_MS=50
+SERVICE_RSS_LIMIT_KIB=$((512 * 1024))
+JOB_TIMEOUT=1800
+TOKEN="bench-token-$$-$RANDOM"
+
+SERVICE_PID=
+stop_service() {
+    [[ -n $SERVICE_PID ]] || return 0
+    kill -TERM "$SERVICE_PID" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$SERVICE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVICE_PID" 2>/dev/null || true
+    SERVICE_PID=
+}
+
+remove_volumes() {
+    local i
+    for i in $(seq 1 "$VOLUMES"); do remove_image "$POOL/bench-svc-$i"; done
+    # The chains' bases in the backup pool (named after the volume ids).
+    if [[ -s $RUN_DIR/volume-ids ]]; then
+        local id base
+        while read -r id; do
+            for base in $(r ls "$BACKUP_POOL" | grep "volume-$id" || true); do remove_image "$BACKUP_POOL/$base"; done
+        done <"$RUN_DIR/volume-ids"
+    fi
+}
+
+cleanup() {
+    stop_service
+    [[ $KEEP == 1 ]] || remove_volumes
+}
+
+# ---- the service ------------------------------------------------------------
+
+api() { curl -sS --fail-with-body -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
+
+start_service() {
+    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    URL=http://127.0.0.1:$PORT
+    printf 'bench admin %s\n' "$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)" >"$RUN_DIR/tokens"
+    cat >"$RUN_DIR/blockback.toml" <<EOF
+listen = "127.0.0.1:$PORT"
+store = "rbd:$BACKUP_POOL"
+catalog = "$RUN_DIR/catalog.sqlite"
+[jobs]
+max_running = $CONCURRENCY
+[auth]
+tokens_file = "$RUN_DIR/tokens"
+[clusters.default]
+conf = "$CEPH_CONF"
+id = "$CEPH_ID"
+EOF
+    "$BLOCKBACK" serve --config "$RUN_DIR/blockback.toml" 2>"$RUN_DIR/serve.log" &
+    SERVICE_PID=$!
+    for _ in $(seq 1 300); do
+        curl -sf "$URL/api/v1/health/live" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$RUN_DIR/serve.log" >&2; exit 2; }
+        sleep 0.1
+    done
+    echo "$SCRIPT: the service did not answer" >&2
+    exit 2
+}
+
+json_field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+
+# Submits a backup of volume N (mode MODE); prints the job id.
+submit() { api -d "{\"volume\": \"bench-svc-$1\", \"mode\": \"$2\"}" "$URL/api/v1/backups" | json_field '["id"]'; }
+
+# Waits until the given jobs are final; fails the run when one did not succeed.
+wait_jobs() {
+    local deadline=$((SECONDS + JOB_TIMEOUT)) id state
+    for id in "$@"; do
+        while :; do
+            state=$(api "$URL/api/v1/jobs/$id" | json_field '["state"]')
+            [[ $state == succeeded ]] && break
+            [[ $state == failed || $state == cancelled ]] && { api "$URL/api/v1/jobs/$id" >&2; exit 2; }
+            ((SECONDS < deadline)) || { echo "$SCRIPT: job $id did not finish" >&2; exit 2; }
+            sleep 0.2
+        done
+    done
+}
+
+# ---- volumes and changes ----------------------------------------------------
+
+make_volumes() {
+    local i
+    : >"$RUN_DIR/volume-ids"
+    for i in $(seq 1 "$VOLUMES"); do
+        remove_image "$POOL/bench-svc-$i"
+        log "importing bench-svc-$i ($SIZE)"
+        r import --no-progress "$BENCH_DIR/v1.img" "$POOL/bench-svc-$i"
+        api -d "{\"name\": \"bench-svc-$i\", \"source\": \"rbd:$POOL/bench-svc-$i\"}" \
+            "$URL/api/v1/volumes" | json_field '["id"]' >>"$RUN_DIR/volume-ids"
+    done
+}
+
+# Writes a new 2% change (seed SEED) into every volume, only the changed extents.
+change_all() {
+    local seed=$1 i
+    cp --sparse=always "$BENCH_DIR/v1.img" "$RUN_DIR/scratch.img"
+    "$BENCH_GEN" change "$RUN_DIR/scratch.img" --percent "$CHANGE_PERCENT" --seed "$seed" \
+        --rbd-diff "$RUN_DIR/change.rbd-diff" >/dev/null
+    rm -f "$RUN_DIR/scratch.img"
+    for i in $(seq 1 "$VOLUMES"); do
+        r import-diff --no-progress "$RUN_DIR/change.rbd-diff" "$POOL/bench-svc-$i" 2>/dev/null ||
+            r import-diff --no-progress --allow-shrink "$RUN_DIR/change.rbd-diff" "$POOL/bench-svc-$i"
+    done
+}
+
+# ---- measurements -----------------------------------------------------------
+
+through_api() {
+    local run=$1 ids=() i start end
+    change_all $((1000 + 2 * run))
+    log "run $run/$RUNS: $VOLUMES incrementals through the API, $CONCURRENCY at once"
+    start=$(date +%s%N)
+    for i in $(seq 1 "$VOLUMES"); do ids+=("$(submit "$i" incremental)"); done
+    wait_jobs "${ids[@]}"
+    end=$(date +%s%N)
+    T_API+=("$(awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')")
+}
+
+with_cli() {
+    local run=$1 i start end
+    change_all $((1001 + 2 * run))
+    log "run $run/$RUNS: $VOLUMES incrementals with the CLI, one after another"
+    start=$(date +%s%N)
+    for i in $(seq 1 "$VOLUMES"); do
+        "$BLOCKBACK" --quiet --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.sqlite" \
+            --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID" backup create --incremental "rbd:$POOL/bench-svc-$i" >/dev/null
+    done
+    end=$(date +%s%N)
+    T_CLI+=("$(awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')")
+}
+
+# 200 list/show requests at once while 4 full backups run; sets P99_MS,
+# ERRORS, and SERVICE_RSS_KIB (the service's peak RSS, VmHWM).
+latency_under_load() {
+    local ids=() i backup
+    log "API latency: $REQUESTS concurrent requests while $CONCURRENCY backups run"
+    for i in $(seq 1 "$CONCURRENCY"); do ids+=("$(submit "$i" full)"); done
+    for _ in $(seq 1 600); do
+        [[ $(api "$URL/api/v1/jobs?state=running" | json_field '.__len__()') -ge $CONCURRENCY ]] && break
+        sleep 0.1
+    done
+    backup=$(api "$URL/api/v1/backups?limit=1" | json_field '["items"][0]["id"]')
+    : >"$RUN_DIR/curl.cfg"
+    for i in $(seq 1 "$REQUESTS"); do
+        if ((i % 2)); then echo "url = \"$URL/api/v1/backups?limit=50\""; else echo "url = \"$URL/api/v1/backups/$backup\""; fi >>"$RUN_DIR/curl.cfg"
+        echo 'output = "/dev/null"' >>"$RUN_DIR/curl.cfg"
+    done
+    curl -s --parallel --parallel-immediate --parallel-max "$REQUESTS" -H "Authorization: Bearer $TOKEN" \
+        -w '%{http_code} %{time_total}\n' -K "$RUN_DIR/curl.cfg" >"$RUN_DIR/latencies" || true
+    RUNNING_DURING=$(api "$URL/api/v1/jobs?state=running" | json_field '.__len__()')
+    SERVICE_RSS_KIB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status")
+    ERRORS=$(awk '$1 != 200 { n++ } END { print n + 0 }' "$RUN_DIR/latencies")
+    ANSWERS=$(wc -l <"$RUN_DIR/latencies")
+    P99_MS=$(awk '{ print $2 * 1000 }' "$RUN_DIR/latencies" | sort -g |
+        awk '{ v[NR] = $1 } END { i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] }')
+    wait_jobs "${ids[@]}"
+}
+
+report() {
+    local api cli r
+    api=$(median "${T_API[@]}")
+    cli=$(median "${T_CLI[@]}")
+    echo "Volumes: $VOLUMES x $SIZE (seed $SEED_BASE), $CHANGE_PERCENT% changed per round;" \
+        "service max_running = $CONCURRENCY; medians of $RUNS runs; loopback test cluster."
+    echo "API runs: ${T_API[*]} s; CLI runs: ${T_CLI[*]} s."
+    echo
+    echo '| benchmark | baseline | blockback serve | ratio | target | verdict | notes |'
+    echo '|---|---|---|---|---|---|---|'
+    r=$(ratio "$api" "$cli")
+    printf '| %s incrementals, API with %s at once | CLI one after another %s s | %s s | %s | <= %s | %s | - |\n' \
+        "$VOLUMES" "$CONCURRENCY" "$cli" "$api" "$r" "$TARGET_CONCURRENT" "$(verdict "$r" "$TARGET_CONCURRENT")"
+    r=$(ratio "$P99_MS" "$P99_LIMIT_MS")
+    printf '| p99 of %s concurrent list/show, %s jobs running | limit %s ms | %s ms | %s | <= 1.0 | %s | %s answers, %s errors |\n' \
+        "$REQUESTS" "$RUNNING_DURING" "$P99_LIMIT_MS" "$P99_MS" "$r" \
+        "$( [[ $(verdict "$r" 1.0) == PASS && $ERRORS == 0 && $ANSWERS == "$REQUESTS" ]] && echo PASS || echo FAIL)" "$ANSWERS" "$ERRORS"
+    r=$(ratio "$SERVICE_RSS_KIB" "$SERVICE_RSS_LIMIT_KIB")
+    printf '| peak RSS of the service, %s running jobs | limit 512 MiB | %s | %s | <= 1.0 | %s | - |\n' \
+        "$CONCURRENCY" "$(mib $((SERVICE_RSS_KIB * 1024)))" "$r" "$(verdict "$r" 1.0)"
+}
+
+main() {
+    parse_args "$@"
+    setup_rbd
+    RUN_DIR=$BENCH_DIR/service-run
+    rm -rf "$RUN_DIR"
+    mkdir -p "$RUN_DIR"
+    trap cleanup EXIT
+    trap 'exit 2' INT TERM
+    generate
+    start_service
+    make_volumes
+    log "full backups of the $VOLUMES volumes (setup, not timed)"
+    local ids=() i run
+    for i in $(seq 1 "$VOLUMES"); do ids+=("$(submit "$i" full)"); done
+    wait_jobs "${ids[@]}"
+    T_API=()
+    T_CLI=()
+    for run in $(seq 1 "$RUNS"); do in_turn "$run" with_cli through_api; done
+    latency_under_load
+    report | tee "$BENCH_DIR/results-service.md" >/dev/null
+    publish "$BENCH_DIR/results-service.md"
+}
+
+main "$@"

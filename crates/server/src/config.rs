@@ -199,9 +199,11 @@ impl ServiceConfig {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let env = Env::prefixed("BLOCKBACK_")
-            .split("__")
-            .filter(|key| KEYS.contains(&key.as_str().split('.').next().unwrap_or("")));
+        let env = Env::prefixed("BLOCKBACK_").split("__").filter(|key| {
+            // Keys keep the variable's case: compare the first part lowercased.
+            let first = key.as_str().split('.').next().unwrap_or("");
+            KEYS.contains(&first.to_ascii_lowercase().as_str())
+        });
         let config: ServiceConfig = figment
             .merge(env)
             .extract()

@@ -392,3 +392,39 @@ fn a_backup_killed_on_a_full_disk_is_cleaned_up_by_the_next_command() {
     on_mount_ok(&dir, &mnt, &["backup", "create", small.to_str().unwrap()]);
     on_mount_ok(&dir, &mnt, &["verify"]);
 }
+
+/// A source with snapshots (`local:` image of another store) continues its
+/// chain by copying only what changed; a chunk the base still points at
+/// that verify found damaged must be written again from the source, not
+/// kept in the new backup.
+#[test]
+fn an_incremental_of_a_snapshotted_source_does_not_keep_a_quarantined_chunk() {
+    let dir = Dir::new();
+    let src = image(&dir, "disk.img", 6);
+    let vols = dir.path("volumes");
+    let vols_arg = vols.to_str().unwrap();
+    let stream = dir.path("load.diff");
+    dir.ok(&[
+        "export-diff",
+        src.to_str().unwrap(),
+        stream.to_str().unwrap(),
+    ]);
+    dir.ok(&[
+        "--volume-store",
+        vols_arg,
+        "import-diff",
+        stream.to_str().unwrap(),
+        "local:vol",
+    ]);
+    let first = id_of(&dir.json(&["--volume-store", vols_arg, "backup", "create", "local:vol"]));
+    damage_a_chunk(&dir.store());
+    let out = dir.run(&["verify"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    // Nothing changed at the source: the incremental copies nothing, yet
+    // the damaged chunk must not be published again.
+    let second = dir.json(&["--volume-store", vols_arg, "backup", "create", "local:vol"]);
+    assert_eq!(second["kind"], "incremental", "{second}");
+    restore_equals(&dir, &id_of(&second), &src);
+    restore_equals(&dir, &first, &src);
+    dir.ok(&["verify"]);
+}

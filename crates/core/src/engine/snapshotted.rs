@@ -165,8 +165,9 @@ impl Engine<'_> {
             base.resize(record.size)?;
         }
         let held = self.digests.reader(parent.id, record.size)?;
-        let (stats, digests, checksum) =
+        let (mut stats, digests, checksum) =
             self.copy_changes_digested("backup", source, base.as_ref(), parent, Some(&held))?;
+        self.rewrite_known_damage("backup", source, base.as_ref(), &mut stats)?;
         Ok(Transferred {
             base,
             stats,

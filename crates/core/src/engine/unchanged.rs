@@ -8,8 +8,11 @@
 //! the exact diff reports (the object is new) though they read as zeros
 //! before and after.
 
+use super::copy::CopyStats;
+use super::error::EngineResult;
+use super::{Engine, TransferPlan};
 use crate::checksum::CHECKSUM_BLOCK;
-use crate::image::{Extent, Result};
+use crate::image::{Extent, Image, Result};
 use std::ops::Range;
 
 /// What the target holds before the copy, by checksum block.
@@ -17,6 +20,40 @@ pub trait TargetDigests: Sync {
     /// The digests of the `count` blocks from block `first` on, as the new
     /// volume's blocks would hash; `None` where unknown.
     fn blocks(&self, first: u64, count: usize) -> Result<Vec<Option<[u8; 32]>>>;
+}
+
+impl Engine<'_> {
+    /// Writes again, from `source`, what `target` holds but the store
+    /// knows to be bad (quarantined, in an unreadable pack): an incremental
+    /// leaves everything it does not copy as the base holds it, and must
+    /// not publish a snapshot that points at bad data. Free while the
+    /// store knows no damage.
+    pub(super) fn rewrite_known_damage(
+        &self,
+        label: &str,
+        source: &dyn Image,
+        target: &dyn Image,
+        stats: &mut CopyStats,
+    ) -> EngineResult<()> {
+        let damaged = target.known_damage()?;
+        if damaged.is_empty() {
+            return Ok(());
+        }
+        let plan = TransferPlan {
+            size: target.size()?,
+            extents: damaged,
+            covers_volume: false,
+        };
+        self.progress.note(&format!(
+            "{} bytes of {} are known damaged in the store: written again from the source",
+            plan.data_bytes(),
+            target.describe()
+        ));
+        let again = self.run_copy(label, source, target, &plan, self.copy)?;
+        stats.bytes_read += again.bytes_read;
+        stats.bytes_written += again.bytes_written;
+        Ok(())
+    }
 }
 
 /// The byte ranges (ascending, clipped to `size`) of the blocks in

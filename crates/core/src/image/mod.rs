@@ -94,6 +94,14 @@ pub trait Image: Send + Sync {
     fn queue_depth(&self) -> usize {
         1
     }
+    /// Extents whose stored data is known to be bad (a content-addressed
+    /// store whose only copy of a chunk this point uses was quarantined or
+    /// lies in an unreadable pack): a writer that keeps the rest as it is
+    /// must write these again. Cheap when the store knows no damage;
+    /// backends that do not track damage report none.
+    fn known_damage(&self) -> Result<Vec<Extent>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Snapshot operations of an image (librbd's `rbd_snap_*`).

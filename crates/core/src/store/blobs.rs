@@ -179,6 +179,13 @@ impl Index {
             .collect()
     }
 
+    /// True when some blob may have no usable copy: a quarantined copy
+    /// without an intact one, or a pack whose blobs are unknown.
+    pub fn knows_damage(&self) -> bool {
+        !self.unreadable.is_empty()
+            || (self.bad.values().flatten()).any(|id| !self.map.contains_key(id))
+    }
+
     pub fn pack_number(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()
     }

@@ -16,7 +16,8 @@ use super::pack::BlobKind;
 use super::tree::{self, FANOUT};
 use crate::checksum::CHECKSUM_BLOCK;
 use crate::image::{
-    check_range, ExtentVisitor, Image, ImageError, ImageMetadata, Result, SnapshotInfo, Snapshots,
+    check_range, Extent, ExtentVisitor, Image, ImageError, ImageMetadata, Result, SnapshotInfo,
+    Snapshots,
 };
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -489,6 +490,35 @@ impl Image for StoreImage {
     /// Whole aligned chunks avoid read-modify-write.
     fn io_granularity(&self) -> u64 {
         self.cs()
+    }
+
+    /// The chunks of this point that have no usable copy. Free unless the
+    /// store knows damage; then every page of the version is read.
+    fn known_damage(&self) -> Result<Vec<Extent>> {
+        if !self.store.blobs.read_index().knows_damage() {
+            return Ok(Vec::new());
+        }
+        // Another process may have stored what we miss since we looked.
+        self.store.blobs.refresh().map_err(|e| self.err(e))?;
+        let (size, root) = {
+            let mut head = self.lock();
+            self.materialize(&mut head)?;
+            (head.size, head.root)
+        };
+        let levels = self.store.levels_for_size(size);
+        let usable = |id: &ChunkId| self.store.blobs.contains(id);
+        let bad = tree::chunks_where(&*self.store, root, levels, &|id| !usable(id))
+            .map_err(|e| self.err(e))?;
+        let cs = self.cs();
+        let mut out: Vec<Extent> = Vec::new();
+        for idx in bad {
+            let (start, end) = (idx * cs, ((idx + 1) * cs).min(size));
+            match out.last_mut() {
+                Some(last) if last.end() == start => last.len += end - start,
+                _ => out.push(Extent::data(start, end - start)),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -211,6 +211,43 @@ fn walk_node(
     Ok(())
 }
 
+/// The indexes (ascending) of the non-null chunks of the tree at `root`
+/// whose ids are `wanted`. Loads every page of the tree: for rare
+/// questions only.
+pub fn chunks_where(
+    ps: &dyn PageStore,
+    root: ChunkId,
+    levels: u32,
+    wanted: &dyn Fn(&ChunkId) -> bool,
+) -> Result<Vec<u64>> {
+    let mut found = Vec::new();
+    chunks_where_node(ps, root, levels - 1, 0, wanted, &mut found)?;
+    Ok(found)
+}
+
+fn chunks_where_node(
+    ps: &dyn PageStore,
+    node: ChunkId,
+    level: u32,
+    first: u64,
+    wanted: &dyn Fn(&ChunkId) -> bool,
+    found: &mut Vec<u64>,
+) -> Result<()> {
+    if node.is_null() {
+        return Ok(());
+    }
+    let span = entry_span(level);
+    for (slot, id) in ps.load(&node)?.iter().enumerate() {
+        let at = first + slot as u64 * span;
+        if level == 0 && !id.is_null() && wanted(id) {
+            found.push(at);
+        } else if level > 0 {
+            chunks_where_node(ps, *id, level - 1, at, wanted, found)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +316,22 @@ mod tests {
         assert!(lookup(&ps, changed, levels, 7).unwrap().is_null());
         // Setting it back gives the old root: pages are content-addressed.
         assert_eq!(set(&ps, changed, levels, 5_001, ChunkId::NULL), root);
+    }
+
+    #[test]
+    fn chunks_where_finds_the_positions_of_wanted_ids() {
+        let ps = Mem::default();
+        let mut root = ChunkId::NULL;
+        for idx in [3u64, 1_500, 9_000, 9_001] {
+            root = set(&ps, root, 2, idx, chunk(idx % 2));
+        }
+        let wanted = |id: &ChunkId| *id == chunk(0);
+        assert_eq!(chunks_where(&ps, root, 2, &wanted).unwrap(), [1_500, 9_000]);
+        assert!(chunks_where(&ps, ChunkId::NULL, 2, &wanted)
+            .unwrap()
+            .is_empty());
+        let all = chunks_where(&ps, root, 2, &|_| true).unwrap();
+        assert_eq!(all, [3, 1_500, 9_000, 9_001]);
     }
 
     #[test]

@@ -186,6 +186,10 @@ pub enum Command {
         #[arg(long = "export-format", alias = "format", default_value_t = 2)]
         format: u8,
     },
+    /// Serve backups over NBD (read-only, or copy-on-write with
+    /// --writable) until Ctrl-C or SIGTERM: `nbdinfo`, `nbdcopy`, `qemu-img`,
+    /// `qemu-nbd`-style clients and VMs read them at once.
+    Nbd(NbdArgs),
     /// Merge two `rbd diff v1` streams (first may be -, second a file).
     MergeDiff {
         /// The older diff: a file, or - for stdin.
@@ -209,6 +213,8 @@ pub enum BackupCommand {
         /// New file or `rbd:POOL/IMAGE` to create, or an existing file, block
         /// device or RBD image (at least the backup's size).
         target: String,
+        #[command(flatten)]
+        live: LiveArgs,
     },
     /// List backups, oldest first.
     List {
@@ -239,6 +245,83 @@ pub enum BackupCommand {
         #[arg(long, default_value_t = 5.0)]
         retry_delay: f64,
     },
+}
+
+/// `backup restore --live`: serve the backup over NBD at once and copy it
+/// into the target image in the background.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Serve the backup over NBD at once (export name: the backup id);
+    /// reads of blocks not yet copied come from the backup, writes go to
+    /// the target (a new rbd:POOL/IMAGE or local:IMAGE). Runs until
+    /// Ctrl-C or SIGTERM, also after the copy is complete; run the same
+    /// command again to resume an interrupted one.
+    #[arg(long)]
+    pub live: bool,
+    /// Where to serve with --live: unix:PATH or tcp:127.0.0.1:PORT.
+    #[arg(long, default_value = "tcp:127.0.0.1:10809", requires = "live")]
+    pub listen: String,
+    /// Most bytes per second the background copy reads (e.g. 50M), so
+    /// that it leaves the clients room [default: no limit].
+    #[arg(long, value_parser = parse_rate, requires = "live")]
+    pub copy_rate: Option<u64>,
+    /// Remove the target an interrupted live restore of this backup left
+    /// (instead of resuming it).
+    #[arg(long, requires = "live")]
+    pub abandon: bool,
+    /// Exit once the copy is complete instead of serving on.
+    #[arg(long, requires = "live")]
+    pub exit_when_done: bool,
+}
+
+/// `123`, `50K`, `50M`, `1G` (powers of 1024).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(format!("{text}: give bytes per second, like 50M")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text}: give bytes per second, like 50M"))?;
+    n.checked_shl(shift)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{text}: give a positive rate, like 50M"))
+}
+
+/// `nbd`: serve backups over NBD.
+#[derive(Debug, Args)]
+pub struct NbdArgs {
+    /// Backup ids (or unique prefixes) to serve; each export is named by
+    /// its backup's full id.
+    #[arg(required = true)]
+    pub backups: Vec<String>,
+    /// unix:PATH or tcp:127.0.0.1:PORT (loopback only: NBD has no
+    /// authentication; tunnel it for remote clients).
+    #[arg(long, default_value = "tcp:127.0.0.1:10809")]
+    pub listen: String,
+    /// Accept writes, into a copy-on-write overlay; the backup is never
+    /// written.
+    #[arg(long)]
+    pub writable: bool,
+    /// The overlay file of a --writable export of one backup: kept (with
+    /// PATH.map) at the end and continued when it exists [default: a
+    /// temporary file, discarded at the end].
+    #[arg(long, requires = "writable")]
+    pub overlay: Option<std::path::PathBuf>,
+    /// At the end, store the export's view (the backup plus the writes)
+    /// as a new backup of the volume.
+    #[arg(long, requires = "writable")]
+    pub save_as_backup: bool,
+    /// Most clients connected at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,8 @@ pub enum OpsError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Nbd(#[from] blockback_nbd::NbdError),
     /// An address, store or path the user gave that cannot be used; the
     /// message names it and says what to give instead.
     #[error("{0}")]

@@ -94,7 +94,7 @@ fn file_target(path: &Path, kind: TargetKind) -> OpsResult<RestoreTo<'_>> {
     }
 }
 
-fn image_target<'p>(
+pub(crate) fn image_target<'p>(
     pool: &'p dyn Pool,
     name: &'p str,
     label: String,

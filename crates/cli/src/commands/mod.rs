@@ -3,6 +3,7 @@
 pub mod backup;
 mod jobs;
 mod maintenance;
+mod nbd;
 mod prune;
 mod retention;
 pub mod serve;
@@ -25,9 +26,15 @@ pub fn run(cli: Cli) -> Result<()> {
     let session = Session::open(config)?;
     match cli.command {
         Command::Backup(BackupCommand::Create(args)) => backup::create(&session, &args),
-        Command::Backup(BackupCommand::Restore { backup, target }) => {
+        Command::Backup(BackupCommand::Restore {
+            backup,
+            target,
+            live,
+        }) if live.live => nbd::live_restore(&session, &backup, &target, &live),
+        Command::Backup(BackupCommand::Restore { backup, target, .. }) => {
             backup::restore(&session, &backup, &target)
         }
+        Command::Nbd(args) => nbd::serve(&session, &args),
         Command::Backup(BackupCommand::List { source }) => show::list(&session, source.as_deref()),
         Command::Backup(BackupCommand::Show { backup }) => show::show(&session, &backup),
         Command::Backup(BackupCommand::Delete {

@@ -14,6 +14,7 @@ mod delete;
 mod digests;
 mod error;
 mod head;
+mod live_restore;
 mod lock;
 pub mod plan;
 mod prune;
@@ -34,12 +35,13 @@ pub use copy::{copy, copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestS
 pub use delete::RetryPolicy;
 pub use digests::DigestDir;
 pub use error::{EngineError, EngineResult};
+pub use live_restore::{LiveCopier, LiveRestore, LiveRestored, LIVE_RESTORE_KEY};
 pub use lock::{LockDir, LockMode, VolumeLock};
 pub use plan::TransferPlan;
 pub use recover::Recovered;
 pub use restore::{
-    differential_restore_allowed, RestoreFacts, RestoreReport, RestoreRequest, RestoreTarget,
-    RestoreTo, Restored,
+    differential_restore_allowed, BackupHold, RestoreFacts, RestoreReport, RestoreRequest,
+    RestoreTarget, RestoreTo, Restored,
 };
 pub use retention::{PlannedBackup, PruneOutcome, PrunePlan, VolumePlan};
 pub use sink::NullImage;

@@ -134,11 +134,21 @@ pub struct RestoreReport {
 
 /// A restore in progress: the backup's record as it was when it began and
 /// the shared backup lock that marks the restore as alive.
-struct Restoring {
-    backup: BackupRecord,
+pub(super) struct Restoring {
+    pub(super) backup: BackupRecord,
     /// `None` with a read-only catalog: no process can change the record,
     /// and the lock directory beside it cannot be written.
     lock: Option<VolumeLock>,
+}
+
+/// A backup held open for reading (see [`Engine::hold_backup`]).
+pub struct BackupHold(Restoring);
+
+impl BackupHold {
+    /// The backup's record as it was when the hold began.
+    pub fn backup(&self) -> &BackupRecord {
+        &self.0.backup
+    }
 }
 
 /// An opened target, and whether this restore created it.
@@ -210,7 +220,11 @@ impl Engine<'_> {
 
     /// The backup's metadata object; a missing or unreadable one must not
     /// keep the data from being restored, so problems are notes.
-    fn read_metadata(&self, store: &dyn Pool, backup: &BackupRecord) -> Option<BackupMetadata> {
+    pub(super) fn read_metadata(
+        &self,
+        store: &dyn Pool,
+        backup: &BackupRecord,
+    ) -> Option<BackupMetadata> {
         match read_backup_metadata(store, &backup.id.to_string()) {
             Ok(m) => m,
             Err(e) => {
@@ -223,7 +237,7 @@ impl Engine<'_> {
     /// The volume lock of the target when the catalog knows it as a
     /// volume: no backup of it reads a half-restored volume, and no two
     /// restores write it at once.
-    fn lock_target_volume(&self, label: &str) -> EngineResult<Option<VolumeLock>> {
+    pub(super) fn lock_target_volume(&self, label: &str) -> EngineResult<Option<VolumeLock>> {
         if self.catalog.is_read_only() {
             return Ok(None);
         }
@@ -256,7 +270,24 @@ impl Engine<'_> {
     /// Takes the backup lock shared, then checks (on the record as it is
     /// now, under the lock) that the backup can be restored and marks it
     /// restoring.
-    fn begin_restore(&self, backup: &BackupRecord) -> EngineResult<Restoring> {
+    pub(super) fn begin_restore(&self, backup: &BackupRecord) -> EngineResult<Restoring> {
+        self.take_backup(backup, true)
+    }
+
+    /// Holds a backup for reading outside a restore (an NBD export): the
+    /// same checks and shared lock as a restore, so it cannot be deleted
+    /// while served, but its status stays as it is.
+    pub fn hold_backup(&self, backup: &BackupRecord) -> EngineResult<BackupHold> {
+        self.take_backup(backup, false).map(BackupHold)
+    }
+
+    /// Ends a [`Self::hold_backup`]; the last reader out marks a backup
+    /// left `restoring` by a restore that ended meanwhile available.
+    pub fn release_backup(&self, hold: BackupHold) -> EngineResult<()> {
+        self.end_restore(hold.0)
+    }
+
+    fn take_backup(&self, backup: &BackupRecord, mark: bool) -> EngineResult<Restoring> {
         if self.catalog.is_read_only() {
             let current = self.catalog.backup(backup.id)?;
             require_available(&current, "restored")?;
@@ -277,6 +308,12 @@ impl Engine<'_> {
         if current.status != BackupStatus::Restoring {
             require_available(&current, "restored")?;
         }
+        if !mark {
+            return Ok(Restoring {
+                backup: current,
+                lock: Some(lock),
+            });
+        }
         current.status = BackupStatus::Restoring;
         current.pid = Some(std::process::id());
         current.updated_at = unix_now();
@@ -289,7 +326,7 @@ impl Engine<'_> {
 
     /// Releases the shared lock; the last restore out (the one that can
     /// then take the lock alone) marks the backup available again.
-    fn end_restore(&self, restoring: Restoring) -> EngineResult<()> {
+    pub(super) fn end_restore(&self, restoring: Restoring) -> EngineResult<()> {
         let id = restoring.backup.id;
         if restoring.lock.is_none() {
             return Ok(());

@@ -26,6 +26,7 @@
 //!   missing a changed one is not.
 //! - A flushed write is durable: it survives a crash of the process.
 
+pub mod cow;
 mod error;
 mod extent;
 pub mod file;

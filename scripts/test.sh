@@ -13,6 +13,15 @@ cd "$(dirname "$0")/.."
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 scripts/ceph-cluster.sh install || { echo "test.sh: installing Ceph failed" >&2; exit 1; }
+# NBD clients for the nbd tests (nbdinfo, nbdcopy; qemu-img, qemu-io).
+install_nbd_clients() {
+    command -v nbdcopy >/dev/null && command -v qemu-io >/dev/null && return 0
+    export DEBIAN_FRONTEND=noninteractive
+    local packages=(libnbd-bin qemu-utils)
+    apt-get install -y --no-install-recommends "${packages[@]}" >&2 ||
+        { apt-get update >&2 && apt-get install -y --no-install-recommends "${packages[@]}" >&2; }
+}
+install_nbd_clients || { echo "test.sh: installing libnbd-bin and qemu-utils failed" >&2; exit 1; }
 
 ceph_dir=$(mktemp -d /tmp/blockback-ceph.XXXXXX)
 python_dir=$(mktemp -d /tmp/blockback-python.XXXXXX)

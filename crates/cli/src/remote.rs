@@ -116,7 +116,16 @@ pub fn run(cli: &Cli, url: &str) -> Result<()> {
             };
             create(&remote, &args.source, mode)
         }
-        Command::Backup(BackupCommand::Restore { backup, target }) => restore(&remote, backup, target),
+        Command::Backup(BackupCommand::Restore {
+            backup,
+            target,
+            live,
+        }) => {
+            if live.live {
+                bail!("--live runs on the host that serves the export; run it without --server");
+            }
+            restore(&remote, backup, target)
+        }
         Command::Job(cmd) => job(&remote, cmd),
         _ => bail!(
             "this command is not available with --server (list, create and restore backups, and job list/show/cancel are); run it on the service's host without --server"

@@ -17,7 +17,10 @@ fn tool(name: &str) -> Command {
         .args(["-c", &format!("command -v {name}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(found, "{name} is missing: install libnbd-bin and qemu-utils (scripts/test.sh does)");
+    assert!(
+        found,
+        "{name} is missing: install libnbd-bin and qemu-utils (scripts/test.sh does)"
+    );
     Command::new(name)
 }
 
@@ -108,7 +111,11 @@ fn map(uri: &str) -> Vec<(u64, u64, u32)> {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -123,7 +130,10 @@ fn read_only_export_is_the_backup_bit_exact_with_its_holes() {
     let (src, id) = backed_up(&dir, 1);
     let served = Served::start(dir.command(&["nbd", &id[..8], "--listen", &socket(&dir)]));
     let uri = served.uri();
-    assert!(uri.contains(&id), "the export is named by the full backup id: {uri}");
+    assert!(
+        uri.contains(&id),
+        "the export is named by the full backup id: {uri}"
+    );
     let info = run_tool("nbdinfo", &["--json", &uri]);
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     let export = &info["exports"][0];
@@ -140,17 +150,43 @@ fn read_only_export_is_the_backup_bit_exact_with_its_holes() {
     run_tool("nbdcopy", &[&uri, copy.to_str().unwrap()]);
     assert_eq!(sha256(&copy), sha256(&src));
     let converted = dir.path("qemu.img");
-    run_tool("qemu-img", &["convert", "-f", "raw", "-O", "raw", &uri, converted.to_str().unwrap()]);
+    run_tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            &uri,
+            converted.to_str().unwrap(),
+        ],
+    );
     assert_eq!(sha256(&converted), sha256(&src));
-    assert!(allocated(&converted) < 16 * MIB, "qemu-img skipped the holes");
-    let same = run_tool("qemu-img", &["compare", "-f", "raw", "-F", "raw", &uri, src.to_str().unwrap()]);
+    assert!(
+        allocated(&converted) < 16 * MIB,
+        "qemu-img skipped the holes"
+    );
+    let same = run_tool(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            &uri,
+            src.to_str().unwrap(),
+        ],
+    );
     assert!(same.contains("identical"), "{same}");
     // A write to a read-only export fails, and the export goes on.
     let out = tool("qemu-io")
         .args(["-f", "raw", "-c", "write -P 0x11 0 4k", &uri])
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() || said.contains("failed"), "{said}");
     // A wrong export name: a clear failure, the server serves on.
     let wrong = uri.replace(&id, "not-a-backup");
@@ -177,7 +213,11 @@ fn many_exports_at_once_and_a_backup_being_served_is_not_deleted() {
     let served = Served::start(dir.command(&["nbd", &id1, &id2, "--listen", &socket(&dir)]));
     let first = served.uri();
     let second = served.uri();
-    let (u1, u2) = if first.contains(&id1) { (first, second) } else { (second, first) };
+    let (u1, u2) = if first.contains(&id1) {
+        (first, second)
+    } else {
+        (second, first)
+    };
     assert_eq!(sha256_of_export(&dir, &u1), sha256(&src1));
     assert_eq!(sha256_of_export(&dir, &u2), sha256(&src2));
     let refused = dir.fails(&["backup", "delete", &id1]);
@@ -191,7 +231,15 @@ fn writable_export_keeps_writes_in_the_overlay_never_in_the_backup() {
     let dir = Dir::new();
     let (src, id) = backed_up(&dir, 3);
     let overlay = dir.path("overlay.img");
-    let args = ["nbd", &id, "--listen", &socket(&dir), "--writable", "--overlay", overlay.to_str().unwrap()];
+    let args = [
+        "nbd",
+        &id,
+        "--listen",
+        &socket(&dir),
+        "--writable",
+        "--overlay",
+        overlay.to_str().unwrap(),
+    ];
     let served = Served::start(dir.command(&args));
     let uri = served.uri();
     // Into a hole, across a data extent's start, and a partial block.
@@ -207,7 +255,10 @@ fn writable_export_keeps_writes_in_the_overlay_never_in_the_backup() {
     expected[(33 * MIB) as usize..(33 * MIB + 4096) as usize].fill(0);
     let view = dir.path("view.img");
     run_tool("nbdcopy", &[&uri, view.to_str().unwrap()]);
-    assert!(std::fs::read(&view).unwrap() == expected, "the view is the backup plus the writes");
+    assert!(
+        std::fs::read(&view).unwrap() == expected,
+        "the view is the backup plus the writes"
+    );
     let stopped = served.stop();
     assert!(stopped.success());
     // The backup is untouched: it verifies and restores to the original.
@@ -228,7 +279,10 @@ fn writable_export_keeps_writes_in_the_overlay_never_in_the_backup() {
     assert_ne!(new_id, id);
     let saved = dir.path("saved.img");
     dir.ok(&["backup", "restore", &new_id, saved.to_str().unwrap()]);
-    assert!(std::fs::read(&saved).unwrap() == expected, "the saved backup holds the writes");
+    assert!(
+        std::fs::read(&saved).unwrap() == expected,
+        "the saved backup holds the writes"
+    );
 }
 
 #[test]
@@ -239,7 +293,15 @@ fn bad_listen_addresses_and_unknown_backups_are_refused() {
     assert!(e.contains("loopback"), "{e}");
     let e = dir.fails(&["nbd", "ffffffff", "--listen", &socket(&dir)]);
     assert!(e.contains("ffffffff"), "{e}");
-    let e = dir.fails(&["backup", "restore", "--live", &id, dir.path("f.img").to_str().unwrap(), "--listen", &socket(&dir)]);
+    let e = dir.fails(&[
+        "backup",
+        "restore",
+        "--live",
+        &id,
+        dir.path("f.img").to_str().unwrap(),
+        "--listen",
+        &socket(&dir),
+    ]);
     assert!(e.contains("live restore writes into an image"), "{e}");
 }
 
@@ -251,7 +313,14 @@ fn killed_live_restore_resumes_to_the_backup_plus_the_writes() {
     let dir = Dir::new();
     let (src, id) = backed_up(&dir, 5);
     let live = |extra: &[&str]| {
-        let mut args = vec!["backup", "restore", "--live", &id, "local:restored", "--listen"];
+        let mut args = vec![
+            "backup",
+            "restore",
+            "--live",
+            &id,
+            "local:restored",
+            "--listen",
+        ];
         let sock = socket(&dir);
         let sock: &'static str = Box::leak(sock.into_boxed_str());
         args.push(sock);
@@ -285,9 +354,20 @@ fn killed_live_restore_resumes_to_the_backup_plus_the_writes() {
     expected[(5 * MIB) as usize..(5 * MIB + 4096) as usize].fill(0x6b);
     let raw = dir.path("final.raw");
     raw_image_of(&dir, "local:restored", &raw);
-    assert!(std::fs::read(&raw).unwrap() == expected, "target = backup + writes");
+    assert!(
+        std::fs::read(&raw).unwrap() == expected,
+        "target = backup + writes"
+    );
     // Starting it again finds a finished restore: refused, nothing changed.
-    let e = dir.fails(&["backup", "restore", "--live", &id, "local:restored", "--listen", &socket(&dir)]);
+    let e = dir.fails(&[
+        "backup",
+        "restore",
+        "--live",
+        &id,
+        "local:restored",
+        "--listen",
+        &socket(&dir),
+    ]);
     assert!(e.contains("finished live restore"), "{e}");
 }
 
@@ -303,7 +383,15 @@ fn abandoned_live_restore_removes_its_target() {
     let dir = Dir::new();
     let (_, id) = backed_up(&dir, 6);
     let served = Served::start(dir.command(&[
-        "backup", "restore", "--live", &id, "local:gone", "--listen", &socket(&dir), "--copy-rate", "1M",
+        "backup",
+        "restore",
+        "--live",
+        &id,
+        "local:gone",
+        "--listen",
+        &socket(&dir),
+        "--copy-rate",
+        "1M",
     ]));
     served.uri();
     let mut served = served;
@@ -311,9 +399,23 @@ fn abandoned_live_restore_removes_its_target() {
     served.child.wait().unwrap();
     // Abandoning another backup's target, or a non-live image, is refused.
     let (_, other) = backed_up(&dir, 7);
-    let e = dir.fails(&["backup", "restore", "--live", "--abandon", &other, "local:gone"]);
+    let e = dir.fails(&[
+        "backup",
+        "restore",
+        "--live",
+        "--abandon",
+        &other,
+        "local:gone",
+    ]);
     assert!(e.contains("not an unfinished live restore"), "{e}");
-    dir.ok(&["backup", "restore", "--live", "--abandon", &id, "local:gone"]);
+    dir.ok(&[
+        "backup",
+        "restore",
+        "--live",
+        "--abandon",
+        &id,
+        "local:gone",
+    ]);
     let e = dir.fails(&["export", "local:gone", dir.path("x").to_str().unwrap()]);
     assert!(e.contains("not found") || e.contains("gone"), "{e}");
 }
@@ -328,14 +430,44 @@ fn live_restore_into_a_new_rbd_image_under_a_reading_and_writing_client() {
     let src = dir.path("vol.img");
     make_image(&src, SIZE, &EXTENTS, 8);
     let volume = ceph::unique("nbd-live-src");
-    ceph::rbd(&conf, &["import", src.to_str().unwrap(), &format!("volumes/{volume}")]);
-    let record = ceph::json(&dir, &conf, &["--store", "rbd:backups", "backup", "create", &format!("rbd:volumes/{volume}")]);
+    ceph::rbd(
+        &conf,
+        &[
+            "import",
+            src.to_str().unwrap(),
+            &format!("volumes/{volume}"),
+        ],
+    );
+    let record = ceph::json(
+        &dir,
+        &conf,
+        &[
+            "--store",
+            "rbd:backups",
+            "backup",
+            "create",
+            &format!("rbd:volumes/{volume}"),
+        ],
+    );
     let id = id_of(&record);
     let target = ceph::unique("nbd-live-dst");
-    let args = ceph::with_conf(&dir, &conf, &[
-        "--store", "rbd:backups", "backup", "restore", "--live", &id, &format!("rbd:volumes/{target}"),
-        "--listen", &socket(&dir), "--copy-rate", "8M",
-    ]);
+    let args = ceph::with_conf(
+        &dir,
+        &conf,
+        &[
+            "--store",
+            "rbd:backups",
+            "backup",
+            "restore",
+            "--live",
+            &id,
+            &format!("rbd:volumes/{target}"),
+            "--listen",
+            &socket(&dir),
+            "--copy-rate",
+            "8M",
+        ],
+    );
     let served = Served::start(dir.command(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     let uri = served.uri();
     // Reads while copying are the backup's, writes land in the target.
@@ -353,12 +485,41 @@ fn live_restore_into_a_new_rbd_image_under_a_reading_and_writing_client() {
     expected[(34 * MIB) as usize..(34 * MIB) as usize + 102400].fill(0x77);
     expected[(20 * MIB) as usize..(20 * MIB + 4096) as usize].fill(0x88);
     let out = dir.path("target.img");
-    ceph::rbd(&conf, &["export", &format!("volumes/{target}"), out.to_str().unwrap()]);
-    assert!(std::fs::read(&out).unwrap() == expected, "target = backup + writes");
-    assert_eq!(ceph::json(&dir, &conf, &["--store", "rbd:backups", "backup", "show", &id])["status"], "available");
-    let meta = ceph::rbd(&conf, &["image-meta", "get", &format!("volumes/{target}"), "blockback.live-restore"]);
+    ceph::rbd(
+        &conf,
+        &[
+            "export",
+            &format!("volumes/{target}"),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == expected,
+        "target = backup + writes"
+    );
+    assert_eq!(
+        ceph::json(
+            &dir,
+            &conf,
+            &["--store", "rbd:backups", "backup", "show", &id]
+        )["status"],
+        "available"
+    );
+    let meta = ceph::rbd(
+        &conf,
+        &[
+            "image-meta",
+            "get",
+            &format!("volumes/{target}"),
+            "blockback.live-restore",
+        ],
+    );
     assert!(meta.contains("\"complete\":true"), "{meta}");
     ceph::rbd(&conf, &["rm", &format!("volumes/{target}")]);
-    ceph::ok(&dir, &conf, &["--store", "rbd:backups", "backup", "delete", &id]);
+    ceph::ok(
+        &dir,
+        &conf,
+        &["--store", "rbd:backups", "backup", "delete", &id],
+    );
     ceph::rbd(&conf, &["rm", &format!("volumes/{volume}")]);
 }

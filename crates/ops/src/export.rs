@@ -200,6 +200,7 @@ impl Ops<'_> {
             metadata,
             mode: ChainMode::Auto,
             keep_source_snapshots: 1,
+            id: None,
         };
         Ok(self.engine().backup(&request)?)
     }

@@ -3,6 +3,7 @@
 //! `BLOCKBACK_JOBS__MAX_RUNNING=4`, `BLOCKBACK_CINDER__NOAUTH=true`).
 
 use crate::auth::TokenEntry;
+use crate::schedule::{Calendar, Schedule};
 use blockback_rbd::ClusterConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -32,6 +33,7 @@ const KEYS: &[&str] = &[
     "auth",
     "cinder",
     "clusters",
+    "schedules",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,39 @@ pub struct ServiceConfig {
     /// Ceph clusters by name; `default` holds an RBD store and the volumes
     /// registered without a cluster.
     pub clusters: BTreeMap<String, ClusterSettings>,
+    /// Backup schedules by name (docs/design.md, "Schedules").
+    pub schedules: BTreeMap<String, ScheduleConfig>,
+}
+
+/// One schedule: which volumes, when, and the chain and retention rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Registered volumes by name or id; `["*"]`: every registered volume.
+    pub volumes: Vec<String>,
+    /// A cron expression (`"0 2 * * *"`; 6 fields with seconds) or one of
+    /// systemd's shorthands: hourly, daily, weekly, monthly, yearly.
+    pub calendar: String,
+    /// IANA time zone of the calendar [default: UTC].
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Each run starts up to this many seconds after its slot (spread per
+    /// volume, stable across restarts).
+    #[serde(default)]
+    pub random_delay_secs: u64,
+    /// Start a new chain (a full backup) after this many incrementals [0: never].
+    #[serde(default)]
+    pub full_every: u32,
+    /// Start a new chain when the chain's full backup is this many days old [0: never].
+    #[serde(default)]
+    pub full_after_days: u32,
+    /// Apply the volume's retention policy after each successful run.
+    #[serde(default = "yes")]
+    pub prune: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +217,7 @@ impl Default for ServiceConfig {
                 noauth: false,
             },
             clusters: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         }
     }
 }
@@ -241,6 +277,7 @@ impl ServiceConfig {
         if self.store.trim().is_empty() {
             return bad("store is empty: give a directory or rbd:POOL".into());
         }
+        self.schedules().map_err(ConfigError::Invalid)?;
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad(format!(
@@ -260,6 +297,31 @@ impl ServiceConfig {
             None if name == DEFAULT_CLUSTER => Some(ClusterConfig::default()),
             None => None,
         }
+    }
+
+    /// The schedules, parsed.
+    pub fn schedules(&self) -> Result<Vec<Schedule>, String> {
+        self.schedules
+            .iter()
+            .map(|(name, s)| {
+                if s.volumes.is_empty() {
+                    return Err(format!(
+                        "schedules.{name}.volumes is empty: give volume names or ids, or [\"*\"]"
+                    ));
+                }
+                let calendar = Calendar::parse(&s.calendar, s.time_zone.as_deref())
+                    .map_err(|e| format!("schedules.{name}: {e}"))?;
+                Ok(Schedule {
+                    name: name.clone(),
+                    volumes: s.volumes.clone(),
+                    calendar,
+                    random_delay: s.random_delay_secs as f64,
+                    full_every: s.full_every,
+                    full_after: f64::from(s.full_after_days) * 86400.0,
+                    prune: s.prune,
+                })
+            })
+            .collect()
     }
 
     /// This worker's name in job claims.
@@ -334,6 +396,39 @@ mod tests {
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/service/blockback.toml");
             let c = ServiceConfig::load(Some(&sample)).unwrap();
             assert_eq!((c.store.as_str(), c.jobs.max_running), ("rbd:backups", 15));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn schedules_load_and_bad_ones_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            let path = write(
+                jail.directory(),
+                "[schedules.nightly]\nvolumes = [\"*\"]\ncalendar = \"0 2 * * *\"\n\
+                 random_delay_secs = 600\nfull_every = 6\n",
+            );
+            let c = ServiceConfig::load(Some(&path)).unwrap();
+            let s = &c.schedules().unwrap()[0];
+            assert_eq!(
+                (s.name.as_str(), s.full_every, s.prune),
+                ("nightly", 6, true)
+            );
+            let path = write(
+                jail.directory(),
+                "[schedules.x]\nvolumes = [\"db\"]\ncalendar = \"at noon\"\n",
+            );
+            let err = ServiceConfig::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains("schedules.x") && err.contains("at noon"),
+                "{err}"
+            );
+            let path = write(
+                jail.directory(),
+                "[schedules.x]\nvolumes = []\ncalendar = \"daily\"\n",
+            );
+            let err = ServiceConfig::load(Some(&path)).unwrap_err().to_string();
+            assert!(err.contains("schedules.x.volumes"), "{err}");
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ pub mod cinder;
 pub mod config;
 pub mod jobs;
 pub mod metrics;
+pub mod schedule;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -6,6 +6,7 @@ use crate::auth::{read_tokens_file, Tokens};
 use crate::config::ServiceConfig;
 use crate::jobs::worker::{JobRunner, Worker, WorkerSettings};
 use crate::metrics::{Metrics, Scrape};
+use crate::schedule::{Scheduler, SystemClock};
 use crate::state::{blocking, AppState, Backend, ServiceError};
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
@@ -191,6 +192,13 @@ pub async fn run(
     let state = service.state.clone();
     let app = service.router();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let schedules = state.config.schedules().map_err(StartError::Config)?;
+    let scheduler = Arc::new(Scheduler::new(
+        state.clone(),
+        schedules,
+        Arc::new(SystemClock),
+    ));
+    let scheduler = tokio::spawn(scheduler.run(stop_rx.clone()));
     let worker = tokio::spawn(state.worker.clone().run(stop_rx));
     let handle = axum_server::Handle::new();
     let h = handle.clone();
@@ -231,6 +239,7 @@ pub async fn run(
         }
     };
     served.map_err(|e| StartError::Io(e.to_string()))?;
+    let _ = scheduler.await;
     let _ = worker.await;
     tracing::info!("stopped");
     Ok(())

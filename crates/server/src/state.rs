@@ -4,7 +4,7 @@
 
 use crate::auth::Tokens;
 use crate::config::ServiceConfig;
-use crate::jobs::request::{BackupMode, JobRequest, RestoreTarget};
+use crate::jobs::request::{BackupMode, JobRequest, RestoreTarget, ScheduledRun};
 use crate::jobs::worker::Worker;
 use crate::metrics::Metrics;
 use blockback_core::catalog::{
@@ -199,6 +199,18 @@ impl AppState {
         labels: BTreeMap<String, String>,
         metadata: BTreeMap<String, String>,
     ) -> ServiceResult<JobRecord> {
+        self.submit_backup_run(volume, mode, labels, metadata, None)
+    }
+
+    /// [`AppState::submit_backup`], for a client or a schedule's run.
+    pub fn submit_backup_run(
+        &self,
+        volume: &VolumeRecord,
+        mode: BackupMode,
+        labels: BTreeMap<String, String>,
+        metadata: BTreeMap<String, String>,
+        scheduled: Option<ScheduledRun>,
+    ) -> ServiceResult<JobRecord> {
         for (k, v) in labels.iter().chain(&metadata) {
             check_label("metadata key", k)?;
             check_label(k, v)?;
@@ -213,6 +225,7 @@ impl AppState {
             mode,
             labels,
             metadata,
+            scheduled,
         };
         self.enqueue(volume.id, request)
     }

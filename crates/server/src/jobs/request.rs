@@ -33,6 +33,18 @@ pub enum RestoreTarget {
     File { path: String },
 }
 
+/// A backup queued by a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledRun {
+    /// The schedule's name in the configuration.
+    pub schedule: String,
+    /// The calendar slot the run is for (Unix seconds): the scheduler's
+    /// memory of what already ran, kept in the catalog with the job.
+    pub slot: f64,
+    /// Apply the volume's retention policy once the backup succeeded.
+    pub prune: bool,
+}
+
 /// A job's request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -44,6 +56,9 @@ pub enum JobRequest {
         labels: BTreeMap<String, String>,
         /// Volume metadata stored with the backup (`--meta`).
         metadata: BTreeMap<String, String>,
+        /// The schedule run that queued it (absent: asked for by a client).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled: Option<ScheduledRun>,
     },
     Restore {
         backup_id: Uuid,

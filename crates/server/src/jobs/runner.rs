@@ -106,6 +106,7 @@ impl OpsRunner {
             mode,
             labels,
             metadata,
+            scheduled,
         } = request
         else {
             unreachable!("called for backups")
@@ -132,10 +133,40 @@ impl OpsRunner {
         let mut seen = volume;
         seen.size = Some(record.size);
         let _ = self.catalog.update_volume(&seen);
+        if scheduled.as_ref().is_some_and(|s| s.prune) {
+            self.apply_retention(&seen, progress);
+        }
         Ok(JobOutcome {
             bytes_read: record.bytes_read,
             bytes_written: record.bytes_written,
         })
+    }
+
+    /// Prunes `volume`'s backups in the store by its retention policy
+    /// (the same plan and deletes as `blockback prune --volume`). A failed
+    /// prune does not fail the backup that succeeded: it is logged, and
+    /// the next run (or `blockback prune`) tries again. A local store's
+    /// space is reclaimed by `blockback gc`, not here: gc would hold the
+    /// store against the other jobs' writes.
+    fn apply_retention(&self, volume: &VolumeRecord, progress: &JobProgress) {
+        let label = self.store.label();
+        let pruned = self.with_ops(volume.cluster.as_deref(), progress, |ops| {
+            let store = ops.store(false)?;
+            let engine = ops.engine();
+            let plan = engine.plan_prune(&label, Some(volume.id))?;
+            Ok(engine.prune(&plan, store.pool(), &|b| ops.open_source_head(b))?)
+        });
+        match pruned {
+            Ok(outcome) => {
+                for (id, e) in &outcome.failed {
+                    tracing::warn!(backup_id = %id, "retention: removing the backup failed: {e}");
+                }
+                if !outcome.removed.is_empty() {
+                    tracing::info!(removed = outcome.removed.len(), "retention applied");
+                }
+            }
+            Err(f) => tracing::warn!("retention not applied: {}", f.message),
+        }
     }
 
     /// Puts the job's labels (name, description, ...) on the backup's

@@ -189,6 +189,11 @@ fn cancel_during_the_transfer_publishes_nothing() {
         running["bytes_total"].as_u64().unwrap() > 0 && running["phase"] != "queued",
         "{running}"
     );
+    // Progress as people read it: a rate, and an ETA from it.
+    assert!(
+        running["rate"].as_f64().unwrap() > 0.0 && running["eta_seconds"].as_f64().is_some(),
+        "{running}"
+    );
     let (status, answer) = s.post(&format!("/api/v1/jobs/{id}/cancel"), &json!({}));
     assert_eq!(status, 202, "{answer}");
     let done = s.wait_job(&id, Duration::from_secs(60));

@@ -136,6 +136,19 @@ impl Service {
     /// A request with `token` (none when empty); the status and JSON body
     /// (`Null` when the body is not JSON).
     pub fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, Value) {
+        self.try_call(method, path, token, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Service::call`], with a transport failure (the connection reset
+    /// while the body was still being sent) as an error.
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, Value), String> {
         let mut req = ureq::request(method, &format!("{}{path}", self.url));
         if !token.is_empty() {
             req = req.set("Authorization", &format!("Bearer {token}"));
@@ -147,11 +160,11 @@ impl Service {
         let response = match result {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
+            Err(e) => return Err(e.to_string()),
         };
         let status = response.status();
         let text = response.into_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
     pub fn get(&self, path: &str) -> Value {

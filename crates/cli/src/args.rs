@@ -98,6 +98,9 @@ pub enum Command {
     /// The service's jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// The service's registered volumes (with --server).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Create, restore, list, show and delete backups.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -422,6 +425,24 @@ pub struct PolicySetArgs {
 }
 
 /// Jobs of `blockback serve` (in the catalog, or through --server).
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Register a volume: rbd:POOL/IMAGE, a file or a block device.
+    Add {
+        name: String,
+        source: String,
+        /// The configured cluster of an RBD source [default: the default one].
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    /// The registered volumes.
+    List,
+    /// One registered volume (id or name).
+    Show { volume: String },
+    /// Unregister a volume (id or name); its backups stay.
+    Remove { volume: String },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
     /// Jobs, oldest first.

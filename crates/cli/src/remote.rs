@@ -2,7 +2,7 @@
 //! API), with the same output and `--json` as the local commands. Jobs
 //! run in the service; `backup create` and `restore` wait for theirs.
 
-use crate::args::{BackupCommand, Cli, Command, JobCommand};
+use crate::args::{BackupCommand, Cli, Command, JobCommand, VolumeCommand};
 use crate::output::emit;
 use anyhow::{bail, Context, Result};
 use blockback_core::catalog::BackupRecord;
@@ -127,8 +127,9 @@ pub fn run(cli: &Cli, url: &str) -> Result<()> {
             restore(&remote, backup, target)
         }
         Command::Job(cmd) => job(&remote, cmd),
+        Command::Volume(cmd) => volume(&remote, cmd),
         _ => bail!(
-            "this command is not available with --server (list, create and restore backups, and job list/show/cancel are); run it on the service's host without --server"
+            "this command is not available with --server (list, create and restore backups, volume add/list/show/remove, and job list/show/cancel are); run it on the service's host without --server"
         ),
     }
 }
@@ -228,6 +229,81 @@ fn job(remote: &Remote, cmd: &JobCommand) -> Result<()> {
             emit(remote.json, &j, || cancel_line(&j))
         }
     }
+}
+
+fn volume(remote: &Remote, cmd: &VolumeCommand) -> Result<()> {
+    match cmd {
+        VolumeCommand::Add {
+            name,
+            source,
+            cluster,
+        } => {
+            let body = json!({"name": name, "source": source, "cluster": cluster});
+            let v = remote.call("POST", "/volumes", Some(&body))?;
+            emit(remote.json, &v, || {
+                format!(
+                    "volume {} registered: {} ({})",
+                    v["id"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    v["source"].as_str().unwrap_or("")
+                )
+            })
+        }
+        VolumeCommand::List => {
+            let all = remote.call("GET", "/volumes", None)?;
+            emit(remote.json, &all, || {
+                volumes_table(all.as_array().map_or(&[][..], Vec::as_slice))
+            })
+        }
+        VolumeCommand::Show { volume } => {
+            let v = find_volume(remote, volume)?;
+            emit(remote.json, &v, || volumes_table(std::slice::from_ref(&v)))
+        }
+        VolumeCommand::Remove { volume } => {
+            let v = find_volume(remote, volume)?;
+            let id = v["id"].as_str().unwrap_or("");
+            remote.call("DELETE", &format!("/volumes/{id}"), None)?;
+            emit(remote.json, &v, || {
+                format!("volume {id} unregistered; its backups stay")
+            })
+        }
+    }
+}
+
+/// A registered volume by id or unique name.
+fn find_volume(remote: &Remote, given: &str) -> Result<Value> {
+    let all = remote.call("GET", "/volumes", None)?;
+    let found: Vec<&Value> = all
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|v| v["id"] == given || v["name"] == given)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no registered volume has the id or name {given:?}; `blockback --server URL volume list` shows them"),
+        _ => bail!("several registered volumes are named {given:?}; give the volume id"),
+    }
+}
+
+fn volumes_table(volumes: &[Value]) -> String {
+    if volumes.is_empty() {
+        return "no registered volumes".into();
+    }
+    let mut lines = vec![format!(
+        "{:<36}  {:<20}  {:>10}  SOURCE",
+        "ID", "NAME", "SIZE"
+    )];
+    lines.extend(volumes.iter().map(|v| {
+        format!(
+            "{:<36}  {:<20}  {:>10}  {}",
+            v["id"].as_str().unwrap_or(""),
+            v["name"].as_str().unwrap_or(""),
+            v["size"].as_u64().map_or("-".into(), crate::output::bytes),
+            v["source"].as_str().unwrap_or("")
+        )
+    }));
+    lines.join("\n")
 }
 
 /// One line per job.

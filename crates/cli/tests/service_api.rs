@@ -482,7 +482,41 @@ fn cli_with_server_lists_creates_restores_and_shows_jobs() {
         code == Some(1) && err.contains("not available with --server"),
         "{err}"
     );
-    let _ = vid;
+    let (code, out, err) = cli(&["volume", "list"], READER);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&vid) && out.contains("disk"), "{out}");
+    let other = s.dir.path("other.img");
+    make_image(&other, 4 * MIB, &[(0, MIB)], 9);
+    let (code, out, err) = cli(
+        &[
+            "--json",
+            "volume",
+            "add",
+            "other",
+            &other.display().to_string(),
+        ],
+        ADMIN,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let added: Value = serde_json::from_str(&out).unwrap();
+    let (code, out, _) = cli(&["volume", "show", "other"], READER);
+    assert!(
+        code == Some(0) && out.contains(added["id"].as_str().unwrap()),
+        "{out}"
+    );
+    let (code, _, err) = cli(&["volume", "add", "x", "/no/such/disk.img"], ADMIN);
+    assert!(
+        code == Some(1) && err.contains("/no/such/disk.img"),
+        "{err}"
+    );
+    let (code, out, err) = cli(&["volume", "remove", "other"], ADMIN);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("unregistered"), "{out}");
+    let (code, _, err) = cli(&["volume", "show", "other"], READER);
+    assert!(
+        code == Some(1) && err.contains("no registered volume"),
+        "{err}"
+    );
     // The same jobs, read from the catalog the service shares, without --server.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_blockback"))
         .args(["--catalog"])

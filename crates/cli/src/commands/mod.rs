@@ -66,6 +66,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
         Command::Serve(_) => unreachable!("main runs serve before anything else"),
         Command::Job(cmd) => jobs::run(&session, &cmd),
+        Command::Volume(_) => anyhow::bail!(
+            "volume commands manage the service's registered volumes: give --server URL (token in BLOCKBACK_TOKEN)"
+        ),
         Command::Store(StoreCommand::Init { .. }) => {
             unreachable!("handled before the catalog is opened")
         }

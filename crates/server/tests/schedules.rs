@@ -100,6 +100,16 @@ impl Harness {
             .collect()
     }
 
+    fn register(&self, name: &str, path: &Path) -> blockback_core::catalog::VolumeRecord {
+        self.state
+            .register_volume(NewVolume {
+                name: name.into(),
+                source: path.display().to_string(),
+                cluster: None,
+            })
+            .unwrap()
+    }
+
     fn kinds(&self, volume: uuid::Uuid) -> Vec<BackupKind> {
         let backups = self.state.catalog.list_backups(Some(volume)).unwrap();
         assert!(backups.iter().all(|b| b.status == BackupStatus::Available));
@@ -135,15 +145,7 @@ fn a_schedule_fires_at_its_slots_with_chains_and_retention() {
     let h = Harness::new(dir.path(), HOURLY);
     let src = dir.path().join("db.img");
     disk(&src, 1);
-    let volume = |name: &str, path: &Path| {
-        h.state
-            .register_volume(NewVolume {
-                name: name.into(),
-                source: path.display().to_string(),
-                cluster: None,
-            })
-            .unwrap()
-    };
+    let volume = |name: &str, path: &Path| h.register(name, path);
     let db = volume("db", &src);
     let other_src = dir.path().join("web.img");
     disk(&other_src, 2);
@@ -235,13 +237,7 @@ fn a_run_still_going_holds_the_next_slot_back() {
     let h = Harness::new(dir.path(), HOURLY);
     let src = dir.path().join("db.img");
     disk(&src, 3);
-    h.state
-        .register_volume(NewVolume {
-            name: "db".into(),
-            source: src.display().to_string(),
-            cluster: None,
-        })
-        .unwrap();
+    h.register("db", &src);
     let clock = Arc::new(TestClock::default());
     clock.set(T0);
     let s = h.scheduler(&clock);

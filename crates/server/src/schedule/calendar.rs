@@ -80,18 +80,18 @@ impl Calendar {
 
     /// The last slot at or before `unix`.
     pub fn last_at_or_before(&self, unix: f64) -> Option<f64> {
-        let prev = self
-            .cron
-            .find_previous_occurrence(&self.zoned(unix)?, true)
-            .ok()?;
-        Some(seconds(&prev))
+        self.previous(unix, true)
     }
 
     /// The last slot strictly before `unix`.
     pub fn last_before(&self, unix: f64) -> Option<f64> {
+        self.previous(unix, false)
+    }
+
+    fn previous(&self, unix: f64, inclusive: bool) -> Option<f64> {
         let prev = self
             .cron
-            .find_previous_occurrence(&self.zoned(unix)?, false)
+            .find_previous_occurrence(&self.zoned(unix)?, inclusive)
             .ok()?;
         Some(seconds(&prev))
     }

@@ -7,6 +7,7 @@
 //! - [`engine`]: backup, restore, verify, delete and gc, written once against
 //!   the image traits and the [`catalog::Catalog`] trait.
 //! - [`stream`]: Ceph's `rbd diff v1`/`v2` and `rbd image v2` formats.
+//! - [`crypto`]: ciphers, master keys and key slots for encryption at rest.
 //! - [`progress`]: a progress trait the CLI and service implement.
 //! - [`objects`]: rules of the named write-once objects a [`image::Pool`]
 //!   stores beside its images; [`metadata`]: the backup metadata object.
@@ -16,6 +17,7 @@
 
 pub mod catalog;
 pub mod checksum;
+pub mod crypto;
 pub mod engine;
 pub mod image;
 pub mod metadata;

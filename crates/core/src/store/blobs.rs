@@ -7,6 +7,7 @@
 //! holding `writer`, so two threads never store the same id twice.
 
 use super::codec;
+use super::crypto::StoreCrypto;
 use super::error::{Result, StoreError};
 use super::id::ChunkId;
 use super::pack::{self, BlobKind, Entry, PackWriter, PACK_EXT};
@@ -211,6 +212,8 @@ pub struct Blobs {
     dir: PathBuf,
     key: [u8; 32],
     level: i32,
+    /// Seals blobs and pack indexes in an encrypted store.
+    crypto: Option<Arc<StoreCrypto>>,
     index: RwLock<Index>,
     writer: Mutex<Option<(u32, PackWriter)>>,
     /// Read-held by a thread sealing a full pack outside the writer lock;
@@ -229,17 +232,27 @@ pub struct Blobs {
 
 thread_local! {
     static STORED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A blob's stored bytes after opening its seal (encrypted stores).
+    static OPENED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A blob being sealed (encrypted stores).
+    static SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Scratch for reading back a copy that a write would reuse.
     static CHECK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Blobs {
     /// Loads the indexes of every sealed pack in `dir`.
-    pub fn open(dir: PathBuf, key: [u8; 32], level: i32) -> Result<Self> {
+    pub fn open(
+        dir: PathBuf,
+        key: [u8; 32],
+        level: i32,
+        crypto: Option<Arc<StoreCrypto>>,
+    ) -> Result<Self> {
         let blobs = Blobs {
             dir,
             key,
             level,
+            crypto,
             index: RwLock::new(Index::default()),
             writer: Mutex::new(None),
             maint: Mutex::new(()),
@@ -336,7 +349,7 @@ impl Blobs {
 
     fn load_pack(&self, name: &str) {
         let path = self.dir.join(format!("{name}.{PACK_EXT}"));
-        let (file, entries, bytes) = match pack::read_index(&path) {
+        let (file, entries, bytes) = match pack::read_index(&path, self.crypto.as_deref()) {
             Ok(found) => found,
             // Deleted by a concurrent gc between listing and opening.
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -382,8 +395,14 @@ impl Blobs {
             return Ok(());
         }
         let raw_len = raw.len() as u32;
-        codec::encode(raw, self.level, |stored, compressed| {
-            self.append(id, kind, stored, raw_len, compressed)
+        codec::encode(raw, self.level, |stored, compressed| match &self.crypto {
+            None => self.append(id, kind, stored, raw_len, compressed),
+            Some(crypto) => SEALED.with(|cell| {
+                let mut sealed = cell.borrow_mut();
+                sealed.clear();
+                crypto.seal_blob(kind, &id, stored, &mut sealed)?;
+                self.append(id, kind, &sealed, raw_len, compressed)
+            }),
         })
         .map_err(|e| StoreError::io("zstd", e))?
     }
@@ -513,7 +532,7 @@ impl Blobs {
 
     fn new_pack(&self) -> Result<(u32, PackWriter)> {
         let name = uuid::Uuid::new_v4().simple().to_string();
-        let w = PackWriter::create(&self.dir, name)?;
+        let w = PackWriter::create(&self.dir, name, self.crypto.clone())?;
         Ok((self.write_index().add_pack(w.slot()), w))
     }
 
@@ -651,22 +670,53 @@ impl Blobs {
                 out.len()
             ));
         }
-        if loc.compressed {
-            STORED.with(|cell| {
+        match &self.crypto {
+            Some(crypto) => self.read_sealed(crypto, id, loc, file, out)?,
+            None if loc.compressed => STORED.with(|cell| {
                 let mut buf = cell.borrow_mut();
                 buf.resize(loc.len as usize, 0);
                 file.read_exact_at(&mut buf, loc.offset)
                     .map_err(|e| format!("read: {e}"))?;
                 codec::decode(&buf, out).map_err(|e| format!("decompress: {e}"))
-            })?;
-        } else {
-            file.read_exact_at(out, loc.offset)
-                .map_err(|e| format!("read: {e}"))?;
+            })?,
+            None => file
+                .read_exact_at(out, loc.offset)
+                .map_err(|e| format!("read: {e}"))?,
         }
         if ChunkId::of(&self.key, out) != *id {
             return Err("content does not match its id (hash mismatch)".into());
         }
         Ok(())
+    }
+
+    /// Reads, authenticates and decrypts a sealed blob, then decompresses
+    /// it (or copies it) into `out`.
+    fn read_sealed(
+        &self,
+        crypto: &StoreCrypto,
+        id: &ChunkId,
+        loc: &Loc,
+        file: &File,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        STORED.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            buf.resize(loc.len as usize, 0);
+            file.read_exact_at(&mut buf, loc.offset)
+                .map_err(|e| format!("read: {e}"))?;
+            OPENED.with(|opened| {
+                let mut plain = opened.borrow_mut();
+                crypto.open_blob(loc.kind, id, &buf, &mut plain)?;
+                if loc.compressed {
+                    return codec::decode(&plain, out).map_err(|e| format!("decompress: {e}"));
+                }
+                if plain.len() != out.len() {
+                    return Err(format!("{} bytes stored for {}", plain.len(), out.len()));
+                }
+                out.copy_from_slice(&plain);
+                Ok(())
+            })
+        })
     }
 
     /// Reads the stored (possibly compressed) bytes of a blob without

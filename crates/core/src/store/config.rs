@@ -1,11 +1,17 @@
-//! `config.json`: format version, chunk size and hashing key of a store.
+//! `config.json`: format version, chunk size and hashing key of a store
+//! (or, for an encrypted store, its cipher: the key is in no file).
 
 use super::error::{Result, StoreError};
+use crate::crypto::Cipher;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The on-disk format this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest on-disk format this build can read: 1 = unencrypted (what
+/// unencrypted stores are still written as, so older builds read them),
+/// 2 = encrypted.
+pub const FORMAT_VERSION: u32 = 2;
+const FORMAT_PLAIN: u32 = 1;
+const FORMAT_ENCRYPTED: u32 = 2;
 pub const DEFAULT_CHUNK_SIZE: u32 = 32 * 1024;
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 pub const CONFIG_FILE: &str = "config.json";
@@ -14,19 +20,36 @@ pub const CONFIG_FILE: &str = "config.json";
 pub struct Config {
     pub format: u32,
     pub chunk_size: u32,
-    /// Key of the keyed BLAKE3 chunk ids (hex of 32 random bytes).
+    /// Key of the keyed BLAKE3 chunk ids (hex of 32 random bytes); empty
+    /// in an encrypted store, whose id key derives from the master key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
     pub zstd_level: i32,
+    /// The cipher of an encrypted store (its key slots: `keys.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Cipher>,
 }
 
 impl Config {
     pub fn new(chunk_size: u32, key: [u8; 32]) -> Result<Self> {
         check_chunk_size(u64::from(chunk_size))?;
         Ok(Config {
-            format: FORMAT_VERSION,
+            format: FORMAT_PLAIN,
             chunk_size,
             key: hex::encode(key),
             zstd_level: DEFAULT_ZSTD_LEVEL,
+            encryption: None,
+        })
+    }
+
+    pub fn new_encrypted(chunk_size: u32, cipher: Cipher) -> Result<Self> {
+        check_chunk_size(u64::from(chunk_size))?;
+        Ok(Config {
+            format: FORMAT_ENCRYPTED,
+            chunk_size,
+            key: String::new(),
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            encryption: Some(cipher),
         })
     }
 
@@ -46,7 +69,22 @@ impl Config {
             });
         }
         check_chunk_size(u64::from(cfg.chunk_size))?;
-        cfg.key_bytes()?;
+        let corrupt = |why: &str| StoreError::Corrupt {
+            what: path.display().to_string(),
+            why: why.into(),
+        };
+        match (cfg.encryption, cfg.format) {
+            (None, FORMAT_PLAIN) => {
+                cfg.key_bytes()?;
+            }
+            (Some(_), FORMAT_ENCRYPTED) if cfg.key.is_empty() => {}
+            (Some(_), _) => return Err(corrupt("an encrypted store must be format 2 with no key")),
+            (None, _) => {
+                return Err(corrupt(
+                    "format 2 is for encrypted stores, but no cipher is named",
+                ))
+            }
+        }
         Ok(cfg)
     }
 

@@ -3,6 +3,7 @@
 
 use super::blobs::Blobs;
 use super::config::Config;
+use super::crypto::StoreCrypto;
 use super::error::{Result, StoreError};
 use super::id::ChunkId;
 use super::meta;
@@ -11,7 +12,7 @@ use super::tree::{self, Page, PageStore, PAGE_BYTES};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Pages kept in memory (32 KiB each: 64 MiB).
 const PAGE_CACHE_PAGES: usize = 2048;
@@ -23,6 +24,11 @@ pub struct Store {
     pub writable: bool,
     pub chunk_size: u64,
     pub blobs: Blobs,
+    /// Image records (HEADs, snapshots, image metadata), sealed when the
+    /// store is encrypted.
+    pub records: meta::Records,
+    /// The encryption layer of an encrypted store.
+    pub crypto: Option<Arc<StoreCrypto>>,
     cache: Mutex<HashMap<ChunkId, Page>>,
     /// Page loads (cache hits included): lets tests check that a diff
     /// touches few pages.
@@ -45,10 +51,23 @@ impl VersionRef {
 }
 
 impl Store {
-    pub fn new(root: PathBuf, config: &Config, writable: bool) -> Result<Self> {
+    /// `crypto`: the layer and chunk-id key of an encrypted store.
+    pub fn new(
+        root: PathBuf,
+        config: &Config,
+        writable: bool,
+        crypto: Option<(StoreCrypto, [u8; 32])>,
+    ) -> Result<Self> {
         raise_open_file_limit();
-        let blobs = Blobs::open(root.join(PACKS_DIR), config.key_bytes()?, config.zstd_level)?;
+        let (crypto, key) = match crypto {
+            Some((c, key)) => (Some(Arc::new(c)), key),
+            None => (None, config.key_bytes()?),
+        };
+        let packs = root.join(PACKS_DIR);
+        let blobs = Blobs::open(packs, key, config.zstd_level, crypto.clone())?;
         Ok(Store {
+            records: meta::Records::new(root.clone(), crypto.clone()),
+            crypto,
             root,
             writable,
             chunk_size: u64::from(config.chunk_size),
@@ -108,7 +127,7 @@ impl Store {
 
     /// HEAD and snapshots of one image (an image removed meanwhile has none).
     pub fn image_versions(&self, image: &str) -> Result<Vec<VersionRef>> {
-        let head = match meta::read_head(&self.root, image) {
+        let head = match self.records.read_head(image) {
             Ok(head) => head,
             Err(StoreError::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -119,7 +138,7 @@ impl Store {
             size: head.size,
             root: head.root,
         }];
-        for s in meta::list_snaps(&self.root, image)? {
+        for s in self.records.list_snaps(image)? {
             out.push(VersionRef {
                 image: image.to_string(),
                 snap: Some(s.name),
@@ -135,11 +154,11 @@ impl Store {
         meta::check_image_name(image)?;
         let (size, root) = match snap {
             None => {
-                let v = meta::read_head(&self.root, image)?;
+                let v = self.records.read_head(image)?;
                 (v.size, v.root)
             }
             Some(s) => {
-                let r = meta::read_snap(&self.root, image, s)?;
+                let r = self.records.read_snap(image, s)?;
                 (r.size, r.root)
             }
         };

@@ -41,7 +41,7 @@ fn packs(dir: &Path) -> Vec<PathBuf> {
 /// Flips a byte inside the stored copy of chunk `id`; returns its pack.
 fn damage_chunk(dir: &Path, id: &ChunkId) -> PathBuf {
     for path in packs(dir) {
-        let (_, entries, _) = pack::read_index(&path).unwrap();
+        let (_, entries, _) = pack::read_index(&path, None).unwrap();
         if let Some(e) = entries.iter().find(|e| e.id == *id) {
             assert_eq!(e.kind, BlobKind::Chunk);
             let mut bytes = std::fs::read(&path).unwrap();

@@ -32,6 +32,10 @@ pub enum StoreError {
     Invalid { what: String, why: String },
     #[error("corrupt data in {what}: {why}")]
     Corrupt { what: String, why: String },
+    /// Keys: no key given for an encrypted store, a wrong one, a key file
+    /// that cannot be read.
+    #[error(transparent)]
+    Key(#[from] crate::crypto::CryptoError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -202,7 +202,10 @@ impl StoreImage {
             root: head.root,
         };
         if v != head.published {
-            meta::write_head(&self.store.root, &self.name, &v).map_err(|e| self.err(e))?;
+            self.store
+                .records
+                .write_head(&self.name, &v)
+                .map_err(|e| self.err(e))?;
             head.published = v;
         }
         Ok(())
@@ -318,7 +321,10 @@ impl StoreImage {
             self.publish(&mut head)?;
             return Ok(head.published);
         }
-        meta::read_head(&self.store.root, &self.name).map_err(|e| self.err(e))
+        self.store
+            .records
+            .read_head(&self.name)
+            .map_err(|e| self.err(e))
     }
 
     /// Keeps gc out while a metadata record is written (gc removes
@@ -391,7 +397,7 @@ impl Image for StoreImage {
         };
         let from = match from_snap {
             Some(s) => {
-                let rec = meta::read_snap(&self.store.root, &self.name, s);
+                let rec = self.store.records.read_snap(&self.name, s);
                 let rec = rec.map_err(|e| self.err(e))?;
                 self.tree_ref(rec.size, rec.root)
             }
@@ -525,7 +531,11 @@ impl Image for StoreImage {
 /// Metadata belongs to the image: a handle at a snapshot reads HEAD's.
 impl ImageMetadata for StoreImage {
     fn get(&self, key: &str) -> Result<Option<String>> {
-        let meta = meta::read_image_meta(&self.store.root, &self.name).map_err(|e| self.err(e))?;
+        let meta = self
+            .store
+            .records
+            .read_image_meta(&self.name)
+            .map_err(|e| self.err(e))?;
         Ok(meta.get(key).cloned())
     }
 
@@ -534,22 +544,36 @@ impl ImageMetadata for StoreImage {
         // The writer's exclusive image lock keeps other processes out;
         // `rmw` keeps this handle's threads from losing each other's keys.
         let _rmw = self.rmw.lock().unwrap_or_else(|p| p.into_inner());
-        let root = &self.store.root;
-        let mut meta = meta::read_image_meta(root, &self.name).map_err(|e| self.err(e))?;
+        let mut meta = self
+            .store
+            .records
+            .read_image_meta(&self.name)
+            .map_err(|e| self.err(e))?;
         meta.insert(key.to_string(), value.to_string());
-        meta::write_image_meta(root, &self.name, &meta).map_err(|e| self.err(e))
+        self.store
+            .records
+            .write_image_meta(&self.name, &meta)
+            .map_err(|e| self.err(e))
     }
 }
 
 impl Snapshots for StoreImage {
     fn list(&self) -> Result<Vec<SnapshotInfo>> {
-        let snaps = meta::list_snaps(&self.store.root, &self.name).map_err(|e| self.err(e))?;
+        let snaps = self
+            .store
+            .records
+            .list_snaps(&self.name)
+            .map_err(|e| self.err(e))?;
         Ok(snaps.iter().map(Self::snap_info).collect())
     }
 
     fn create(&self, name: &str) -> Result<()> {
         meta::check_snap_name(name).map_err(|e| self.err(e))?;
-        let snaps = meta::list_snaps(&self.store.root, &self.name).map_err(|e| self.err(e))?;
+        let snaps = self
+            .store
+            .records
+            .list_snaps(&self.name)
+            .map_err(|e| self.err(e))?;
         if snaps.iter().any(|s| s.name == name) {
             return Err(ImageError::Exists {
                 what: format!("{} {}@{}", self.store.describe(), self.name, name),
@@ -564,7 +588,10 @@ impl Snapshots for StoreImage {
             root: v.root,
             created_ns: now_ns().max(last + 1),
         };
-        meta::write_snap(&self.store.root, &self.name, &rec).map_err(|e| self.err(e))
+        self.store
+            .records
+            .write_snap(&self.name, &rec)
+            .map_err(|e| self.err(e))
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -573,7 +600,11 @@ impl Snapshots for StoreImage {
     }
 
     fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>> {
-        let rec = meta::read_snap(&self.store.root, &self.name, name).map_err(|e| self.err(e))?;
+        let rec = self
+            .store
+            .records
+            .read_snap(&self.name, name)
+            .map_err(|e| self.err(e))?;
         let v = Version {
             size: rec.size,
             root: rec.root,
@@ -583,7 +614,11 @@ impl Snapshots for StoreImage {
     }
 
     fn rollback(&self, name: &str) -> Result<()> {
-        let rec = meta::read_snap(&self.store.root, &self.name, name).map_err(|e| self.err(e))?;
+        let rec = self
+            .store
+            .records
+            .read_snap(&self.name, name)
+            .map_err(|e| self.err(e))?;
         let v = Version {
             size: rec.size,
             root: rec.root,
@@ -600,6 +635,9 @@ impl Snapshots for StoreImage {
         let root = &self.store.root;
         let _store = super::lock::store_shared(root).map_err(|e| self.err(e))?;
         let _image = super::lock::image_exclusive(root, &self.name).map_err(|e| self.err(e))?;
-        meta::write_head(root, &self.name, &v).map_err(|e| self.err(e))
+        self.store
+            .records
+            .write_head(&self.name, &v)
+            .map_err(|e| self.err(e))
     }
 }

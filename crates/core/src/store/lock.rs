@@ -82,3 +82,15 @@ pub fn image_exclusive(root: &Path, image: &str) -> Result<File> {
         FileExt::try_lock_exclusive(f)
     })
 }
+
+/// Exclusive lock of key-slot changes (`<store>/keys.lock`, created on
+/// demand): two `key` commands never lose each other's slots. Waits up to
+/// 10 s.
+pub fn keys_exclusive(root: &Path) -> Result<File> {
+    acquire(
+        &root.join(super::keys::KEYS_LOCK),
+        WRITER_WAIT,
+        "another key change is running",
+        FileExt::try_lock_exclusive,
+    )
+}

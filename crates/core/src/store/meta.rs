@@ -9,6 +9,7 @@
 //! <store>/images/<image>/lock             flock: held exclusive by the writer
 //! ```
 
+use super::crypto::StoreCrypto;
 use super::error::{Result, StoreError};
 use super::id::ChunkId;
 use super::pack::sync_dir;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const IMAGES_DIR: &str = "images";
 pub const HEAD_FILE: &str = "head.json";
@@ -102,57 +104,164 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => StoreError::NotFound { what: what.into() },
-        _ => StoreError::io_path(path, e),
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-        what: path.display().to_string(),
-        why: e.to_string(),
-    })
+/// The image records of a store: JSON, sealed (crypto.rs) in an encrypted
+/// store with the record's name as associated data, so that a record
+/// copied over another (a HEAD onto another image, one snapshot's record
+/// onto another's) does not open.
+pub struct Records {
+    root: PathBuf,
+    crypto: Option<Arc<StoreCrypto>>,
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value).map_err(|e| StoreError::Invalid {
-        what: "record".into(),
-        why: e.to_string(),
-    })
-}
+impl Records {
+    pub fn new(root: PathBuf, crypto: Option<Arc<StoreCrypto>>) -> Self {
+        Records { root, crypto }
+    }
 
-pub fn read_head(root: &Path, image: &str) -> Result<Version> {
-    let path = image_dir(root, image).join(HEAD_FILE);
-    read_json(&path, &format!("image {image}"))
-}
+    fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &Path,
+        name: &str,
+        what: &str,
+    ) -> Result<T> {
+        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound { what: what.into() },
+            _ => StoreError::io_path(path, e),
+        })?;
+        let shown = path.display().to_string();
+        let bytes = match &self.crypto {
+            Some(c) => c.open_record(name, &bytes, &shown)?,
+            None => bytes,
+        };
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            what: shown,
+            why: e.to_string(),
+        })
+    }
 
-pub fn write_head(root: &Path, image: &str, v: &Version) -> Result<()> {
-    write_atomic(&image_dir(root, image), HEAD_FILE, &to_json(v)?)
-}
+    fn to_bytes<T: Serialize>(&self, value: &T, name: &str) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Invalid {
+            what: "record".into(),
+            why: e.to_string(),
+        })?;
+        match &self.crypto {
+            Some(c) => c.seal_record(name, &json),
+            None => Ok(json),
+        }
+    }
 
-/// The key/value metadata of `image` (empty when it has none).
-pub fn read_image_meta(root: &Path, image: &str) -> Result<BTreeMap<String, String>> {
-    let path = image_dir(root, image).join(META_FILE);
-    match read_json(&path, &format!("metadata of image {image}")) {
-        Err(StoreError::NotFound { .. }) => Ok(BTreeMap::new()),
-        other => other,
+    pub fn read_head(&self, image: &str) -> Result<Version> {
+        let path = image_dir(&self.root, image).join(HEAD_FILE);
+        self.read_json(&path, &head_name(image), &format!("image {image}"))
+    }
+
+    pub fn write_head(&self, image: &str, v: &Version) -> Result<()> {
+        let bytes = self.to_bytes(v, &head_name(image))?;
+        write_atomic(&image_dir(&self.root, image), HEAD_FILE, &bytes)
+    }
+
+    /// The key/value metadata of `image` (empty when it has none).
+    pub fn read_image_meta(&self, image: &str) -> Result<BTreeMap<String, String>> {
+        let path = image_dir(&self.root, image).join(META_FILE);
+        let name = format!("meta\0{image}");
+        match self.read_json(&path, &name, &format!("metadata of image {image}")) {
+            Err(StoreError::NotFound { .. }) => Ok(BTreeMap::new()),
+            other => other,
+        }
+    }
+
+    pub fn write_image_meta(&self, image: &str, meta: &BTreeMap<String, String>) -> Result<()> {
+        let bytes = self.to_bytes(meta, &format!("meta\0{image}"))?;
+        write_atomic(&image_dir(&self.root, image), META_FILE, &bytes)
+    }
+
+    pub fn read_snap(&self, image: &str, snap: &str) -> Result<SnapRecord> {
+        check_snap_name(snap)?;
+        let path = snap_path(&self.root, image, snap);
+        let rec: SnapRecord = self.read_json(
+            &path,
+            &snap_name(image, snap),
+            &format!("snapshot {image}@{snap}"),
+        )?;
+        self.check_snap_record(&rec, snap, &path)?;
+        Ok(rec)
+    }
+
+    /// A record's own name must be its file's (sealed records are bound
+    /// to it anyway; this catches a plain record copied under another name).
+    fn check_snap_record(&self, rec: &SnapRecord, snap: &str, path: &Path) -> Result<()> {
+        if rec.name == snap {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt {
+            what: path.display().to_string(),
+            why: format!("holds the record of snapshot {:?}", rec.name),
+        })
+    }
+
+    pub fn write_snap(&self, image: &str, rec: &SnapRecord) -> Result<()> {
+        let dir = image_dir(&self.root, image).join(SNAPS_DIR);
+        let bytes = self.to_bytes(rec, &snap_name(image, &rec.name))?;
+        write_atomic(&dir, &format!("{}.json", rec.name), &bytes)
+    }
+
+    /// The snapshots of `image`, oldest first.
+    pub fn list_snaps(&self, image: &str) -> Result<Vec<SnapRecord>> {
+        let dir = image_dir(&self.root, image).join(SNAPS_DIR);
+        let mut snaps = Vec::new();
+        for name in list_dir(&dir)? {
+            if let Some(stem) = name.strip_suffix(".json") {
+                let path = dir.join(&name);
+                let rec: SnapRecord = self.read_json(&path, &snap_name(image, stem), stem)?;
+                self.check_snap_record(&rec, stem, &path)?;
+                snaps.push(rec);
+            }
+        }
+        snaps.sort_by(|a, b| (a.created_ns, &a.name).cmp(&(b.created_ns, &b.name)));
+        Ok(snaps)
+    }
+
+    /// Creates the image directory atomically: built under a temp name,
+    /// then renamed into place (a crash leaves only a dot-named leftover).
+    pub fn create_image(&self, image: &str, size: u64) -> Result<()> {
+        let images = self.root.join(IMAGES_DIR);
+        let final_dir = images.join(image);
+        if final_dir.exists() {
+            return Err(StoreError::Exists {
+                what: format!("image {image}"),
+            });
+        }
+        let tmp = images.join(format!(".new-{}", uuid::Uuid::new_v4().simple()));
+        let io = |e| StoreError::io_path(&tmp, e);
+        std::fs::create_dir_all(tmp.join(SNAPS_DIR)).map_err(io)?;
+        let head = Version {
+            size,
+            root: ChunkId::NULL,
+        };
+        write_atomic(&tmp, HEAD_FILE, &self.to_bytes(&head, &head_name(image))?)?;
+        std::fs::File::create(tmp.join(LOCK_FILE)).map_err(io)?;
+        sync_dir(&tmp.join(SNAPS_DIR))?;
+        // rename(2) onto an existing non-empty directory fails, so a racing
+        // create of the same name cannot be overwritten.
+        std::fs::rename(&tmp, &final_dir).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
+            match e.raw_os_error() {
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => StoreError::Exists {
+                    what: format!("image {image}"),
+                },
+                _ => StoreError::io_path(&final_dir, e),
+            }
+        })?;
+        sync_dir(&images)
     }
 }
 
-pub fn write_image_meta(root: &Path, image: &str, meta: &BTreeMap<String, String>) -> Result<()> {
-    write_atomic(&image_dir(root, image), META_FILE, &to_json(meta)?)
+fn head_name(image: &str) -> String {
+    format!("head\0{image}")
 }
 
-pub fn read_snap(root: &Path, image: &str, snap: &str) -> Result<SnapRecord> {
-    check_snap_name(snap)?;
-    read_json(
-        &snap_path(root, image, snap),
-        &format!("snapshot {image}@{snap}"),
-    )
-}
-
-pub fn write_snap(root: &Path, image: &str, rec: &SnapRecord) -> Result<()> {
-    let dir = image_dir(root, image).join(SNAPS_DIR);
-    write_atomic(&dir, &format!("{}.json", rec.name), &to_json(rec)?)
+fn snap_name(image: &str, snap: &str) -> String {
+    format!("snap\0{image}\0{snap}")
 }
 
 pub fn remove_snap(root: &Path, image: &str, snap: &str) -> Result<()> {
@@ -165,19 +274,6 @@ pub fn remove_snap(root: &Path, image: &str, snap: &str) -> Result<()> {
         _ => StoreError::io_path(&path, e),
     })?;
     sync_dir(&image_dir(root, image).join(SNAPS_DIR))
-}
-
-/// The snapshots of `image`, oldest first.
-pub fn list_snaps(root: &Path, image: &str) -> Result<Vec<SnapRecord>> {
-    let dir = image_dir(root, image).join(SNAPS_DIR);
-    let mut snaps = Vec::new();
-    for name in list_dir(&dir)? {
-        if let Some(stem) = name.strip_suffix(".json") {
-            snaps.push(read_json::<SnapRecord>(&dir.join(&name), stem)?);
-        }
-    }
-    snaps.sort_by(|a, b| (a.created_ns, &a.name).cmp(&(b.created_ns, &b.name)));
-    Ok(snaps)
 }
 
 /// The images of the store, sorted.
@@ -199,40 +295,6 @@ pub fn list_dir(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(names)
-}
-
-/// Creates the image directory atomically: built under a temp name, then
-/// renamed into place (a crash leaves only a dot-named leftover).
-pub fn create_image(root: &Path, image: &str, size: u64) -> Result<()> {
-    let images = root.join(IMAGES_DIR);
-    let final_dir = images.join(image);
-    if final_dir.exists() {
-        return Err(StoreError::Exists {
-            what: format!("image {image}"),
-        });
-    }
-    let tmp = images.join(format!(".new-{}", uuid::Uuid::new_v4().simple()));
-    let io = |e| StoreError::io_path(&tmp, e);
-    std::fs::create_dir_all(tmp.join(SNAPS_DIR)).map_err(io)?;
-    let head = Version {
-        size,
-        root: ChunkId::NULL,
-    };
-    write_atomic(&tmp, HEAD_FILE, &to_json(&head)?)?;
-    std::fs::File::create(tmp.join(LOCK_FILE)).map_err(io)?;
-    sync_dir(&tmp.join(SNAPS_DIR))?;
-    // rename(2) onto an existing non-empty directory fails, so a racing
-    // create of the same name cannot be overwritten.
-    std::fs::rename(&tmp, &final_dir).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&tmp);
-        match e.raw_os_error() {
-            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => StoreError::Exists {
-                what: format!("image {image}"),
-            },
-            _ => StoreError::io_path(&final_dir, e),
-        }
-    })?;
-    sync_dir(&images)
 }
 
 /// Removes the image directory: renamed to a dot name first (atomic), then

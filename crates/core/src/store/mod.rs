@@ -14,23 +14,31 @@
 //! <store>/packs/*.pack     sealed packs; *.part = being written (or garbage)
 //! <store>/images/<image>/  head.json, snaps/<snap>.json, lock
 //! <store>/objects/<name>    named write-once objects (backup metadata)
+//! <store>/keys.json        key slots of an encrypted store (keys.rs)
 //! ```
+//!
+//! An encrypted store (`init` with a cipher) seals every blob, pack index,
+//! image record and object (crypto.rs); docs/design.md, "Encryption at
+//! rest", has the formats and the threat model.
 
 mod blobs;
 mod codec;
 mod config;
 mod core;
+mod crypto;
 mod diff;
 mod error;
 mod gc;
 mod id;
 mod image;
+mod keys;
 mod lock;
 mod meta;
 mod objects;
 mod pack;
 mod quarantine;
 mod reclaim;
+mod sealcheck;
 mod stats;
 mod tree;
 mod verify;
@@ -39,6 +47,8 @@ mod verify;
 mod conformance_tests;
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod crypto_tests;
 #[cfg(test)]
 mod damage_tests;
 #[cfg(test)]
@@ -50,13 +60,17 @@ pub use self::config::{DEFAULT_CHUNK_SIZE, FORMAT_VERSION};
 pub use self::error::StoreError;
 pub use self::gc::GcStats;
 pub use self::id::ChunkId;
+pub use self::sealcheck::{DamagedFile, StoredCheck};
 pub use self::stats::StoreStats;
 pub use self::verify::{BadBlob, ChunkUser, UnreadablePack, VerifyReport, VerifyScope};
 
 use self::config::{Config, CONFIG_FILE};
 use self::core::{check_writable, Store, PACKS_DIR};
+use self::crypto::StoreCrypto;
 use self::image::StoreImage;
+use self::keys::LocalSlots;
 use self::meta::Version;
+use crate::crypto::{Argon2Params, Cipher, Credential, KeySlots, KeySource, NoKeys, SlotStore};
 use crate::image::{Image, ImageError, Pool, Result as ImageResult};
 use crate::progress::Progress;
 use std::path::{Path, PathBuf};
@@ -88,6 +102,28 @@ impl LocalStore {
     /// Creates a store in `path` (created if missing; must be empty).
     pub fn init(path: &Path, opts: InitOptions) -> Result<Self, StoreError> {
         let config = Config::new(opts.chunk_size, config::random_key()?)?;
+        Self::create(path, &config, None)?;
+        Self::open(path)
+    }
+
+    /// Creates an encrypted store in `path`: a new master key, wrapped by
+    /// `cred` in the first key slot (`params`: argon2id cost when `cred`
+    /// is a passphrase).
+    pub fn init_encrypted(
+        path: &Path,
+        opts: InitOptions,
+        cipher: Cipher,
+        cred: Credential,
+        params: Argon2Params,
+    ) -> Result<Self, StoreError> {
+        let config = Config::new_encrypted(opts.chunk_size, cipher)?;
+        let (slots, master) = KeySlots::create(cipher, &cred, params)?;
+        Self::create(path, &config, Some(&slots))?;
+        let (crypto, id_key) = StoreCrypto::new(&master, cipher);
+        Self::open_with_crypto(path, &config, Some((crypto, id_key)))
+    }
+
+    fn create(path: &Path, config: &Config, slots: Option<&KeySlots>) -> Result<(), StoreError> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::io_path(path, e))?;
         check_empty(path)?;
         for dir in [PACKS_DIR, meta::IMAGES_DIR] {
@@ -96,27 +132,57 @@ impl LocalStore {
         }
         let lock = path.join(meta::LOCK_FILE);
         std::fs::File::create(&lock).map_err(|e| StoreError::io_path(&lock, e))?;
-        let bytes = serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Invalid {
+        if let Some(slots) = slots {
+            LocalSlots::new(path).save_slots(slots)?;
+        }
+        let bytes = serde_json::to_vec_pretty(config).map_err(|e| StoreError::Invalid {
             what: "config".into(),
             why: e.to_string(),
         })?;
         // config.json last: its presence marks a complete store.
-        meta::write_atomic(path, CONFIG_FILE, &bytes)?;
-        Self::open(path)
+        meta::write_atomic(path, CONFIG_FILE, &bytes)
     }
 
-    /// Opens an existing store: checks its format, then loads the pack
-    /// indexes (only their trailers are read). A store that is not writable
-    /// (read-only media, permissions) opens read-only: images, snapshots
-    /// and objects can be read and verified; anything that would write
-    /// fails with [`StoreError::NotWritable`].
+    /// Opens an existing unencrypted store (an encrypted one fails with
+    /// a "give a key" error): [`LocalStore::open_with`] with no keys.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &NoKeys)
+    }
+
+    /// Opens an existing store: checks its format, unlocks an encrypted
+    /// store's master key with the credentials of `keys`, then loads the
+    /// pack indexes (only their trailers are read). A store that is not
+    /// writable (read-only media, permissions) opens read-only: images,
+    /// snapshots and objects can be read and verified; anything that
+    /// would write fails with [`StoreError::NotWritable`].
+    pub fn open_with(path: &Path, keys: &dyn KeySource) -> Result<Self, StoreError> {
         if !path.join(CONFIG_FILE).exists() {
             return Err(StoreError::NotAStore {
                 path: path.to_path_buf(),
             });
         }
         let config = Config::load(path)?;
+        let crypto = match config.encryption {
+            None if keys.given() => {
+                return Err(StoreError::Invalid {
+                    what: format!("store {}", path.display()),
+                    why: "it is not encrypted, but a key was given (drop the key options, or name the encrypted store)".into(),
+                })
+            }
+            None => None,
+            Some(cipher) => {
+                let (_, unlocked) = crate::crypto::unlock(&LocalSlots::new(path), keys)?;
+                Some(StoreCrypto::new(&unlocked.master, cipher))
+            }
+        };
+        Self::open_with_crypto(path, &config, crypto)
+    }
+
+    fn open_with_crypto(
+        path: &Path,
+        config: &Config,
+        crypto: Option<(StoreCrypto, [u8; 32])>,
+    ) -> Result<Self, StoreError> {
         let writable = [
             PathBuf::from(path),
             path.join(PACKS_DIR),
@@ -124,10 +190,54 @@ impl LocalStore {
         ]
         .iter()
         .all(|dir| check_writable(dir).is_ok());
-        let store = Store::new(path.to_path_buf(), &config, writable)?;
+        let store = Store::new(path.to_path_buf(), config, writable, crypto)?;
         Ok(LocalStore {
             inner: Arc::new(store),
         })
+    }
+
+    /// Checks an encrypted store's stored bytes without the key (pack
+    /// footers, record checksums): finds damage, not forgeries (the full
+    /// [`LocalStore::verify`] authenticates every blob).
+    pub fn check_stored(path: &Path) -> Result<StoredCheck, StoreError> {
+        sealcheck::run(path)
+    }
+
+    /// The key slots of an encrypted store (no key needed: nothing secret).
+    pub fn key_list(path: &Path) -> Result<Vec<crate::crypto::Slot>, StoreError> {
+        keys::manage::list(path)
+    }
+
+    /// Adds a key slot for `new`, proving a working key from `keys` first;
+    /// returns the slot id. Data is not rewritten.
+    pub fn key_add(
+        path: &Path,
+        keys: &dyn KeySource,
+        new: &Credential,
+        params: Argon2Params,
+    ) -> Result<String, StoreError> {
+        keys::manage::add(path, keys, new, params)
+    }
+
+    /// Removes key slot `id` (never the last one).
+    pub fn key_remove(path: &Path, keys: &dyn KeySource, id: &str) -> Result<(), StoreError> {
+        keys::manage::remove(path, keys, id)
+    }
+
+    /// Rewraps the slot the given passphrase opens with `new`: the old
+    /// passphrase stops working. Returns the slot id.
+    pub fn change_passphrase(
+        path: &Path,
+        keys: &dyn KeySource,
+        new: zeroize::Zeroizing<String>,
+        params: Argon2Params,
+    ) -> Result<String, StoreError> {
+        keys::manage::change_passphrase(path, keys, new, params)
+    }
+
+    /// The cipher of an encrypted store; `None` when it is not encrypted.
+    pub fn encryption(&self) -> Option<Cipher> {
+        self.inner.crypto.as_ref().map(|c| c.cipher)
     }
 
     /// False when the store was opened read-only (see [`LocalStore::open`]).
@@ -212,6 +322,11 @@ impl LocalStore {
     }
 }
 
+/// The associated data of a sealed object: its name.
+fn object_name(name: &str) -> String {
+    format!("object\0{name}")
+}
+
 fn check_empty(path: &Path) -> Result<(), StoreError> {
     if path.join(CONFIG_FILE).exists() {
         return Err(StoreError::Exists {
@@ -243,7 +358,7 @@ impl Pool for LocalStore {
             self.inner.require_writable()?;
             // gc removes dot-named leftovers: keep it out meanwhile.
             let _gc = lock::store_shared(root)?;
-            meta::create_image(root, name, size)
+            self.inner.records.create_image(name, size)
         };
         create().map_err(|e| self.err(name, e))
     }
@@ -259,7 +374,7 @@ impl Pool for LocalStore {
             // looked: the map must not claim blobs that are gone, or new
             // writes would dedup against them.
             self.inner.blobs.refresh()?;
-            let head = meta::read_head(root, name)?;
+            let head = self.inner.records.read_head(name)?;
             Ok((head, vec![store_lock, image_lock]))
         };
         let (head, locks) = open().map_err(|e| self.err(name, e))?;
@@ -286,7 +401,7 @@ impl Pool for LocalStore {
             meta::check_image_name(name)?;
             self.inner.require_writable()?;
             let _lock = lock::image_exclusive(root, name)?;
-            if !meta::list_snaps(root, name)?.is_empty() {
+            if !self.inner.records.list_snaps(name)?.is_empty() {
                 return Err(StoreError::HasSnapshots {
                     what: format!("image {name}"),
                 });
@@ -331,12 +446,30 @@ impl Pool for LocalStore {
         crate::objects::check_object_name(&self.describe(), name)?;
         crate::objects::check_object_size(what, data.len() as u64)?;
         (self.inner.require_writable()).map_err(|e| self.object_err(name, e))?;
-        objects::put(&self.inner.root, name, data).map_err(|e| self.object_err(name, e))
+        let put = || match &self.inner.crypto {
+            Some(c) => objects::put(
+                &self.inner.root,
+                name,
+                &c.seal_record(&object_name(name), data)?,
+            ),
+            None => objects::put(&self.inner.root, name, data),
+        };
+        put().map_err(|e| self.object_err(name, e))
     }
 
     fn get_object(&self, name: &str) -> ImageResult<Option<Vec<u8>>> {
         crate::objects::check_object_name(&self.describe(), name)?;
-        objects::get(&self.inner.root, name).map_err(|e| self.object_err(name, e))
+        let get = || -> Result<_, StoreError> {
+            let found = objects::get(&self.inner.root, name)?;
+            match (&self.inner.crypto, found) {
+                (Some(c), Some(bytes)) => {
+                    let what = crate::objects::object_what(&self.describe(), name);
+                    Ok(Some(c.open_record(&object_name(name), &bytes, &what)?))
+                }
+                (_, found) => Ok(found),
+            }
+        };
+        get().map_err(|e| self.object_err(name, e))
     }
 
     fn remove_object(&self, name: &str) -> ImageResult<()> {

@@ -81,15 +81,19 @@ pub fn get(root: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     check_size(len)?;
     let mut data = Vec::with_capacity(len as usize);
     // take(): the file cannot grow past the cap between stat and read.
-    file.take(MAX_OBJECT_SIZE + 1)
+    file.take(MAX_OBJECT_SIZE + SEAL_SLACK + 1)
         .read_to_end(&mut data)
         .map_err(io)?;
     check_size(data.len() as u64)?;
     Ok(Some(data))
 }
 
+/// Bytes an object may have on disk beyond [`MAX_OBJECT_SIZE`]: the seal
+/// of an encrypted store's objects (crypto.rs).
+const SEAL_SLACK: u64 = 256;
+
 fn check_size(len: u64) -> Result<()> {
-    if len <= MAX_OBJECT_SIZE {
+    if len <= MAX_OBJECT_SIZE + SEAL_SLACK {
         return Ok(());
     }
     Err(StoreError::Invalid {
@@ -193,7 +197,7 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap()
-            .set_len(MAX_OBJECT_SIZE + 1)
+            .set_len(MAX_OBJECT_SIZE + SEAL_SLACK + 1)
             .unwrap();
         let err = store.get_object("big").unwrap_err();
         assert!(matches!(err, ImageError::Invalid { .. }), "{err}");

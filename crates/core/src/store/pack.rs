@@ -11,7 +11,18 @@
 //! All integers little-endian. A pack is written under a `.part` name,
 //! fsynced, then renamed to `<name>.pack` and the directory fsynced, so a
 //! `.pack` file is always complete.
+//!
+//! In an encrypted store (crypto.rs) blobs are sealed, the index is sealed
+//! as one message (`nonce || E(records) || tag`, so blob sizes and kinds
+//! are hidden too), the header is `BBPACK\0\x02`, and the footer checksum
+//! covers every byte before the footer, so that [`check_stored`] finds
+//! damage without the key:
+//!
+//! ```text
+//! footer  index_offset u64, count u64, blake3(file[..footer])[32], "BBPKENC1"
+//! ```
 
+use super::crypto::StoreCrypto;
 use super::error::{Result, StoreError};
 use super::id::ChunkId;
 use std::fs::{File, OpenOptions};
@@ -23,6 +34,8 @@ pub const PACK_EXT: &str = "pack";
 pub const PART_EXT: &str = "part";
 const HEADER: &[u8; 8] = b"BBPACK\0\x01";
 const FOOTER_MAGIC: &[u8; 8] = b"BBPKEND1";
+const SEALED_HEADER: &[u8; 8] = b"BBPACK\0\x02";
+const SEALED_FOOTER_MAGIC: &[u8; 8] = b"BBPKENC1";
 const FOOTER_LEN: u64 = 8 + 8 + 32 + 8;
 const ENTRY_LEN: usize = 32 + 1 + 1 + 2 + 4 + 4 + 8;
 const FLAG_COMPRESSED: u8 = 1;
@@ -80,11 +93,14 @@ pub struct PackWriter {
     part_path: PathBuf,
     offset: u64,
     entries: Vec<Entry>,
+    /// Encrypted store: seals the index; `sum` hashes every byte written.
+    crypto: Option<Arc<StoreCrypto>>,
+    sum: Option<blake3::Hasher>,
 }
 
 impl PackWriter {
     /// Creates `<dir>/<name>.part` with the header.
-    pub fn create(dir: &Path, name: String) -> Result<Self> {
+    pub fn create(dir: &Path, name: String, crypto: Option<Arc<StoreCrypto>>) -> Result<Self> {
         let part_path = dir.join(format!("{name}.{PART_EXT}"));
         let file = OpenOptions::new()
             .read(true)
@@ -92,14 +108,26 @@ impl PackWriter {
             .create_new(true)
             .open(&part_path)
             .map_err(|e| StoreError::io_path(&part_path, e))?;
-        file.write_all_at(HEADER, 0)
+        let header = if crypto.is_some() {
+            SEALED_HEADER
+        } else {
+            HEADER
+        };
+        file.write_all_at(header, 0)
             .map_err(|e| StoreError::io_path(&part_path, e))?;
+        let sum = crypto.as_ref().map(|_| {
+            let mut h = blake3::Hasher::new();
+            h.update(header);
+            h
+        });
         Ok(PackWriter {
             name,
             file: Arc::new(file),
             part_path,
             offset: HEADER.len() as u64,
             entries: Vec::new(),
+            crypto,
+            sum,
         })
     }
 
@@ -155,6 +183,9 @@ impl PackWriter {
         self.file
             .write_all_at(stored, self.offset)
             .map_err(|e| StoreError::io_path(&self.part_path, e))?;
+        if let Some(sum) = self.sum.as_mut() {
+            sum.update(stored);
+        }
         self.offset += stored.len() as u64;
         self.entries.push(entry);
         Ok(entry)
@@ -167,17 +198,24 @@ impl PackWriter {
 
     /// Writes index and footer, fsyncs, renames to `<name>.pack` and fsyncs
     /// the directory. Returns the final path.
-    pub fn seal(self, dir: &Path) -> Result<PathBuf> {
+    pub fn seal(mut self, dir: &Path) -> Result<PathBuf> {
         let io = |e| StoreError::io_path(&self.part_path, e);
         let mut tail = Vec::with_capacity(self.entries.len() * ENTRY_LEN + FOOTER_LEN as usize);
         for entry in &self.entries {
             entry.encode(&mut tail);
         }
-        let digest = blake3::hash(&tail);
+        let (digest, magic) = match (&self.crypto, self.sum.take()) {
+            (Some(crypto), Some(mut sum)) => {
+                tail = crypto.seal_index(&tail)?;
+                sum.update(&tail);
+                (sum.finalize(), SEALED_FOOTER_MAGIC)
+            }
+            _ => (blake3::hash(&tail), FOOTER_MAGIC),
+        };
         tail.extend_from_slice(&self.offset.to_le_bytes());
         tail.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
         tail.extend_from_slice(digest.as_bytes());
-        tail.extend_from_slice(FOOTER_MAGIC);
+        tail.extend_from_slice(magic);
         self.file.write_all_at(&tail, self.offset).map_err(io)?;
         self.file.sync_all().map_err(io)?;
         let final_path = dir.join(format!("{}.{PACK_EXT}", self.name));
@@ -187,39 +225,47 @@ impl PackWriter {
     }
 }
 
-/// Reads the index of the sealed pack at `path` (two reads: footer, index).
-pub fn read_index(path: &Path) -> Result<(File, Vec<Entry>, u64)> {
+/// Reads the index of the sealed pack at `path` (two reads: footer, index);
+/// an encrypted store's packs need its `crypto`.
+pub fn read_index(path: &Path, crypto: Option<&StoreCrypto>) -> Result<(File, Vec<Entry>, u64)> {
     let file = File::open(path).map_err(|e| StoreError::io_path(path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| StoreError::io_path(path, e))?
-        .len();
     let corrupt = |why: String| StoreError::Corrupt {
         what: format!("pack {}", path.display()),
         why,
     };
-    if len < HEADER.len() as u64 + FOOTER_LEN {
-        return Err(corrupt(format!("{len} bytes is too short for a pack")));
-    }
-    let mut footer = [0u8; FOOTER_LEN as usize];
-    file.read_exact_at(&mut footer, len - FOOTER_LEN)
-        .map_err(|e| StoreError::io_path(path, e))?;
-    if &footer[48..56] != FOOTER_MAGIC {
-        return Err(corrupt("footer magic missing (not a sealed pack)".into()));
-    }
+    let (footer, len) = read_footer(&file, path)?;
+    let sealed = match (&footer[48..56], crypto) {
+        (m, None) if m == FOOTER_MAGIC => false,
+        (m, Some(_)) if m == SEALED_FOOTER_MAGIC => true,
+        (m, None) if m == SEALED_FOOTER_MAGIC => {
+            return Err(corrupt("an encrypted pack in an unencrypted store".into()))
+        }
+        (m, Some(_)) if m == FOOTER_MAGIC => {
+            return Err(corrupt("an unencrypted pack in an encrypted store".into()))
+        }
+        _ => return Err(corrupt("footer magic missing (not a sealed pack)".into())),
+    };
     let word =
         |r: std::ops::Range<usize>| u64::from_le_bytes(footer[r].try_into().unwrap_or([0; 8]));
     let (index_offset, count) = (word(0..8), word(8..16));
+    let overhead = crypto.map_or(0, |c| c.cipher.overhead() as u64);
     let index_len = count
         .checked_mul(ENTRY_LEN as u64)
+        .and_then(|n| n.checked_add(overhead))
         .filter(|n| index_offset.checked_add(*n) == Some(len - FOOTER_LEN))
         .ok_or_else(|| corrupt("index bounds do not match the file size".into()))?;
     let mut index = vec![0u8; index_len as usize];
     file.read_exact_at(&mut index, index_offset)
         .map_err(|e| StoreError::io_path(path, e))?;
-    if blake3::hash(&index).as_bytes() != &footer[16..48] {
-        return Err(corrupt("index checksum mismatch".into()));
-    }
+    let index = match crypto {
+        Some(c) if sealed => c.open_index(&index).ok_or_else(|| {
+            corrupt("index authentication failed (altered, or another store's)".into())
+        })?,
+        _ if blake3::hash(&index).as_bytes() != &footer[16..48] => {
+            return Err(corrupt("index checksum mismatch".into()))
+        }
+        _ => index,
+    };
     let entries = index
         .chunks_exact(ENTRY_LEN)
         .map(Entry::decode)
@@ -235,6 +281,45 @@ pub fn read_index(path: &Path) -> Result<(File, Vec<Entry>, u64)> {
         return Err(corrupt("index entry points beyond the blob area".into()));
     }
     Ok((file, entries, len))
+}
+
+fn read_footer(file: &File, path: &Path) -> Result<([u8; FOOTER_LEN as usize], u64)> {
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::io_path(path, e))?
+        .len();
+    if len < HEADER.len() as u64 + FOOTER_LEN {
+        return Err(StoreError::Corrupt {
+            what: format!("pack {}", path.display()),
+            why: format!("{len} bytes is too short for a pack"),
+        });
+    }
+    let mut footer = [0u8; FOOTER_LEN as usize];
+    file.read_exact_at(&mut footer, len - FOOTER_LEN)
+        .map_err(|e| StoreError::io_path(path, e))?;
+    Ok((footer, len))
+}
+
+/// Checks an encrypted store's pack without the key: its footer checksum
+/// over every byte before it. `Err` says what is wrong.
+pub fn check_stored(path: &Path) -> Result<std::result::Result<u64, String>> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| StoreError::io_path(path, e))?;
+    let (footer, len) = match read_footer(&file, path) {
+        Ok(found) => found,
+        Err(StoreError::Corrupt { why, .. }) => return Ok(Err(why)),
+        Err(e) => return Err(e),
+    };
+    if &footer[48..56] != SEALED_FOOTER_MAGIC {
+        return Ok(Err("not an encrypted pack (footer magic)".into()));
+    }
+    let mut sum = blake3::Hasher::new();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, (&file).take(len - FOOTER_LEN));
+    std::io::copy(&mut reader, &mut sum).map_err(|e| StoreError::io_path(path, e))?;
+    if sum.finalize().as_bytes() != &footer[16..48] {
+        return Ok(Err("checksum mismatch: the stored bytes changed".into()));
+    }
+    Ok(Ok(len))
 }
 
 /// Fsyncs a directory so that renames and unlinks in it are durable.
@@ -255,14 +340,14 @@ mod tests {
     #[test]
     fn sealed_pack_describes_its_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = PackWriter::create(dir.path(), "p1".into()).unwrap();
+        let mut w = PackWriter::create(dir.path(), "p1".into(), None).unwrap();
         let a = w
             .append(id(1), BlobKind::Chunk, b"hello", 5, false)
             .unwrap();
         let b = w.append(id(2), BlobKind::Page, b"zz", 100, true).unwrap();
         let path = w.seal(dir.path()).unwrap();
         assert!(!dir.path().join("p1.part").exists());
-        let (file, entries, _) = read_index(&path).unwrap();
+        let (file, entries, _) = read_index(&path, None).unwrap();
         assert_eq!(entries, vec![a, b]);
         let mut buf = [0u8; 5];
         file.read_exact_at(&mut buf, a.offset).unwrap();
@@ -272,14 +357,20 @@ mod tests {
     #[test]
     fn damaged_index_is_reported_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = PackWriter::create(dir.path(), "p".into()).unwrap();
+        let mut w = PackWriter::create(dir.path(), "p".into(), None).unwrap();
         w.append(id(1), BlobKind::Chunk, b"abc", 3, false).unwrap();
         let path = w.seal(dir.path()).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[11] ^= 0xff; // inside the index (header 8 + blob 3)
         std::fs::write(&path, &bytes).unwrap();
-        assert!(matches!(read_index(&path), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            read_index(&path, None),
+            Err(StoreError::Corrupt { .. })
+        ));
         std::fs::write(&path, b"short").unwrap();
-        assert!(matches!(read_index(&path), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            read_index(&path, None),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

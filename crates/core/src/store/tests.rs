@@ -291,7 +291,7 @@ fn snapshot_of_unchanged_head_reuses_the_root() {
     // Rewriting identical data is a no-op: nothing new is stored.
     img.write_at(0, &data).unwrap();
     img.snapshots().unwrap().create("b").unwrap();
-    let root = |s: &str| meta::read_snap(store.path(), "img", s).unwrap().root;
+    let root = |s: &str| store.inner.records.read_snap("img", s).unwrap().root;
     assert_eq!(root("a"), root("b"));
     assert_eq!(store.stats().unwrap().packs, packs);
     assert!(extents(&*img, Some("a")).is_empty());
@@ -732,13 +732,13 @@ fn a_corrupt_index_page_is_reported_and_gc_deletes_nothing() {
     img.write_at(0, &random(4 * CS as usize, 8)).unwrap();
     img.snapshots().unwrap().create("s").unwrap();
     drop(img);
-    let head = meta::read_head(dir.path(), "img").unwrap();
+    let head = store.inner.records.read_head("img").unwrap();
     let pack = std::fs::read_dir(dir.path().join("packs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "pack"))
         .unwrap();
-    let (_, entries, _) = pack::read_index(&pack).unwrap();
+    let (_, entries, _) = pack::read_index(&pack, None).unwrap();
     let page = entries.iter().find(|e| e.id == head.root).unwrap();
     assert_eq!(page.kind, pack::BlobKind::Page);
     let mut bytes = std::fs::read(&pack).unwrap();

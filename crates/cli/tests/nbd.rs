@@ -523,3 +523,64 @@ fn live_restore_into_a_new_rbd_image_under_a_reading_and_writing_client() {
     );
     ceph::rbd(&conf, &["rm", &format!("volumes/{volume}")]);
 }
+
+#[test]
+fn the_service_opens_lists_and_closes_exports_and_closes_them_at_shutdown() {
+    use util::service::{Service, ADMIN};
+    let sock = std::env::temp_dir().join(format!("bb-nbd-{}.sock", std::process::id()));
+    let extra = format!("[nbd]\nlisten = \"unix:{}\"\n", sock.display());
+    let mut s = Service::start(&extra, None);
+    let (src, id) = backed_up(&s.dir, 9);
+    let body = format!("{{\"backup_id\": \"{id}\"}}");
+    let (status, view) = s.call("POST", "/api/v1/exports", ADMIN, Some(&body));
+    assert_eq!(status, 201, "{view}");
+    let uri = view["uri"].as_str().unwrap().to_string();
+    assert_eq!(sha256_of_export(&s.dir, &uri), sha256(&src));
+    let (status, again) = s.call("POST", "/api/v1/exports", ADMIN, Some(&body));
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(s.get("/api/v1/exports")[0]["backup_id"], id.as_str());
+    // Read-only: nothing to save; closing it ends the clients' access.
+    let path = format!("/api/v1/exports/{id}");
+    let (status, _) = s.call(
+        "DELETE",
+        &format!("{path}?save_as_backup=true"),
+        ADMIN,
+        None,
+    );
+    assert_eq!(status, 400);
+    let (status, closed) = s.call("DELETE", &path, ADMIN, None);
+    assert_eq!(status, 200, "{closed}");
+    assert!(!tool("nbdinfo").arg(&uri).status().unwrap().success());
+    assert_eq!(s.get("/api/v1/exports"), serde_json::json!([]));
+    // Writable, saved as a new backup holding the write.
+    let body = format!("{{\"backup_id\": \"{id}\", \"writable\": true}}");
+    let (status, view) = s.call("POST", "/api/v1/exports", ADMIN, Some(&body));
+    assert_eq!(status, 201, "{view}");
+    let uri = view["uri"].as_str().unwrap().to_string();
+    qemu_io(&uri, "write -P 0x5a 1M 64k");
+    let (status, closed) = s.call(
+        "DELETE",
+        &format!("{path}?save_as_backup=true"),
+        ADMIN,
+        None,
+    );
+    assert_eq!(status, 200, "{closed}");
+    let saved = closed["saved_backup_id"].as_str().unwrap().to_string();
+    let mut expected = std::fs::read(&src).unwrap();
+    expected[MIB as usize..(MIB + 65536) as usize].fill(0x5a);
+    let out = s.dir.path("saved.img");
+    s.dir
+        .ok(&["backup", "restore", &saved, out.to_str().unwrap()]);
+    assert!(
+        std::fs::read(&out).unwrap() == expected,
+        "saved = backup + write"
+    );
+    // Open at shutdown: closed, the backup released (it can be deleted).
+    let body = format!("{{\"backup_id\": \"{id}\", \"writable\": true}}");
+    assert_eq!(s.call("POST", "/api/v1/exports", ADMIN, Some(&body)).0, 201);
+    assert!(s.terminate(std::time::Duration::from_secs(60)).success());
+    assert!(s.log().contains("export closed at shutdown"), "{}", s.log());
+    assert_eq!(s.dir.json(&["backup", "show", &id])["status"], "available");
+    s.dir.ok(&["backup", "delete", &saved]);
+    s.dir.ok(&["backup", "delete", &id]);
+}

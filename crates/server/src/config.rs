@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "cinder",
     "clusters",
     "schedules",
+    "nbd",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,7 @@ pub struct ServiceConfig {
     pub clusters: BTreeMap<String, ClusterSettings>,
     /// Backup schedules by name (docs/design.md, "Schedules").
     pub schedules: BTreeMap<String, ScheduleConfig>,
+    pub nbd: NbdConfig,
 }
 
 /// One schedule: which volumes, when, and the chain and retention rules.
@@ -105,6 +107,14 @@ pub struct ScheduleConfig {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NbdConfig {
+    /// Where exports of backups are served (`unix:PATH` or
+    /// `tcp:127.0.0.1:PORT`); without it the exports API is off.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +228,7 @@ impl Default for ServiceConfig {
             },
             clusters: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            nbd: NbdConfig::default(),
         }
     }
 }
@@ -278,6 +289,11 @@ impl ServiceConfig {
             return bad("store is empty: give a directory or rbd:POOL".into());
         }
         self.schedules().map_err(ConfigError::Invalid)?;
+        if let Some(listen) = &self.nbd.listen {
+            if let Err(e) = listen.parse::<blockback_nbd::Listen>() {
+                return bad(format!("nbd.listen: {e}"));
+            }
+        }
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return bad(format!(

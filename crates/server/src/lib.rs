@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod cinder;
 pub mod config;
+pub mod exports;
 pub mod jobs;
 pub mod metrics;
 pub mod schedule;

@@ -238,9 +238,17 @@ pub async fn run(
                 .await
         }
     };
-    served.map_err(|e| StartError::Io(e.to_string()))?;
     let _ = scheduler.await;
     let _ = worker.await;
+    let closing = state.clone();
+    let _ = blocking(move || {
+        if let Some(exports) = closing.backend.exports() {
+            exports.close_all();
+        }
+        Ok(())
+    })
+    .await;
+    served.map_err(|e| StartError::Io(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())
 }

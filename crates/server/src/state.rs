@@ -34,6 +34,10 @@ pub trait Backend: Send + Sync + 'static {
     /// The source a new RBD volume restored from `backup` gets
     /// (`rbd:POOL/volume-<id>` in the pool of the backup's source).
     fn new_volume_source(&self, backup: &BackupRecord, volume_id: Uuid) -> Result<String, String>;
+    /// Exports of backups over NBD; `None` when not configured.
+    fn exports(&self) -> Option<&dyn crate::exports::Exporter> {
+        None
+    }
 }
 
 /// A volume source, looked at.

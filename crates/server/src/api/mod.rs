@@ -4,6 +4,7 @@
 //! document generated from these handlers (`openapi.rs`).
 
 mod backups;
+mod exports;
 mod jobs;
 pub mod openapi;
 mod system;
@@ -136,6 +137,11 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/backups", get(backups::list).post(backups::create))
         .route("/backups/{id}", get(backups::show).delete(backups::delete))
         .route("/backups/{id}/restore", post(backups::restore))
+        .route("/exports", get(exports::list).post(exports::open))
+        .route(
+            "/exports/{backup_id}",
+            axum::routing::delete(exports::close),
+        )
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -6,7 +6,7 @@ use super::progress::JobProgress;
 use super::request::{BackupMode, JobRequest, RestoreTarget};
 use super::worker::{JobFailure, JobOutcome, JobRunner};
 use crate::config::ServiceConfig;
-use crate::state::{Backend, Probed};
+use crate::state::{Backend, Probed, ServiceError};
 use blockback_core::catalog::{BackupRecord, BackupStatus, Catalog, JobRecord, VolumeRecord};
 use blockback_core::engine::{unix_now, ChainMode};
 use blockback_ops::{
@@ -22,16 +22,32 @@ pub struct OpsRunner {
     catalog: Arc<dyn Catalog>,
     store: StoreLocation,
     connections: Connections,
+    /// Exports of backups over NBD, when `[nbd] listen` is set.
+    exports: Option<crate::exports::NbdExports>,
 }
 
 impl OpsRunner {
     pub fn new(config: Arc<ServiceConfig>, catalog: Arc<dyn Catalog>) -> Result<Self, String> {
         let store = StoreLocation::parse(&config.store).map_err(|e| format!("store: {e}"))?;
+        let exports = match &config.nbd.listen {
+            Some(listen) => Some(crate::exports::NbdExports::bind(listen)?),
+            None => None,
+        };
         Ok(OpsRunner {
             config,
             catalog,
             store,
             connections: Connections::default(),
+            exports,
+        })
+    }
+
+    pub(crate) fn nbd_exports(&self) -> Result<&crate::exports::NbdExports, ServiceError> {
+        self.exports.as_ref().ok_or_else(|| {
+            ServiceError::Conflict(
+                "exports over NBD are off: set listen in the [nbd] section of the configuration"
+                    .into(),
+            )
         })
     }
 
@@ -53,7 +69,7 @@ impl OpsRunner {
         })
     }
 
-    fn with_ops<T>(
+    pub(crate) fn with_ops<T>(
         &self,
         cluster: Option<&str>,
         progress: &dyn blockback_core::progress::Progress,
@@ -260,7 +276,7 @@ impl OpsRunner {
     }
 
     /// The cluster of the volume a backup was taken from.
-    fn source_cluster(&self, backup: &BackupRecord) -> Option<String> {
+    pub(crate) fn source_cluster(&self, backup: &BackupRecord) -> Option<String> {
         self.catalog
             .volume(backup.volume_id)
             .ok()
@@ -301,6 +317,12 @@ impl JobRunner for OpsRunner {
 }
 
 impl Backend for OpsRunner {
+    fn exports(&self) -> Option<&dyn crate::exports::Exporter> {
+        self.exports
+            .as_ref()
+            .map(|_| self as &dyn crate::exports::Exporter)
+    }
+
     fn probe_volume(&self, source: &str, cluster: Option<&str>) -> Result<Probed, String> {
         let settings = self.settings(cluster)?;
         let volume = Volume::parse(source, None).map_err(|e| e.to_string())?;

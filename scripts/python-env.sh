@@ -25,6 +25,7 @@ PIP_PACKAGES=(
 )
 APT_PACKAGES=(python3 python3-venv python3-rbd python3-rados)
 PYTHON=/usr/bin/python3
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 log() { echo "python-env: $*" >&2; }
 
@@ -48,7 +49,11 @@ main() {
     log "pip install ${PIP_PACKAGES[*]}"
     "$dir/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
         --ignore-installed "${PIP_PACKAGES[@]}" >&2
-    "$dir/bin/python" -c 'import rbd, rados' >&2
+    # blockback's own Cinder backup driver, as an operator installs it.
+    log "pip install cinder-driver/"
+    "$dir/bin/pip" install --quiet --no-cache-dir --disable-pip-version-check \
+        --no-deps "$REPO/cinder-driver" >&2
+    "$dir/bin/python" -c 'import rbd, rados, blockback_cinder.driver' >&2
     echo "$dir/bin/python"
 }
 

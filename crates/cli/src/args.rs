@@ -144,6 +144,9 @@ pub enum Command {
         /// Costs one read of each chain's first backup plus the changes.
         #[arg(long)]
         checksums: bool,
+        /// Only the backups of this volume (its id, as in `volume-<id>`).
+        #[arg(long)]
+        volume_id: Option<uuid::Uuid>,
     },
     /// Create or inspect the backup store.
     #[command(subcommand)]
@@ -352,6 +355,20 @@ pub struct CreateArgs {
     /// Backup snapshots kept on a source with snapshots, per chain.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub keep_source_snapshots: u16,
+    /// The new backup's id [default: a new one] (Cinder's driver gives
+    /// Cinder's backup id, which the snapshot names carry).
+    #[arg(long)]
+    pub id: Option<uuid::Uuid>,
+    /// The volume's id [default: the one its earlier backups recorded,
+    /// else a new one] (Cinder's driver gives Cinder's volume id, which
+    /// the base image names carry).
+    #[arg(long)]
+    pub volume_id: Option<uuid::Uuid>,
+    /// The backup's `backup.<id>.meta` object, stored as given: a file of
+    /// Cinder's backup metadata JSON (version 1 or 2) [default: one made
+    /// from --name, --description and --meta].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "description", "meta"])]
+    pub metadata_object: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

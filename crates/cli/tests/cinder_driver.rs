@@ -5,26 +5,11 @@
 //! never named, keeping the name Cinder gave the restore's volume.
 
 mod util;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use util::ceph::*;
+use util::python::python;
 use util::*;
-
-/// The test venv's python; `None` (skip, loudly) unless required.
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("BLOCKBACK_TEST_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("BLOCKBACK_REQUIRE_PYTHON").as_deref() == Ok("1") => {
-            panic!("BLOCKBACK_REQUIRE_PYTHON=1 but BLOCKBACK_TEST_PYTHON is not set: run scripts/python-env.sh DIR")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: no Python test venv (set BLOCKBACK_TEST_PYTHON; scripts/python-env.sh)"
-            );
-            None
-        }
-    }
-}
 
 /// Runs `python/cinder_restore.py`: Cinder restores `backup` into a new
 /// volume (a file here); returns the volume's name and description.

@@ -4,6 +4,7 @@ use crate::error::OpsResult;
 use crate::Ops;
 use blockback_core::catalog::BackupRecord;
 use blockback_core::engine::{BackupRequest, ChainMode, DISPLAY_DESCRIPTION, DISPLAY_NAME};
+use blockback_core::metadata::BackupMetadata;
 use std::collections::BTreeMap;
 
 /// A backup of the volume `source` names into the configured store.
@@ -26,6 +27,14 @@ pub struct BackupOptions {
     /// The new backup's id, when the caller chose it (the service does, at
     /// submission) [default: a new one].
     pub id: Option<uuid::Uuid>,
+    /// The volume's id, when the caller chose it (Cinder's volume id,
+    /// which the store's image names carry) [default: the catalog's id of
+    /// the source, else a new one].
+    pub volume_id: Option<uuid::Uuid>,
+    /// The `backup.<id>.meta` object to store as given (Cinder's backup
+    /// metadata API gives the whole volume row) [default: one made from
+    /// the name, description and metadata above].
+    pub metadata_object: Option<BackupMetadata>,
 }
 
 impl Default for BackupOptions {
@@ -38,6 +47,8 @@ impl Default for BackupOptions {
             mode: ChainMode::Auto,
             keep_source_snapshots: 1,
             id: None,
+            volume_id: None,
+            metadata_object: None,
         }
     }
 }
@@ -61,6 +72,8 @@ impl Ops<'_> {
             mode: options.mode,
             keep_source_snapshots: options.keep_source_snapshots.max(1),
             id: options.id,
+            volume_id: options.volume_id,
+            volume_metadata: options.metadata_object.clone(),
         };
         Ok(self.engine().backup(&request)?)
     }

@@ -201,6 +201,8 @@ impl Ops<'_> {
             mode: ChainMode::Auto,
             keep_source_snapshots: 1,
             id: None,
+            volume_id: None,
+            volume_metadata: None,
         };
         Ok(self.engine().backup(&request)?)
     }

@@ -24,8 +24,13 @@ impl Ops<'_> {
 
     /// Records the backups the configured store holds. Their volumes are
     /// `rbd:VOLUME_POOL/volume-<id>` (or, for a local store with a volume
-    /// store, `local:` images of it).
-    pub fn adopt(&self, volume_pool: &str, checksums: bool) -> OpsResult<AdoptReport> {
+    /// store, `local:` images of it). `only`: just the backups of that volume.
+    pub fn adopt(
+        &self,
+        volume_pool: &str,
+        checksums: bool,
+        only: Option<uuid::Uuid>,
+    ) -> OpsResult<AdoptReport> {
         let store = self.store(false)?;
         let label = self.settings.store.label();
         let volume_store = self.settings.volume_store.clone();
@@ -35,6 +40,6 @@ impl Ops<'_> {
         };
         Ok(self
             .engine()
-            .adopt(store.pool(), &label, &source_of, checksums)?)
+            .adopt(store.pool(), &label, &source_of, checksums, only)?)
     }
 }

@@ -4,9 +4,10 @@
 use crate::args::CreateArgs;
 use crate::output::{bytes, emit};
 use crate::session::Session;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use blockback_core::catalog::BackupRecord;
 use blockback_core::engine::{ChainMode, Restored};
+use blockback_core::metadata::BackupMetadata;
 use blockback_core::progress::Progress;
 use blockback_ops::{BackupOptions, DeleteOptions, RestoreOptions};
 use std::collections::BTreeMap;
@@ -24,12 +25,26 @@ pub fn create(session: &Session, args: &CreateArgs) -> Result<()> {
             _ => ChainMode::Auto,
         },
         keep_source_snapshots: usize::from(args.keep_source_snapshots),
-        id: None,
+        id: args.id,
+        volume_id: args.volume_id,
+        metadata_object: args
+            .metadata_object
+            .as_deref()
+            .map(read_metadata_object)
+            .transpose()?,
     };
     let record = session.ops().backup(&options)?;
     let mut shown = serde_json::to_value(&record)?;
     shown["phases"] = phases_json(session);
     emit(session.config.json, &shown, || created_line(&record))
+}
+
+/// A `--metadata-object` file, parsed (so a bad one changes nothing).
+fn read_metadata_object(path: &std::path::Path) -> Result<BackupMetadata> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the metadata object file {}", path.display()))?;
+    BackupMetadata::from_json(&bytes)
+        .with_context(|| format!("--metadata-object {}", path.display()))
 }
 
 /// The line `backup create` prints (locally and with --server).

@@ -281,8 +281,13 @@ fn backup_named(backups: &[BackupRecord], image: &str, snap: Option<&str>) -> St
         .map_or_else(|| format!("{image}@{snap}"), |b| format!("backup {}", b.id))
 }
 
-pub fn adopt(session: &Session, volume_pool: &str, checksums: bool) -> Result<()> {
-    let report = session.ops().adopt(volume_pool, checksums)?;
+pub fn adopt(
+    session: &Session,
+    volume_pool: &str,
+    checksums: bool,
+    only: Option<uuid::Uuid>,
+) -> Result<()> {
+    let report = session.ops().adopt(volume_pool, checksums, only)?;
     let label = session.config.settings.store.label();
     let json = serde_json::json!({
         "adopted": report.adopted, "checksummed": report.checksummed, "skipped": report.skipped,

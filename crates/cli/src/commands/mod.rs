@@ -62,7 +62,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Adopt {
             volume_pool,
             checksums,
-        } => maintenance::adopt(&session, &volume_pool, checksums),
+            volume_id,
+        } => maintenance::adopt(&session, &volume_pool, checksums, volume_id),
         Command::Store(StoreCommand::Stats) => maintenance::stats(&session),
         Command::Serve(_) => unreachable!("main runs serve before anything else"),
         Command::Job(cmd) => jobs::run(&session, &cmd),

@@ -3,6 +3,7 @@
 
 pub mod ceph;
 pub mod own_cluster;
+pub mod python;
 pub mod service;
 
 use rand::{Rng, SeedableRng};

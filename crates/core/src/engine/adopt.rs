@@ -74,22 +74,27 @@ fn parse_image_name(name: &str) -> Option<BackupImage> {
 }
 
 impl Engine<'_> {
-    /// Adopts every backup image of `store`; `source_of(volume id)` gives
-    /// the source label recorded for a volume the catalog does not know.
-    /// `checksums`: read each backup lacking a checksum to record one (and
-    /// the newest one's block digests, so its chain can continue).
+    /// Adopts every backup image of `store` (of volume `only`, when
+    /// given); `source_of(volume id)` gives the source label recorded for
+    /// a volume the catalog does not know. `checksums`: read each backup
+    /// lacking a checksum to record one (and the newest one's block
+    /// digests, so its chain can continue).
     pub fn adopt(
         &self,
         store: &dyn Pool,
         store_label: &str,
         source_of: &dyn Fn(&Uuid) -> String,
         checksums: bool,
+        only: Option<Uuid>,
     ) -> EngineResult<AdoptReport> {
         let mut report = AdoptReport::default();
         for name in store.list()? {
             let Some(parsed) = parse_image_name(&name) else {
                 continue;
             };
+            if only.is_some_and(|v| v != parsed.volume) {
+                continue;
+            }
             let found = self
                 .image_backups(store, store_label, &name, &parsed)
                 .and_then(|mut found| {

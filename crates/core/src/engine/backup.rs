@@ -13,7 +13,7 @@ use super::copy::{copy_to_sink, CopyOptions, CopyStats, DigestSink};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine, TransferPlan};
-use crate::catalog::{BackupKind, BackupRecord, BackupStatus, VolumeRecord};
+use crate::catalog::{BackupKind, BackupRecord, BackupStatus, CatalogError, VolumeRecord};
 use crate::image::{Image, Pool};
 use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetadata};
 use crate::naming;
@@ -42,6 +42,13 @@ pub struct BackupRequest<'r> {
     /// The backup's id when the caller chose it (a service returns it
     /// before the backup runs); a new one otherwise.
     pub id: Option<Uuid>,
+    /// The volume's catalog id when the caller chose it (Cinder's volume
+    /// id, which the store's names carry); see [`Engine::volume_for`].
+    pub volume_id: Option<Uuid>,
+    /// The metadata object to store, when the caller has its own (Cinder's
+    /// driver API gives the whole volume row, user and image metadata);
+    /// otherwise one is made from the record ([`volume_metadata`]).
+    pub volume_metadata: Option<BackupMetadata>,
 }
 
 /// What a finished transfer leaves for the record.
@@ -95,12 +102,34 @@ impl Engine<'_> {
         Ok(record)
     }
 
+    /// The catalog's volume of the request's source. A caller-chosen id
+    /// must match a source the catalog knows; a volume known by that id
+    /// under another source has moved (a device path changes between
+    /// attachments) and takes the new source; otherwise a new volume.
     fn volume_for(&self, req: &BackupRequest<'_>) -> EngineResult<VolumeRecord> {
-        if let Some(v) = self.catalog.volume_by_source(&req.source_label)? {
-            return Ok(v);
+        let label = &req.source_label;
+        match (self.catalog.volume_by_source(label)?, req.volume_id) {
+            (Some(v), Some(id)) if v.id != id => Err(EngineError::Invalid(format!(
+                "{label} is recorded as volume {}, not {id}; give that volume id or none",
+                v.id
+            ))),
+            (Some(v), _) => Ok(v),
+            (None, Some(id)) => match self.catalog.volume(id) {
+                Ok(mut moved) => {
+                    moved.source = label.clone();
+                    self.catalog.update_volume(&moved)?;
+                    Ok(moved)
+                }
+                Err(CatalogError::VolumeNotFound(_)) => self.new_volume(req, id),
+                Err(e) => Err(e.into()),
+            },
+            (None, None) => self.new_volume(req, Uuid::new_v4()),
         }
+    }
+
+    fn new_volume(&self, req: &BackupRequest<'_>, id: Uuid) -> EngineResult<VolumeRecord> {
         let volume = VolumeRecord::new(
-            Uuid::new_v4(),
+            id,
             req.source_label.clone(),
             req.volume_name.clone(),
             unix_now(),
@@ -113,7 +142,7 @@ impl Engine<'_> {
     fn backup_whole(&self, req: &BackupRequest<'_>, record: &mut BackupRecord) -> EngineResult<()> {
         let result = self.transfer_whole(req, record).and_then(|t| {
             snapshot_base(t.base.as_ref(), record, self.progress)?;
-            self.publish(req.store, record, t)
+            self.publish(req, record, t)
         });
         result.map_err(|cause| self.fail(req.store, record, cause, &[]))
     }
@@ -188,12 +217,17 @@ impl Engine<'_> {
     /// transferred and snapshotted backup as available.
     pub(super) fn publish(
         &self,
-        store: &dyn Pool,
+        req: &BackupRequest<'_>,
         record: &mut BackupRecord,
         t: Transferred,
     ) -> EngineResult<()> {
         let start = std::time::Instant::now();
-        write_backup_metadata(store, &record.id.to_string(), &volume_metadata(record))?;
+        let store = req.store;
+        let meta = match &req.volume_metadata {
+            Some(given) => given.clone(),
+            None => volume_metadata(record),
+        };
+        write_backup_metadata(store, &record.id.to_string(), &meta)?;
         let checksum = t.checksum.clone();
         if let Some(d) = t.digests {
             self.digests.commit(record.id, d)?;

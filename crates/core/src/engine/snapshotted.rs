@@ -101,7 +101,7 @@ impl Engine<'_> {
             Chain::New { .. } => self.transfer_all(req.store, source.as_ref(), record)?,
         };
         snapshot_base(transferred.base.as_ref(), record, self.progress)?;
-        self.publish(req.store, record, transferred)?;
+        self.publish(req, record, transferred)?;
         timed(self.progress, "prune", || {
             self.prune_source_snapshots(snaps, record, req.keep_source_snapshots)
         });

@@ -140,6 +140,7 @@ impl OpsRunner {
                 BackupMode::Incremental => ChainMode::Incremental,
             },
             keep_source_snapshots: self.config.jobs.keep_source_snapshots,
+            ..BackupOptions::default()
         };
         let result = self.with_ops(volume.cluster.as_deref(), progress, |ops| {
             ops.backup(&options)

@@ -30,7 +30,7 @@ pub fn with_checksums_continues_the_chain(ctx: &Ctx<'_>) -> CheckResult {
     let source = vol.label.clone();
     let source_of = |_: &uuid::Uuid| source.clone();
     let plain = Ctx::new(ctx.fx);
-    let report = plain.engine().adopt(store, &label, &source_of, false);
+    let report = plain.engine().adopt(store, &label, &source_of, false, None);
     let report = report.map_err(s)?;
     ensure!(
         adopted(&report.adopted, &b2)?.checksum.is_none(),
@@ -48,7 +48,7 @@ pub fn with_checksums_continues_the_chain(ctx: &Ctx<'_>) -> CheckResult {
             "an incremental after adopting without checksums gave {other:?}, expected a refusal naming `adopt --checksums`"
         )),
     }
-    let report = fresh.engine().adopt(store, &label, &source_of, true);
+    let report = fresh.engine().adopt(store, &label, &source_of, true, None);
     let report = report.map_err(s)?;
     for b in [&b1, &b2] {
         let got = &adopted(&report.adopted, b)?.checksum;

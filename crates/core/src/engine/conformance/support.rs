@@ -219,6 +219,8 @@ impl<'f> Ctx<'f> {
             mode: how.mode,
             keep_source_snapshots: how.keep,
             id: None,
+            volume_id: None,
+            volume_metadata: None,
         })
     }
 

@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: installs what the tests need (Rust
 # components, Ceph packages), starts a throwaway single-node Ceph cluster,
 # runs formatting, lint, every test and the fuzz target against it, and
-# stops the cluster.
+# stops the cluster. Likewise a throwaway PostgreSQL server (Debian's
+# packages) on a loopback port for the shared-catalog tests.
 #
 # Every step runs even when an earlier one failed, so one run shows every
 # problem; the closing lines count the tests and name the failed steps, and
@@ -22,13 +23,16 @@ install_nbd_clients() {
         { apt-get update >&2 && apt-get install -y --no-install-recommends "${packages[@]}" >&2; }
 }
 install_nbd_clients || { echo "test.sh: installing libnbd-bin and qemu-utils failed" >&2; exit 1; }
+scripts/postgres.sh install || { echo "test.sh: installing PostgreSQL failed" >&2; exit 1; }
 
 ceph_dir=$(mktemp -d /tmp/blockback-ceph.XXXXXX)
 python_dir=$(mktemp -d /tmp/blockback-python.XXXXXX)
+postgres_dir=$(mktemp -d /tmp/blockback-postgres.XXXXXX)
 log=$(mktemp /tmp/blockback-test.XXXXXX)
 cleanup() {
     scripts/ceph-cluster.sh stop "$ceph_dir" || true
-    rm -rf "$ceph_dir" "$python_dir"
+    scripts/postgres.sh stop "$postgres_dir" || true
+    rm -rf "$ceph_dir" "$python_dir" "$postgres_dir"
     rm -f "$log"
 }
 trap cleanup EXIT
@@ -43,6 +47,10 @@ python=$(scripts/python-env.sh "$python_dir" | tail -n 1)
 [[ -x "$python" ]] || { echo "test.sh: the Python test environment did not install" >&2; exit 1; }
 export BLOCKBACK_TEST_PYTHON="$python"
 export BLOCKBACK_REQUIRE_PYTHON=1
+postgres_url=$(scripts/postgres.sh start "$postgres_dir" | tail -n 1)
+[[ "$postgres_url" == postgres://* ]] || { echo "test.sh: the PostgreSQL test server did not start" >&2; exit 1; }
+export BLOCKBACK_TEST_POSTGRES_URL="$postgres_url"
+export BLOCKBACK_REQUIRE_POSTGRES=1
 
 failed=()
 # Runs one step; a failure is remembered, not fatal.

@@ -1,5 +1,8 @@
-//! SQLite implementation of [`blockback_core::catalog::Catalog`].
+//! SQLite and PostgreSQL implementations of
+//! [`blockback_core::catalog::Catalog`]: [`SqliteCatalog`] for one host,
+//! [`PgCatalog`] for several sharing one catalog.
 //!
+//! SQLite:
 //! One database file, shared by every blockback process on the machine
 //! (CLI runs, the service): WAL mode so readers never wait for writers, a
 //! 30 s busy timeout so short write transactions of other processes are
@@ -11,6 +14,9 @@ mod row;
 mod schema;
 
 mod jobs;
+mod pg;
+
+pub use pg::{is_postgres_url, redact_url, PgCatalog, PG_SCHEMA_VERSION};
 
 use blockback_core::catalog::{
     BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd, JobFilter,

@@ -43,8 +43,9 @@ pub const BACKUP_ASSIGNMENTS: &str = "volume_id = ?2, source = ?3, size = ?4, pa
     updated_at = ?16, completed_at = ?17, error = ?18, pid = ?19, created_base = ?20, \
     metadata = ?21";
 
-/// A row as stored, one value per column.
-pub struct RawRow(Vec<Value>);
+/// A row as stored, one value per column (SQLite's value kinds; the
+/// PostgreSQL catalog reads its rows into the same, see `pg::value`).
+pub struct RawRow(pub(crate) Vec<Value>);
 
 impl RawRow {
     pub fn read(row: &Row<'_>) -> rusqlite::Result<Self> {

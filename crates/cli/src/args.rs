@@ -15,9 +15,12 @@ pub struct Cli {
     /// Backup store: a directory, or `rbd:POOL` [default: $XDG_DATA_HOME/blockback/store].
     #[arg(long, global = true, env = "BLOCKBACK_STORE")]
     pub store: Option<String>,
-    /// Catalog database [default: $XDG_DATA_HOME/blockback/catalog.sqlite].
-    #[arg(long, global = true, env = "BLOCKBACK_CATALOG")]
-    pub catalog: Option<PathBuf>,
+    /// Catalog: a SQLite file, or postgres://USER:PASSWORD@HOST:PORT/DB for
+    /// one shared by several hosts (then the store must be rbd:POOL; give
+    /// a password through BLOCKBACK_CATALOG rather than the command line)
+    /// [default: $XDG_DATA_HOME/blockback/catalog.sqlite].
+    #[arg(long, global = true, env = "BLOCKBACK_CATALOG", hide_env_values = true)]
+    pub catalog: Option<String>,
     /// Local store holding `local:IMAGE` volumes [default: --store, when local].
     #[arg(long, global = true, env = "BLOCKBACK_VOLUME_STORE")]
     pub volume_store: Option<PathBuf>,

@@ -3,7 +3,7 @@
 
 use crate::args::{CephArgs, Cli, RbdLayoutArgs};
 use anyhow::{bail, Context, Result};
-use blockback_ops::{require_parent, Settings, StoreLocation};
+use blockback_ops::{CatalogLocation, Settings, StoreLocation, DEFAULT_LOCK_LEASE};
 use blockback_rbd::{parse_features, ClusterConfig, CreateOptions};
 use std::path::{Path, PathBuf};
 
@@ -26,11 +26,8 @@ impl Config {
             None => StoreLocation::Local(default_data_dir()?.join("store")),
         };
         let catalog = match &cli.catalog {
-            Some(p) => {
-                require_parent(p, "--catalog")?;
-                absolute(p)?
-            }
-            None => default_data_dir()?.join("catalog.sqlite"),
+            Some(text) => CatalogLocation::parse(text, &shared_catalog_dir(text)?)?,
+            None => CatalogLocation::Sqlite(default_data_dir()?.join("catalog.sqlite")),
         };
         let (store_ceph, volume_ceph) = ceph_configs(&cli.ceph)?;
         let store_layout = store_layout(&cli.rbd_layout, &store)?;
@@ -42,7 +39,9 @@ impl Config {
             store_ceph,
             volume_ceph,
             store_layout,
+            lock_lease: lock_lease()?,
         };
+        settings.check()?;
         Ok(Config {
             settings,
             json: cli.json,
@@ -98,6 +97,26 @@ fn store_layout(args: &RbdLayoutArgs, store: &StoreLocation) -> Result<CreateOpt
     };
     options.validate()?;
     Ok(options)
+}
+
+/// Where this host keeps a shared catalog's local files (block digests,
+/// its lock files): the data directory, created only when one is used.
+fn shared_catalog_dir(catalog: &str) -> Result<PathBuf> {
+    match blockback_catalog::is_postgres_url(catalog) {
+        true => default_data_dir(),
+        false => Ok(PathBuf::new()),
+    }
+}
+
+/// The lease of cluster-wide locks: `BLOCKBACK_LOCK_LEASE_SECS`, else 30 s.
+fn lock_lease() -> Result<std::time::Duration> {
+    match std::env::var("BLOCKBACK_LOCK_LEASE_SECS") {
+        Err(_) => Ok(DEFAULT_LOCK_LEASE),
+        Ok(text) => match text.parse::<u64>() {
+            Ok(secs) if (2..=3600).contains(&secs) => Ok(std::time::Duration::from_secs(secs)),
+            _ => bail!("BLOCKBACK_LOCK_LEASE_SECS={text}: give whole seconds from 2 to 3600"),
+        },
+    }
 }
 
 /// `$XDG_DATA_HOME/blockback`, or `~/.local/share/blockback`, created.

@@ -4,12 +4,12 @@
 use crate::config::Config;
 use crate::progress::CliProgress;
 use anyhow::Result;
-use blockback_catalog::SqliteCatalog;
+use blockback_core::catalog::Catalog;
 use blockback_ops::{Connections, Ops};
 
 pub struct Session {
     pub config: Config,
-    pub catalog: SqliteCatalog,
+    pub catalog: Box<dyn Catalog>,
     pub progress: CliProgress,
     pub connections: Connections,
 }
@@ -17,7 +17,7 @@ pub struct Session {
 impl Session {
     /// Opens the catalog and repairs what interrupted runs left behind.
     pub fn open(config: Config) -> Result<Self> {
-        let catalog = SqliteCatalog::open(&config.settings.catalog)?;
+        let catalog = config.settings.catalog.open()?;
         let progress = CliProgress::new(config.quiet || config.json);
         let session = Session {
             config,
@@ -33,7 +33,7 @@ impl Session {
     pub fn ops(&self) -> Ops<'_> {
         Ops {
             settings: &self.config.settings,
-            catalog: &self.catalog,
+            catalog: self.catalog.as_ref(),
             connections: &self.connections,
             progress: &self.progress,
         }

@@ -13,7 +13,7 @@ use util::service::Service;
 
 fn config(conf: &Path, max_running: usize) -> String {
     format!(
-        "[jobs]\nmax_running = {max_running}\nheartbeat_secs = 0.2\nlease_secs = 30\n\
+        "[jobs]\nmax_running = {max_running}\nheartbeat_secs = 0.2\nlease_secs = 6\n\
          [clusters.default]\nconf = \"{}\"\n",
         conf.display()
     )
@@ -232,10 +232,16 @@ fn kill_9_mid_job_then_restart() {
         job["error"].as_str().unwrap().contains("service stopped"),
         "{job}"
     );
-    let backup = s.get(&format!(
-        "/api/v1/backups/{}",
-        job["backup_id"].as_str().unwrap()
-    ));
+    // The killed process's cluster lock on the volume holds until its
+    // lease (half the job lease: 3 s) runs out; the restarted worker's
+    // reaper cleans up then.
+    let path = format!("/api/v1/backups/{}", job["backup_id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut backup = s.get(&path);
+    while backup["status"] != "error" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        backup = s.get(&path);
+    }
     assert_eq!(backup["status"], "error", "{backup}");
     assert_eq!(
         leftovers(&conf, &vid, &image).0,

@@ -11,6 +11,7 @@
 
 pub mod address;
 mod backup;
+mod catalog;
 mod connections;
 mod delete;
 mod error;
@@ -18,6 +19,7 @@ mod export;
 mod images;
 mod live;
 pub mod location;
+mod locks;
 mod maintenance;
 mod restore;
 mod settings;
@@ -26,12 +28,14 @@ pub mod volume;
 
 pub use address::Address;
 pub use backup::BackupOptions;
+pub use catalog::CatalogLocation;
 pub use connections::Connections;
 pub use delete::{DeleteOptions, Deleted};
 pub use error::{OpsError, OpsResult};
 pub use export::{BackupExport, ExportClosed, ExportEnd, ExportOptions};
 pub use images::Opened;
 pub use location::{require_parent, StoreLocation};
+pub use locks::StoreLocks;
 pub use restore::{RestoreOptions, TargetKind};
 pub use settings::Settings;
 pub use store::StoreHandle;
@@ -40,6 +44,7 @@ pub use volume::Volume;
 use blockback_core::catalog::{resolve_backup, BackupRecord, Catalog};
 use blockback_core::engine::{DigestDir, Engine, LockDir};
 use blockback_core::progress::Progress;
+pub use blockback_rbd::DEFAULT_LOCK_LEASE;
 
 /// One caller's view of blockback: its settings, catalog, cluster
 /// connections and progress sink. Cheap to build per request.
@@ -52,9 +57,15 @@ pub struct Ops<'a> {
 
 impl<'a> Ops<'a> {
     pub fn engine(&self) -> Engine<'a> {
+        let locks = StoreLocks::new(
+            LockDir::new(self.settings.lock_dir()),
+            self.connections,
+            self.settings.store_ceph.clone(),
+            self.settings.lock_lease,
+        );
         Engine::new(
             self.catalog,
-            LockDir::new(self.settings.lock_dir()),
+            locks,
             DigestDir::new(self.settings.digest_dir()),
             self.progress,
         )
@@ -64,6 +75,7 @@ impl<'a> Ops<'a> {
     /// for new bases); a local one is created first when `create` and it
     /// does not exist yet.
     pub fn store(&self, create: bool) -> OpsResult<StoreHandle> {
+        self.settings.check()?;
         let store = store::open_store(
             &self.settings.store,
             &self.settings.store_ceph,
@@ -75,8 +87,10 @@ impl<'a> Ops<'a> {
 
     /// Opens the store a backup was written to.
     pub fn store_of(&self, backup: &BackupRecord) -> OpsResult<StoreHandle> {
+        let location = StoreLocation::parse(&backup.store)?;
+        self.settings.catalog.check_store(&location)?;
         store::open_store(
-            &StoreLocation::parse(&backup.store)?,
+            &location,
             &self.settings.store_ceph,
             self.connections,
             false,

@@ -1,8 +1,11 @@
 //! The resolved settings every operation works with.
 
+use crate::catalog::CatalogLocation;
+use crate::error::OpsResult;
 use crate::location::StoreLocation;
 use blockback_rbd::{ClusterConfig, CreateOptions};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where the store, catalog and volume store are, and how to reach Ceph
 /// on the store's side and on the volumes' side (which may be different
@@ -10,7 +13,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub store: StoreLocation,
-    pub catalog: PathBuf,
+    pub catalog: CatalogLocation,
     /// The local store of `local:IMAGE` volumes when given; otherwise the
     /// store, when it is local (see [`Settings::volume_store`]).
     pub volume_store: Option<PathBuf>,
@@ -18,6 +21,9 @@ pub struct Settings {
     pub volume_ceph: ClusterConfig,
     /// Layout of the base images an RBD store creates.
     pub store_layout: CreateOptions,
+    /// How long a cluster-wide lock outlives a holder that stopped
+    /// renewing it (a dead process).
+    pub lock_lease: Duration,
 }
 
 impl Settings {
@@ -31,13 +37,20 @@ impl Settings {
         }
     }
 
-    /// Block digests of backups live beside the catalog that records them.
+    /// Block digests of backups live beside the catalog that records them
+    /// (a shared catalog's: in the host's data directory).
     pub fn digest_dir(&self) -> PathBuf {
-        self.catalog.with_extension("digests")
+        self.catalog.digest_dir()
     }
 
-    /// Volume and backup lock files live beside the catalog they protect.
+    /// This host's volume and backup lock files, beside the catalog.
     pub fn lock_dir(&self) -> PathBuf {
-        self.catalog.with_extension("locks")
+        self.catalog.lock_dir()
+    }
+
+    /// Refuses combinations that cannot work: a shared catalog with a
+    /// store only this host reaches.
+    pub fn check(&self) -> OpsResult<()> {
+        self.catalog.check_store(&self.store)
     }
 }

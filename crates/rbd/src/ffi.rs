@@ -14,6 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use libloading::Library;
 
+mod locks;
+pub(crate) use locks::LockSpec;
+
 /// librados.h: `rados_write_op_create` fails if the object exists.
 const LIBRADOS_CREATE_EXCLUSIVE: c_int = 1;
 

@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "listen",
     "store",
     "catalog",
+    "state_dir",
     "worker_id",
     "restore_dirs",
     "public_url",
@@ -52,8 +53,13 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// The backup store: a directory or `rbd:POOL` (on the default cluster).
     pub store: String,
-    /// The catalog database.
-    pub catalog: PathBuf,
+    /// The catalog: a SQLite file for one host, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` shared by several workers
+    /// (then the store must be `rbd:POOL`).
+    pub catalog: String,
+    /// This host's own files with a shared catalog: its lock files and
+    /// block digests (with SQLite they live beside the catalog file).
+    pub state_dir: PathBuf,
     /// This worker's name in job claims [default: the host name].
     pub worker_id: Option<String>,
     /// Directories under which the API may restore into files.
@@ -204,6 +210,7 @@ impl Default for ServiceConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8776)),
             store: "/var/lib/blockback/store".into(),
             catalog: "/var/lib/blockback/catalog.sqlite".into(),
+            state_dir: "/var/lib/blockback".into(),
             worker_id: None,
             restore_dirs: Vec::new(),
             public_url: None,
@@ -284,6 +291,9 @@ impl ServiceConfig {
                 "cinder.noauth trusts every client; it is allowed only on a loopback listen address, not {}",
                 self.listen
             ));
+        }
+        if self.catalog.trim().is_empty() {
+            return bad("catalog is empty: give a SQLite file or postgres://HOST/DB".into());
         }
         if self.store.trim().is_empty() {
             return bad("store is empty: give a directory or rbd:POOL".into());

@@ -20,8 +20,8 @@ pub mod telemetry;
 
 pub use config::ServiceConfig;
 
-use blockback_catalog::SqliteCatalog;
 use blockback_core::catalog::Catalog;
+use blockback_ops::CatalogLocation;
 use jobs::runner::OpsRunner;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,8 +32,9 @@ pub fn serve(config_file: Option<&Path>) -> Result<(), String> {
     let config = ServiceConfig::load(config_file).map_err(|e| e.to_string())?;
     telemetry::init(&config.logging);
     let config = Arc::new(config);
-    let catalog: Arc<dyn Catalog> =
-        Arc::new(SqliteCatalog::open(&config.catalog).map_err(|e| e.to_string())?);
+    let location = CatalogLocation::parse(&config.catalog, &config.state_dir)
+        .map_err(|e| format!("catalog: {e}"))?;
+    let catalog: Arc<dyn Catalog> = Arc::from(location.open().map_err(|e| e.to_string())?);
     let runner = Arc::new(OpsRunner::new(config.clone(), catalog.clone())?);
     server::recover(catalog.as_ref(), &config.worker(), || runner.recover())
         .map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@ use crate::output::emit;
 use crate::remote::{cancel_line, job_detail, jobs_table};
 use crate::session::Session;
 use anyhow::{Context, Result};
-use blockback_core::catalog::{Catalog, JobFilter, JobRecord, JobState};
+use blockback_core::catalog::{JobFilter, JobRecord, JobState};
 use blockback_core::engine::unix_now;
 use blockback_server::api::views::JobView;
 use serde_json::Value;

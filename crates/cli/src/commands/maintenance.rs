@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::output::{emit, gc_text, stats_text};
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
-use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus, Catalog};
+use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus};
 use blockback_core::engine::VerifyOutcome;
 use blockback_core::image::Pool;
 use blockback_core::naming;
@@ -59,7 +59,7 @@ struct Checked {
 pub fn verify(session: &Session, backup: Option<&str>, repair: bool) -> Result<()> {
     let (store, backups) = match backup {
         Some(id) => {
-            let record = resolve_backup(&session.catalog, id)?;
+            let record = resolve_backup(session.catalog.as_ref(), id)?;
             (session.ops().store_of(&record)?, vec![record])
         }
         None => (session.ops().store(false)?, store_backups(session)?),
@@ -219,7 +219,7 @@ fn unknown_backups(session: &Session, pool: &dyn Pool) -> Result<Vec<String>> {
 
 fn unknown_line(session: &Session, unknown: &[String]) -> String {
     let store = session.config.settings.store.label();
-    let catalog = session.config.settings.catalog.display();
+    let catalog = &session.config.settings.catalog;
     format!(
         "store {store} holds {} backup(s) that catalog {catalog} does not know (e.g. {}); \
          record them with `blockback --store {store} --catalog {catalog} adopt`",

@@ -8,14 +8,12 @@ use crate::args::PolicySetArgs;
 use crate::output::emit;
 use crate::session::Session;
 use anyhow::{bail, Result};
-use blockback_core::catalog::{
-    effective_policy, resolve_backup, Catalog, PolicyScope, VolumeRecord,
-};
+use blockback_core::catalog::{effective_policy, resolve_backup, PolicyScope, VolumeRecord};
 use blockback_core::retention::Policy;
 use uuid::Uuid;
 
 pub fn protect(session: &Session, backup: &str, protected: bool) -> Result<()> {
-    let record = resolve_backup(&session.catalog, backup)?;
+    let record = resolve_backup(session.catalog.as_ref(), backup)?;
     session.catalog.set_protected(record.id, protected)?;
     let word = if protected {
         "protected"
@@ -129,7 +127,7 @@ pub fn policy_show(session: &Session, volume: Option<&str>) -> Result<()> {
     };
     let v = resolve_volume(session, given)?;
     let store = session.config.settings.store.label();
-    let found = effective_policy(&session.catalog, v.id, &store)?;
+    let found = effective_policy(session.catalog.as_ref(), v.id, &store)?;
     let json = serde_json::json!({
         "volume": v, "store": store,
         "scope": found.as_ref().map(|(s, _)| s.key()),

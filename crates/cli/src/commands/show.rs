@@ -6,7 +6,7 @@
 use crate::output::{bytes, emit, fields, local_time};
 use crate::session::Session;
 use anyhow::Result;
-use blockback_core::catalog::{resolve_backup, BackupRecord, Catalog};
+use blockback_core::catalog::{resolve_backup, BackupRecord};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
@@ -60,7 +60,7 @@ pub fn table(backups: &[BackupRecord], protected: &BTreeSet<Uuid>) -> String {
 }
 
 pub fn show(session: &Session, backup: &str) -> Result<()> {
-    let record = resolve_backup(&session.catalog, backup)?;
+    let record = resolve_backup(session.catalog.as_ref(), backup)?;
     let protected = session.catalog.protected_backups()?;
     let json = with_protected(&record, &protected)?;
     emit(session.config.json, &json, || {

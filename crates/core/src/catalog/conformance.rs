@@ -1,6 +1,7 @@
 //! The catalog conformance suite: what every [`Catalog`] backend must do
-//! with registered volumes, jobs, protected backups and policies. Run by the in-memory catalog's tests
-//! and by each backend crate's (SQLite today) against a fresh catalog.
+//! with backup records, registered volumes, jobs, protected backups and
+//! policies. Run by the in-memory catalog's tests and by each backend's
+//! (SQLite, PostgreSQL) against a fresh catalog.
 
 use super::{
     Catalog, CatalogError, JobBeat, JobClaim, JobEnd, JobFilter, JobKind, JobRecord, JobState,
@@ -42,6 +43,22 @@ pub fn run_catalog_suite(fresh: &dyn Fn() -> Box<dyn Catalog>) {
         (
             "policies_round_trip_per_scope",
             super::retention_checks::policies_round_trip_per_scope,
+        ),
+        (
+            "backup_round_trip_and_update",
+            super::backup_checks::backup_round_trip_and_update,
+        ),
+        (
+            "unknown_backup_is_not_found",
+            super::backup_checks::unknown_backup_is_not_found,
+        ),
+        (
+            "backups_listed_oldest_first",
+            super::backup_checks::backups_listed_oldest_first,
+        ),
+        (
+            "prefixes_resolve_when_unique",
+            super::backup_checks::prefixes_resolve_when_unique,
         ),
     ];
     for (name, check) in checks {

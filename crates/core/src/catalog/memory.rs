@@ -94,7 +94,14 @@ impl Catalog for MemoryCatalog {
     }
 
     fn insert_backup(&self, backup: &BackupRecord) -> CatalogResult<()> {
-        self.state().backups.push(backup.clone());
+        let mut state = self.state();
+        if state.backups.iter().any(|b| b.id == backup.id) {
+            return Err(CatalogError::Database {
+                path: "memory".into(),
+                msg: format!("backup {} already exists", backup.id),
+            });
+        }
+        state.backups.push(backup.clone());
         Ok(())
     }
 
@@ -108,7 +115,11 @@ impl Catalog for MemoryCatalog {
 
     fn remove_backup(&self, id: Uuid) -> CatalogResult<()> {
         let mut state = self.state();
+        let before = state.backups.len();
         state.backups.retain(|b| b.id != id);
+        if state.backups.len() == before {
+            return Err(CatalogError::BackupNotFound(id.to_string()));
+        }
         state.protected.remove(&id);
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod record;
+mod backup_checks;
 #[doc(hidden)]
 pub mod conformance;
 mod job;

@@ -70,13 +70,14 @@ impl Engine<'_> {
             return Err(EngineError::ZeroSize(req.source_label.clone()));
         }
         let volume = self.volume_for(req)?;
-        let _lock = self
+        let lock = self
             .locks
-            .try_lock(&volume.id.to_string())?
+            .try_lock_volume(&volume.id.to_string(), &req.store_label)?
             .ok_or_else(|| EngineError::VolumeBusy {
                 volume: volume.id.to_string(),
                 source_name: req.source_label.clone(),
             })?;
+        let _watching = self.watch(&lock);
         let snaps = req.source.snapshots().filter(|_| req.snapshot_source);
         let chain = timed(self.progress, "chain check", || {
             self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)
@@ -244,6 +245,9 @@ impl Engine<'_> {
         record.pid = None;
         record.completed_at = Some(unix_now());
         record.updated_at = unix_now();
+        // Published only under a lock still held (a cluster lock whose
+        // lease ran out may be someone else's by now).
+        self.check_leases()?;
         self.catalog.update_backup(record)?;
         self.progress
             .phase_done("publish", start.elapsed().as_secs_f64());
@@ -260,6 +264,12 @@ impl Engine<'_> {
         cause: EngineError,
         cleanup_notes: &[String],
     ) -> EngineError {
+        if let EngineError::LockLost { .. } = cause {
+            // The volume may be another holder's now: its data is not
+            // ours to touch. The record stays `creating` for recovery,
+            // which runs under the lock.
+            return cause;
+        }
         let mut message = cause.to_string();
         for note in cleanup_notes {
             message.push_str(&format!(" ({note})"));

@@ -61,14 +61,14 @@ impl Engine<'_> {
         self.refuse_protected(backup)?;
         let _lock = self
             .locks
-            .try_lock(&backup.volume_id.to_string())?
+            .try_lock_volume(&backup.volume_id.to_string(), &backup.store)?
             .ok_or_else(|| EngineError::VolumeBusy {
                 volume: backup.volume_id.to_string(),
                 source_name: backup.source.clone(),
             })?;
         let _restores_done = self
             .locks
-            .try_lock_backup(&backup.id.to_string(), LockMode::Exclusive)?
+            .try_lock_backup(&backup.id.to_string(), &backup.store, LockMode::Exclusive)?
             .ok_or_else(|| EngineError::BackupBusy {
                 id: backup.id.to_string(),
                 doing: "being restored",

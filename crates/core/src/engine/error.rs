@@ -20,8 +20,10 @@ pub enum EngineError {
         backup: String,
         backup_size: u64,
     },
-    #[error("another backup, delete or restore of volume {volume} ({source_name}) is running; wait for it to finish and retry")]
+    #[error("volume busy: another backup, delete or restore of volume {volume} ({source_name}) is running, on this host or another; wait for it to finish and retry")]
     VolumeBusy { volume: String, source_name: String },
+    #[error("the {lock} lock was lost ({why}); the operation stopped without publishing anything, and recovery cleans up what it left")]
+    LockLost { lock: String, why: String },
     #[error("backup {id} is {doing} by another process; wait for it to finish and retry")]
     BackupBusy { id: String, doing: &'static str },
     #[error("backup {id} is {status}, not available; only available backups can be {action}")]

@@ -17,7 +17,7 @@
 //! treats a killed live restore like a killed restore.
 
 use super::error::{EngineError, EngineResult};
-use super::lock::VolumeLock;
+use super::lock::HeldLock;
 use super::restore::{RestoreRequest, RestoreTo, Restoring};
 use super::Engine;
 use crate::catalog::BackupRecord;
@@ -98,7 +98,7 @@ pub struct LiveRestore {
     resumed: bool,
     metadata: Option<BackupMetadata>,
     restoring: Restoring,
-    _target_lock: Option<VolumeLock>,
+    _target_lock: Option<HeldLock>,
 }
 
 /// What [`Engine::end_live_restore`] did.
@@ -307,8 +307,8 @@ impl Engine<'_> {
         name: &str,
         label: &str,
         new: bool,
-    ) -> EngineResult<(Arc<CowImage>, MetadataStore, Option<VolumeLock>)> {
-        let lock = self.lock_target_volume(label)?;
+    ) -> EngineResult<(Arc<CowImage>, MetadataStore, Option<HeldLock>)> {
+        let lock = self.lock_target_volume(label, &backup.store)?;
         let base: Arc<dyn Image> = Arc::from(
             req.store
                 .open_read_only(&backup.image, backup.restore_point())?,
@@ -374,7 +374,7 @@ impl Engine<'_> {
         name: &str,
         label: &str,
     ) -> EngineResult<()> {
-        let _target_lock = self.lock_target_volume(label)?;
+        let _target_lock = self.lock_target_volume(label, &backup.store)?;
         {
             let image = pool.open_read_only(name, None)?;
             let state = read_state(image.as_ref())?;

@@ -1,23 +1,25 @@
-//! Per-volume and per-backup locks.
+//! Per-volume and per-backup locks, behind the [`Locks`] trait.
 //!
-//! - volume lock, `<dir>/volume-<id>.lock`, exclusive: one backup or delete
-//!   of a volume at a time, and a restore onto a volume the catalog knows;
-//! - backup lock, `<dir>/backup-<id>.lock`: shared by every restore reading
-//!   the backup, exclusive for its delete.
+//! - volume lock, exclusive: one backup or delete of a volume at a time,
+//!   and a restore onto a volume the catalog knows (every chain belongs to
+//!   one volume, so this is also the lock of the volume's chains);
+//! - backup lock: shared by every restore reading the backup, exclusive
+//!   for its delete.
 //!
-//! Each is an flock; the kernel drops it when the process dies, which is
-//! how an interrupted operation is recognised.
+//! Each names the store its chain lives in, so an implementation can put
+//! the lock where the chain is: [`LockDir`] holds flocks on one host (the
+//! kernel drops them when the process dies, which is how an interrupted
+//! operation is recognised); `blockback-ops` adds cluster-wide RADOS locks
+//! for RBD stores. A cluster-wide lock is a lease that its holder renews;
+//! one that could not be renewed is lost ([`Lease`]), and the engine
+//! checks before it publishes a backup.
 
 use super::error::{EngineError, EngineResult};
 use fs2::FileExt;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-
-/// A held volume or backup lock; released on drop.
-#[derive(Debug)]
-pub struct VolumeLock {
-    _file: File,
-}
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// How a lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +28,208 @@ pub enum LockMode {
     Exclusive,
 }
 
-/// The directory holding volume lock files.
+/// What is locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Volume,
+    Backup,
+}
+
+/// One lock: the volume or backup `id`, whose chain lives in `store`
+/// (the store's label as backups record it: a directory or `rbd:POOL`).
+#[derive(Debug, Clone, Copy)]
+pub struct LockTarget<'a> {
+    pub kind: LockKind,
+    pub id: &'a str,
+    pub store: &'a str,
+}
+
+impl LockTarget<'_> {
+    /// `volume-<id>` or `backup-<id>`.
+    pub fn name(&self) -> String {
+        match self.kind {
+            LockKind::Volume => format!("volume-{}", self.id),
+            LockKind::Backup => format!("backup-{}", self.id),
+        }
+    }
+}
+
+/// Where locks are taken.
+pub trait Locks: Send + Sync {
+    /// Takes `target` in `mode` without waiting; `None` when another
+    /// holder excludes it.
+    fn try_lock(&self, target: &LockTarget<'_>, mode: LockMode) -> EngineResult<Option<HeldLock>>;
+
+    /// The exclusive lock of volume `id` (its chains in `store`).
+    fn try_lock_volume(&self, id: &str, store: &str) -> EngineResult<Option<HeldLock>> {
+        let target = LockTarget {
+            kind: LockKind::Volume,
+            id,
+            store,
+        };
+        self.try_lock(&target, LockMode::Exclusive)
+    }
+
+    /// The lock of backup `id` in `store`, shared (restores) or exclusive
+    /// (its delete).
+    fn try_lock_backup(
+        &self,
+        id: &str,
+        store: &str,
+        mode: LockMode,
+    ) -> EngineResult<Option<HeldLock>> {
+        let target = LockTarget {
+            kind: LockKind::Backup,
+            id,
+            store,
+        };
+        self.try_lock(&target, mode)
+    }
+}
+
+/// Whether a leased lock still holds, shared by its holder and whatever
+/// renews it. Lost once a renewal failed, or once it went unrenewed for
+/// its whole duration (the holder then assumes the lock expired and
+/// someone else may have it, even before a renewal reports back).
+#[derive(Debug, Clone)]
+pub struct Lease(Arc<Mutex<LeaseState>>);
+
+#[derive(Debug)]
+struct LeaseState {
+    valid_until: Instant,
+    lost: Option<String>,
+}
+
+impl Lease {
+    /// A lease valid until `until`.
+    pub fn new(until: Instant) -> Self {
+        Lease(Arc::new(Mutex::new(LeaseState {
+            valid_until: until,
+            lost: None,
+        })))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a renewal; the lease now holds until `until`. A lease that
+    /// had already run out stays lost: someone may have held the lock
+    /// in between, even if the renewal took it back.
+    pub fn renewed(&self, until: Instant) {
+        let mut s = self.state();
+        if Instant::now() >= s.valid_until {
+            s.lost
+                .get_or_insert_with(|| "its lease ran out before it was renewed".into());
+        }
+        if s.lost.is_none() {
+            s.valid_until = until;
+        }
+    }
+
+    /// Records that the lock is gone, and why.
+    pub fn lose(&self, why: String) {
+        self.state().lost.get_or_insert(why);
+    }
+
+    /// Whether `other` is this same lease.
+    pub fn same(&self, other: &Lease) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// `Err(why)` once the lease is lost or ran out.
+    pub fn check(&self) -> Result<(), String> {
+        let s = self.state();
+        match &s.lost {
+            Some(why) => Err(why.clone()),
+            None if Instant::now() >= s.valid_until => {
+                Err("its lease ran out before it was renewed".into())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// A held lock, of one or several layers (a host's flock and a cluster
+/// lock); released on drop, in reverse order of taking.
+pub struct HeldLock {
+    name: String,
+    guards: Vec<Box<dyn Send + Sync>>,
+    leases: Vec<Lease>,
+}
+
+impl std::fmt::Debug for HeldLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeldLock({}, {} layers)", self.name, self.guards.len())
+    }
+}
+
+impl HeldLock {
+    /// A lock held as long as `guard` lives.
+    pub fn new(name: impl Into<String>, guard: impl Send + Sync + 'static) -> Self {
+        HeldLock {
+            name: name.into(),
+            guards: vec![Box::new(guard)],
+            leases: Vec::new(),
+        }
+    }
+
+    /// A lock held as long as `guard` lives and `lease` holds.
+    pub fn leased(
+        name: impl Into<String>,
+        guard: impl Send + Sync + 'static,
+        lease: Lease,
+    ) -> Self {
+        let mut held = HeldLock::new(name, guard);
+        held.leases.push(lease);
+        held
+    }
+
+    /// This lock and `inner`, taken after it: released first.
+    pub fn and(mut self, mut inner: HeldLock) -> Self {
+        self.guards.append(&mut inner.guards);
+        self.leases.append(&mut inner.leases);
+        self
+    }
+
+    /// The leases of its layers.
+    pub fn leases(&self) -> &[Lease] {
+        &self.leases
+    }
+
+    /// [`EngineError::LockLost`] when a layer's lease is lost.
+    pub fn check(&self) -> EngineResult<()> {
+        self.leases.iter().try_for_each(|l| {
+            l.check().map_err(|why| EngineError::LockLost {
+                lock: self.name.clone(),
+                why,
+            })
+        })
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        while let Some(guard) = self.guards.pop() {
+            drop(guard);
+        }
+    }
+}
+
+/// The directory holding flock files: the locks of one host.
 #[derive(Debug, Clone)]
 pub struct LockDir {
     dir: PathBuf,
+}
+
+impl Locks for LockDir {
+    /// Flocks ignore the store: on one host a volume's lock covers all
+    /// its chains, as it always did.
+    fn try_lock(&self, target: &LockTarget<'_>, mode: LockMode) -> EngineResult<Option<HeldLock>> {
+        let name = target.name();
+        let file = self.try_lock_file(&format!("{name}.lock"), mode)?;
+        Ok(file.map(|f| HeldLock::new(name, f)))
+    }
 }
 
 impl LockDir {
@@ -41,18 +241,7 @@ impl LockDir {
         &self.dir
     }
 
-    /// Takes the lock of `volume`, or `None` when someone else holds it.
-    pub fn try_lock(&self, volume: &str) -> EngineResult<Option<VolumeLock>> {
-        self.try_lock_file(&format!("volume-{volume}.lock"), LockMode::Exclusive)
-    }
-
-    /// Takes the lock of backup `id` in `mode`, or `None` when a holder
-    /// excludes it (restores share it, a delete holds it alone).
-    pub fn try_lock_backup(&self, id: &str, mode: LockMode) -> EngineResult<Option<VolumeLock>> {
-        self.try_lock_file(&format!("backup-{id}.lock"), mode)
-    }
-
-    fn try_lock_file(&self, name: &str, mode: LockMode) -> EngineResult<Option<VolumeLock>> {
+    fn try_lock_file(&self, name: &str, mode: LockMode) -> EngineResult<Option<File>> {
         fs::create_dir_all(&self.dir).map_err(|e| self.io_error(e))?;
         let path = self.dir.join(name);
         let file = OpenOptions::new()
@@ -69,7 +258,7 @@ impl LockDir {
             LockMode::Exclusive => FileExt::try_lock_exclusive(&file),
         };
         match taken {
-            Ok(()) => Ok(Some(VolumeLock { _file: file })),
+            Ok(()) => Ok(Some(file)),
             Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(None),
             Err(e) => Err(EngineError::Io {
                 what: path.display().to_string(),
@@ -89,35 +278,75 @@ impl LockDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_held_lock_is_refused_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let locks = LockDir::new(dir.path());
-        let held = locks.try_lock("v1").unwrap().expect("free");
-        assert!(locks.try_lock("v1").unwrap().is_none());
-        assert!(locks.try_lock("v2").unwrap().is_some());
+        let held = locks.try_lock_volume("v1", "s").unwrap().expect("free");
+        assert!(locks.try_lock_volume("v1", "s").unwrap().is_none());
+        assert!(locks
+            .try_lock_volume("v1", "other store")
+            .unwrap()
+            .is_none());
+        assert!(locks.try_lock_volume("v2", "s").unwrap().is_some());
         drop(held);
-        assert!(locks.try_lock("v1").unwrap().is_some());
+        assert!(locks.try_lock_volume("v1", "s").unwrap().is_some());
     }
 
     #[test]
     fn backup_locks_are_shared_by_restores_and_exclusive_for_delete() {
         let dir = tempfile::tempdir().unwrap();
         let locks = LockDir::new(dir.path());
-        let first = locks.try_lock_backup("b", LockMode::Shared).unwrap();
-        let second = locks.try_lock_backup("b", LockMode::Shared).unwrap();
+        let lock = |mode| locks.try_lock_backup("b", "s", mode).unwrap();
+        let first = lock(LockMode::Shared);
+        let second = lock(LockMode::Shared);
         assert!(first.is_some() && second.is_some());
-        assert!(locks
-            .try_lock_backup("b", LockMode::Exclusive)
-            .unwrap()
-            .is_none());
+        assert!(lock(LockMode::Exclusive).is_none());
         drop((first, second));
-        let alone = locks.try_lock_backup("b", LockMode::Exclusive).unwrap();
+        let alone = lock(LockMode::Exclusive);
         assert!(alone.is_some());
-        assert!(locks
-            .try_lock_backup("b", LockMode::Shared)
-            .unwrap()
-            .is_none());
+        assert!(lock(LockMode::Shared).is_none());
+    }
+
+    #[test]
+    fn a_lease_is_lost_when_told_or_when_it_runs_out() {
+        let soon = || Instant::now() + Duration::from_secs(60);
+        let lease = Lease::new(soon());
+        let held = HeldLock::leased("volume-v", (), lease.clone());
+        lease.renewed(soon());
+        assert!(held.check().is_ok());
+        lease.lose("another holder took it".into());
+        lease.renewed(soon());
+        let e = held.check().unwrap_err().to_string();
+        assert!(
+            e.contains("volume-v") && e.contains("another holder took it"),
+            "{e}"
+        );
+
+        let lapsed = Lease::new(Instant::now() + Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(lapsed.check().unwrap_err().contains("ran out"));
+        lapsed.renewed(soon());
+        assert!(
+            lapsed.check().unwrap_err().contains("ran out"),
+            "stays lost"
+        );
+    }
+
+    #[test]
+    fn layers_are_released_inner_first() {
+        struct Note(&'static str, Arc<Mutex<Vec<&'static str>>>);
+        impl Drop for Note {
+            fn drop(&mut self) {
+                self.1.lock().unwrap().push(self.0);
+            }
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let outer = HeldLock::new("x", Note("host", order.clone()));
+        let both = outer.and(HeldLock::new("x", Note("cluster", order.clone())));
+        drop(both);
+        assert_eq!(*order.lock().unwrap(), vec!["cluster", "host"]);
     }
 }

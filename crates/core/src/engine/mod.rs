@@ -36,7 +36,7 @@ pub use delete::RetryPolicy;
 pub use digests::DigestDir;
 pub use error::{EngineError, EngineResult};
 pub use live_restore::{LiveCopier, LiveRestore, LiveRestored, LIVE_RESTORE_KEY};
-pub use lock::{LockDir, LockMode, VolumeLock};
+pub use lock::{HeldLock, Lease, LockDir, LockKind, LockMode, LockTarget, Locks};
 pub use plan::TransferPlan;
 pub use recover::Recovered;
 pub use restore::{
@@ -50,12 +50,14 @@ pub use verify::VerifyOutcome;
 
 use crate::catalog::Catalog;
 use crate::progress::Progress;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Everything an operation needs besides its own arguments.
 pub struct Engine<'a> {
     pub catalog: &'a dyn Catalog,
-    pub locks: LockDir,
+    /// Volume and backup locks: a host's flocks, or those and a cluster's.
+    pub locks: Box<dyn Locks + 'a>,
     /// Block digests of the backups incrementals may continue from.
     pub digests: DigestDir,
     pub progress: &'a dyn Progress,
@@ -63,23 +65,69 @@ pub struct Engine<'a> {
     pub retry: RetryPolicy,
     /// The time new backups record.
     pub clock: &'a dyn Clock,
+    /// The leases of the locks running operations hold, checked before
+    /// a backup is published.
+    leases: Mutex<Vec<Lease>>,
 }
 
 impl<'a> Engine<'a> {
     pub fn new(
         catalog: &'a dyn Catalog,
-        locks: LockDir,
+        locks: impl Locks + 'a,
         digests: DigestDir,
         progress: &'a dyn Progress,
     ) -> Self {
         Engine {
             catalog,
-            locks,
+            locks: Box::new(locks),
             digests,
             progress,
             copy: CopyOptions::default(),
             retry: RetryPolicy::default(),
             clock: &SystemClock,
+            leases: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Watches `lock`'s leases while the returned guard lives.
+    fn watch(&self, lock: &HeldLock) -> Watching<'_, 'a> {
+        let leases = lock.leases().to_vec();
+        self.held_leases().extend(leases.iter().cloned());
+        Watching {
+            engine: self,
+            leases,
+        }
+    }
+
+    fn held_leases(&self) -> std::sync::MutexGuard<'_, Vec<Lease>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`EngineError::LockLost`] when a watched lock was lost.
+    fn check_leases(&self) -> EngineResult<()> {
+        for lease in self.held_leases().iter() {
+            lease.check().map_err(|why| EngineError::LockLost {
+                lock: "volume".into(),
+                why,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A lock's leases watched by the engine; unwatched on drop.
+struct Watching<'e, 'a> {
+    engine: &'e Engine<'a>,
+    leases: Vec<Lease>,
+}
+
+impl Drop for Watching<'_, '_> {
+    fn drop(&mut self) {
+        let mut held = self.engine.held_leases();
+        for lease in &self.leases {
+            if let Some(i) = held.iter().position(|h| h.same(lease)) {
+                held.swap_remove(i);
+            }
         }
     }
 }

@@ -37,13 +37,30 @@ impl Engine<'_> {
             if matches!(record.status, BackupStatus::Available | BackupStatus::Error) {
                 continue;
             }
+            let id = record.id.to_string();
             let lock = match record.status {
-                BackupStatus::Restoring => self
+                BackupStatus::Restoring => {
+                    self.locks
+                        .try_lock_backup(&id, &record.store, LockMode::Exclusive)
+                }
+                _ => self
                     .locks
-                    .try_lock_backup(&record.id.to_string(), LockMode::Exclusive)?,
-                _ => self.locks.try_lock(&record.volume_id.to_string())?,
+                    .try_lock_volume(&record.volume_id.to_string(), &record.store),
             };
+            // A lock that cannot be asked about (its cluster is down) is
+            // treated as held: the record waits for a later run.
+            let lock = lock.unwrap_or_else(|e| {
+                tracing::warn!("backup {id} left for later: its lock: {e}");
+                None
+            });
             let Some(_lock) = lock else { continue };
+            // Read again under the lock: the operation may have finished
+            // (and let go of the lock) since the list was read -- likely
+            // when workers on other hosts recover while jobs run.
+            let record = match self.catalog.backup(record.id) {
+                Ok(now) if now.status == record.status => now,
+                _ => continue,
+            };
             let Some(store) = open_store(&record.store) else {
                 continue;
             };

@@ -16,7 +16,7 @@
 
 use super::copy::{CopyOptions, CopyStats};
 use super::error::{EngineError, EngineResult};
-use super::lock::{LockMode, VolumeLock};
+use super::lock::{HeldLock, LockMode};
 use super::plan::any_extent;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupRecord, BackupStatus};
@@ -138,7 +138,7 @@ pub(super) struct Restoring {
     pub(super) backup: BackupRecord,
     /// `None` with a read-only catalog: no process can change the record,
     /// and the lock directory beside it cannot be written.
-    lock: Option<VolumeLock>,
+    lock: Option<HeldLock>,
 }
 
 /// A backup held open for reading (see [`Engine::hold_backup`]).
@@ -172,7 +172,7 @@ impl Engine<'_> {
         req: &RestoreRequest<'_>,
     ) -> EngineResult<Restored> {
         let label = req.to.label();
-        let _target_lock = self.lock_target_volume(&label)?;
+        let _target_lock = self.lock_target_volume(&label, &backup.store)?;
         let source = req
             .store
             .open_read_only(&backup.image, backup.restore_point())?;
@@ -237,14 +237,18 @@ impl Engine<'_> {
     /// The volume lock of the target when the catalog knows it as a
     /// volume: no backup of it reads a half-restored volume, and no two
     /// restores write it at once.
-    pub(super) fn lock_target_volume(&self, label: &str) -> EngineResult<Option<VolumeLock>> {
+    pub(super) fn lock_target_volume(
+        &self,
+        label: &str,
+        store: &str,
+    ) -> EngineResult<Option<HeldLock>> {
         if self.catalog.is_read_only() {
             return Ok(None);
         }
         let Some(volume) = self.catalog.volume_by_source(label)? else {
             return Ok(None);
         };
-        match self.locks.try_lock(&volume.id.to_string())? {
+        match self.locks.try_lock_volume(&volume.id.to_string(), store)? {
             Some(lock) => Ok(Some(lock)),
             None => Err(EngineError::VolumeBusy {
                 volume: volume.id.to_string(),
@@ -299,7 +303,7 @@ impl Engine<'_> {
         let id = backup.id.to_string();
         let lock = self
             .locks
-            .try_lock_backup(&id, LockMode::Shared)?
+            .try_lock_backup(&id, &backup.store, LockMode::Shared)?
             .ok_or_else(|| EngineError::BackupBusy {
                 id: id.clone(),
                 doing: "being deleted",
@@ -332,9 +336,11 @@ impl Engine<'_> {
             return Ok(());
         }
         drop(restoring.lock);
-        let Some(_alone) = self
-            .locks
-            .try_lock_backup(&id.to_string(), LockMode::Exclusive)?
+        let Some(_alone) = self.locks.try_lock_backup(
+            &id.to_string(),
+            &restoring.backup.store,
+            LockMode::Exclusive,
+        )?
         else {
             return Ok(());
         };

@@ -3,6 +3,7 @@
 //! runs them against the engine ([`runner`]).
 
 pub mod progress;
+mod reaper;
 pub mod request;
 pub mod runner;
 pub mod worker;

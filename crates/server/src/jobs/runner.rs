@@ -10,8 +10,8 @@ use crate::state::{Backend, Probed, ServiceError};
 use blockback_core::catalog::{BackupRecord, BackupStatus, Catalog, JobRecord, VolumeRecord};
 use blockback_core::engine::{unix_now, ChainMode};
 use blockback_ops::{
-    BackupOptions, Connections, DeleteOptions, Ops, OpsError, RestoreOptions, Settings,
-    StoreLocation, TargetKind, Volume,
+    BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError, RestoreOptions,
+    Settings, StoreLocation, TargetKind, Volume,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub struct OpsRunner {
     config: Arc<ServiceConfig>,
     catalog: Arc<dyn Catalog>,
     store: StoreLocation,
+    catalog_location: CatalogLocation,
     connections: Connections,
     /// Exports of backups over NBD, when `[nbd] listen` is set.
     exports: Option<crate::exports::NbdExports>,
@@ -33,10 +34,16 @@ impl OpsRunner {
             Some(listen) => Some(crate::exports::NbdExports::bind(listen)?),
             None => None,
         };
+        let catalog_location = CatalogLocation::parse(&config.catalog, &config.state_dir)
+            .map_err(|e| format!("catalog: {e}"))?;
+        catalog_location
+            .check_store(&store)
+            .map_err(|e| e.to_string())?;
         Ok(OpsRunner {
             config,
             catalog,
             store,
+            catalog_location,
             connections: Connections::default(),
             exports,
         })
@@ -61,11 +68,12 @@ impl OpsRunner {
         })?;
         Ok(Settings {
             store: self.store.clone(),
-            catalog: self.config.catalog.clone(),
+            catalog: self.catalog_location.clone(),
             volume_store: None,
             store_ceph: self.config.cluster(None).unwrap_or_default(),
             volume_ceph,
             store_layout: Default::default(),
+            lock_lease: lock_lease(self.config.jobs.lease_secs),
         })
     }
 
@@ -306,7 +314,21 @@ impl OpsRunner {
     }
 }
 
+/// The cluster locks' lease: half the job lease, so that when a worker
+/// dies its volume locks have run out by the time its job's lease has
+/// (a lock expires at most half a lease after its holder's death, a job
+/// at least a lease minus one heartbeat, and the config keeps heartbeats
+/// at most a third of the lease) and the worker that notices can clean
+/// up at once.
+fn lock_lease(job_lease_secs: u64) -> Duration {
+    Duration::from_secs_f64(job_lease_secs as f64 / 2.0)
+}
+
 impl JobRunner for OpsRunner {
+    fn recover(&self) -> Result<Vec<String>, String> {
+        OpsRunner::recover(self)
+    }
+
     fn run(&self, job: &JobRecord, progress: &JobProgress) -> Result<JobOutcome, JobFailure> {
         let request = JobRequest::from_json(&job.request).map_err(|m| failure("invalid", m))?;
         match request {

@@ -39,6 +39,12 @@ pub struct JobFailure {
 /// Runs one claimed job to its end, on a blocking thread.
 pub trait JobRunner: Send + Sync + 'static {
     fn run(&self, job: &JobRecord, progress: &JobProgress) -> Result<JobOutcome, JobFailure>;
+
+    /// Cleans up what interrupted jobs left (the engine's crash
+    /// recovery); returns a note per repaired record.
+    fn recover(&self) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// Worker settings.
@@ -53,9 +59,9 @@ pub struct WorkerSettings {
 }
 
 pub struct Worker {
-    catalog: Arc<dyn Catalog>,
-    runner: Arc<dyn JobRunner>,
-    settings: WorkerSettings,
+    pub(super) catalog: Arc<dyn Catalog>,
+    pub(super) runner: Arc<dyn JobRunner>,
+    pub(super) settings: WorkerSettings,
     metrics: Arc<Metrics>,
     /// Wakes the claim loop: a job was submitted or one finished.
     wake: Arc<Notify>,
@@ -92,6 +98,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.settings.max_running));
         let mut tasks = JoinSet::new();
+        let reaper = tokio::spawn(self.clone().reap_lost(shutdown.clone()));
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -114,6 +121,7 @@ impl Worker {
             }
         }
         self.drain(tasks).await;
+        let _ = reaper.await;
     }
 
     async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {

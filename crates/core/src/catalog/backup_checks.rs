@@ -1,0 +1,116 @@
+//! Conformance checks of backup records: every field round-trips, updates
+//! replace, unknown ids are not found, lists are oldest first, prefixes
+//! resolve.
+
+use super::{resolve_backup, BackupKind, BackupRecord, BackupStatus, Catalog, CatalogError};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// A record with every optional field set (and awkward text in it).
+fn full(volume: Uuid, created_at: f64) -> BackupRecord {
+    BackupRecord {
+        id: Uuid::new_v4(),
+        volume_id: volume,
+        source: "rbd:volumes/vm \"1\"".into(),
+        size: (1 << 40) + 3,
+        parent: Some(Uuid::new_v4()),
+        kind: BackupKind::Incremental,
+        status: BackupStatus::Creating,
+        store: "rbd:backups".into(),
+        image: "volume-x.backup.y".into(),
+        snapshot: "backup.y.snap.1".into(),
+        bytes_read: 1,
+        bytes_written: 2,
+        bytes_stored: 3,
+        checksum: Some("blake3-32k:abc".into()),
+        created_at,
+        updated_at: created_at + 0.5,
+        completed_at: Some(created_at + 1.25),
+        error: Some("it failed; 'quoted'".into()),
+        pid: Some(u32::MAX),
+        created_base: true,
+        metadata: BTreeMap::from([
+            ("display_name".to_string(), "disk \"one\"".to_string()),
+            ("ünïcode".to_string(), "a\nb".to_string()),
+        ]),
+    }
+}
+
+/// The same record with every optional field empty.
+fn minimal(mut b: BackupRecord) -> BackupRecord {
+    b.parent = None;
+    b.kind = BackupKind::Full;
+    b.checksum = None;
+    b.completed_at = None;
+    b.error = None;
+    b.pid = None;
+    b.created_base = false;
+    b.metadata.clear();
+    b
+}
+
+pub(super) fn backup_round_trip_and_update(cat: &dyn Catalog) {
+    let v = Uuid::new_v4();
+    let mut a = full(v, 1.0);
+    let b = minimal(full(v, 2.0));
+    cat.insert_backup(&a).unwrap();
+    cat.insert_backup(&b).unwrap();
+    assert_eq!(cat.backup(a.id).unwrap(), a);
+    assert_eq!(cat.backup(b.id).unwrap(), b);
+    a = BackupRecord {
+        id: a.id,
+        status: BackupStatus::Available,
+        ..minimal(full(Uuid::new_v4(), 9.0))
+    };
+    cat.update_backup(&a).unwrap();
+    assert_eq!(cat.backup(a.id).unwrap(), a);
+    assert!(cat.insert_backup(&a).is_err(), "a duplicate id is refused");
+}
+
+pub(super) fn unknown_backup_is_not_found(cat: &dyn Catalog) {
+    let ghost = full(Uuid::new_v4(), 1.0);
+    let not_found = |r: Result<_, CatalogError>| matches!(r, Err(CatalogError::BackupNotFound(_)));
+    assert!(not_found(cat.backup(ghost.id).map(drop)));
+    assert!(not_found(cat.update_backup(&ghost)));
+    assert!(not_found(cat.remove_backup(ghost.id)));
+    let kept = full(Uuid::new_v4(), 1.0);
+    let gone = full(kept.volume_id, 2.0);
+    cat.insert_backup(&kept).unwrap();
+    cat.insert_backup(&gone).unwrap();
+    cat.remove_backup(gone.id).unwrap();
+    assert!(not_found(cat.backup(gone.id).map(drop)));
+    assert_eq!(cat.list_backups(None).unwrap(), vec![kept]);
+}
+
+/// Oldest first (insertion order breaks ties), filtered by volume.
+pub(super) fn backups_listed_oldest_first(cat: &dyn Catalog) {
+    let (v, w) = (Uuid::new_v4(), Uuid::new_v4());
+    let late = full(v, 30.0);
+    let tie_first = full(w, 10.0);
+    let tie_second = full(v, 10.0);
+    for b in [&late, &tie_first, &tie_second] {
+        cat.insert_backup(b).unwrap();
+    }
+    let ids = |list: Vec<BackupRecord>| list.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(cat.list_backups(None).unwrap()),
+        vec![tie_first.id, tie_second.id, late.id]
+    );
+    assert_eq!(
+        ids(cat.list_backups(Some(v)).unwrap()),
+        vec![tie_second.id, late.id]
+    );
+    assert!(cat.list_backups(Some(Uuid::new_v4())).unwrap().is_empty());
+}
+
+pub(super) fn prefixes_resolve_when_unique(cat: &dyn Catalog) {
+    let a = full(Uuid::new_v4(), 1.0);
+    cat.insert_backup(&a).unwrap();
+    let text = a.id.to_string();
+    assert_eq!(resolve_backup(cat, &text[..8]).unwrap().id, a.id);
+    assert_eq!(resolve_backup(cat, &text.to_uppercase()).unwrap().id, a.id);
+    assert!(matches!(
+        resolve_backup(cat, ""),
+        Err(CatalogError::BackupNotFound(_))
+    ));
+}

@@ -4,6 +4,7 @@
 # side in one run, RUNS times each, medians.
 #
 #   CEPH_CONF=/path/to/ceph.conf bench/differential.sh [--size 4G] [--runs 3] [--keep]
+#       [--latency MS]
 #
 # Each run: POOL/bench-dvol holds v1 and has a full backup on both sides
 # (blockback: its chain in BACKUP_POOL; reference: BACKUP_POOL/bench-dref with
@@ -186,7 +187,7 @@ report() {
     echo
     echo "Image $SIZE (seed $SEED_BASE), change $CHANGE_PERCENT% (seed $SEED_CHANGE):" \
         "changed_bytes=$CHANGED_BYTES; medians of $RUNS runs; blockback: \`$BLOCKBACK\`;" \
-        "pools $POOL -> $BACKUP_POOL; CEPH_CONF=$CEPH_CONF."
+        "pools $POOL -> $BACKUP_POOL; CEPH_CONF=$CEPH_CONF; $(latency_note)."
     echo
     echo '| metric | baseline | blockback | ratio | target | result | note |'
     echo '|---|---|---|---|---|---|---|'

@@ -10,6 +10,8 @@ SEED_CHANGE=2
 CHANGE_PERCENT=2
 RSS_LIMIT_KIB=$((256 * 1024))
 LAYOUT_TOLERANCE=64K
+# --latency MS: the client latency profile (0: none; see setup_latency).
+LATENCY_MS=0
 
 usage() {
     local code=${1:-0}
@@ -24,11 +26,14 @@ parse_args() {
             --size) SIZE=${2:?--size needs a value}; shift 2 ;;
             --runs) RUNS=${2:?--runs needs a value}; shift 2 ;;
             --keep) KEEP=1; shift ;;
+            --latency) LATENCY_MS=${2:?--latency needs a value in ms}; shift 2 ;;
             -h | --help) usage 0 ;;
             *) echo "$SCRIPT: unknown argument $1" >&2; usage 2 ;;
         esac
     done
     [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "$SCRIPT: --runs must be a positive integer" >&2; exit 2; }
+    [[ $LATENCY_MS =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+        { echo "$SCRIPT: --latency must be a number of milliseconds" >&2; exit 2; }
 }
 
 # Resolves BENCH_DIR, builds, and checks the tools every script needs.
@@ -123,10 +128,36 @@ setup_rbd() {
     CEPH_ID=${CEPH_ID:-admin}
     setup_common
     command -v rbd >/dev/null || { echo "$SCRIPT: rbd CLI missing (apt-get install ceph-common)" >&2; exit 2; }
+    setup_latency
     rbd ls "$POOL" >/dev/null && rbd ls "$BACKUP_POOL" >/dev/null
 }
 
-r() { rbd --conf "$CEPH_CONF" --id "$CEPH_ID" "$@"; }
+# With --latency MS, CEPH_CONF becomes a copy of the cluster's conf with the
+# client latency profile of scripts/ceph-cluster.sh: the rbd CLI and
+# blockback alike wait 0..MS ms for each OSD reply (the daemons, which read
+# their own conf, are unaffected), so both sides pay the same network.
+setup_latency() {
+    CLUSTER_CONF=$CEPH_CONF
+    # Named ceph.conf: Ceph takes the cluster name ($cluster in keyring
+    # paths) from the conf file's name.
+    local conf=$BENCH_DIR/latency-${LATENCY_MS}ms/ceph.conf
+    mkdir -p "$(dirname "$conf")"
+    "$ROOT/scripts/ceph-cluster.sh" client-conf "$CLUSTER_CONF" "$LATENCY_MS" >"$conf"
+    CEPH_CONF=$conf
+    export CEPH_CONF
+    log "client latency profile: 0-$LATENCY_MS ms per OSD reply ($CEPH_CONF)"
+}
+
+# librbd's cache off for the rbd CLI too, as blockback runs it: with it on,
+# writes are acknowledged from memory and a comparison measures nothing.
+RBD_CLI_OPTS=(--rbd_cache=false)
+
+r() { rbd --conf "$CEPH_CONF" --id "$CEPH_ID" "${RBD_CLI_OPTS[@]}" "$@"; }
+
+# One line for reports: the profile the numbers were taken under.
+latency_note() {
+    echo "client latency profile: 0-$LATENCY_MS ms per OSD reply (rbd_cache off on both sides)"
+}
 
 # Removes an image and its snapshots if it exists.
 remove_image() {

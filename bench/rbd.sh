@@ -3,6 +3,7 @@
 # side in one run, RUNS times each, medians (same style as bench/run.sh).
 #
 #   CEPH_CONF=/path/to/ceph.conf bench/rbd.sh [--size 4G] [--runs 3] [--keep]
+#       [--latency MS]
 #
 # Rows (blockback vs baseline):
 #   full backup    v1.img into rbd:BACKUP_POOL  vs  rbd import
@@ -154,7 +155,7 @@ report() {
     echo
     echo "Image $SIZE (seed $SEED_BASE), change $CHANGE_PERCENT% (seed $SEED_CHANGE):" \
         "changed_bytes=$CHANGED_BYTES; medians of $RUNS runs; durable timings: $DURABLE;" \
-        "blockback: \`$BLOCKBACK\`; pools $POOL -> $BACKUP_POOL; CEPH_CONF=$CEPH_CONF."
+        "blockback: \`$BLOCKBACK\`; pools $POOL -> $BACKUP_POOL; CEPH_CONF=$CEPH_CONF; $(latency_note)."
     echo
     echo '| metric | baseline | blockback | ratio | target | result | note |'
     echo '|---|---|---|---|---|---|---|'

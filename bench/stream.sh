@@ -3,6 +3,7 @@
 # the rbd CLI, side by side in one run, RUNS times each, medians.
 #
 #   CEPH_CONF=/path/to/ceph.conf bench/stream.sh [--size 4G] [--runs 3] [--keep]
+#       [--latency MS]
 #
 # Rows (blockback vs baseline):
 #   export-diff    of the bench image (file) to /dev/null  vs  cat of the file
@@ -31,13 +32,14 @@ setup() {
     POOL=${POOL:-volumes}
     CEPH_ID=${CEPH_ID:-admin}
     setup_common
+    setup_latency
     RUN_DIR=$BENCH_DIR/stream-run
     mkdir -p "$RUN_DIR"
     BB=("$BLOCKBACK" --store "$RUN_DIR/store" --catalog "$RUN_DIR/catalog.db"
         --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID")
 }
 
-r() { rbd -c "$CEPH_CONF" --id "$CEPH_ID" "$@"; }
+r() { rbd -c "$CEPH_CONF" --id "$CEPH_ID" "${RBD_CLI_OPTS[@]}" "$@"; }
 
 one_run() {
     local run=$1 size
@@ -51,7 +53,7 @@ one_run() {
     r rm --no-progress "$POOL/bench-stream-bb" 2>/dev/null || true
     r create --size "${size}B" "$POOL/bench-stream-rbd"
     r create --size "${size}B" "$POOL/bench-stream-bb"
-    timed bash -c "cat '$RUN_DIR/full.diff' | rbd -c '$CEPH_CONF' --id '$CEPH_ID' import-diff --no-progress - '$POOL/bench-stream-rbd'"
+    timed bash -c "cat '$RUN_DIR/full.diff' | rbd -c '$CEPH_CONF' --id '$CEPH_ID' --rbd_cache=false import-diff --no-progress - '$POOL/bench-stream-rbd'"
     T_RBD_IMPORT[run]=$SECONDS_TAKEN
     timed bash -c "cat '$RUN_DIR/full.diff' | $(printf '%q ' "${BB[@]}") --quiet import-diff - 'rbd:$POOL/bench-stream-bb'"
     T_BB_IMPORT[run]=$SECONDS_TAKEN
@@ -71,7 +73,7 @@ import_change() {
     warm "$diff"
     r create --size "${size}B" "$POOL/bench-change-rbd"
     r create --size "${size}B" "$POOL/bench-change-bb"
-    timed bash -c "cat '$diff' | rbd -c '$CEPH_CONF' --id '$CEPH_ID' import-diff --no-progress - '$POOL/bench-change-rbd'"
+    timed bash -c "cat '$diff' | rbd -c '$CEPH_CONF' --id '$CEPH_ID' --rbd_cache=false import-diff --no-progress - '$POOL/bench-change-rbd'"
     T_RBD_CHANGE[run]=$SECONDS_TAKEN
     timed bash -c "cat '$diff' | $(printf '%q ' "${BB[@]}") --quiet import-diff - 'rbd:$POOL/bench-change-bb'"
     T_BB_CHANGE[run]=$SECONDS_TAKEN
@@ -84,7 +86,7 @@ import_change() {
 report() {
     echo "## blockback stream benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
-    echo "Image $SIZE (seed $SEED_BASE); medians of $RUNS runs; durable timings: $DURABLE."
+    echo "Image $SIZE (seed $SEED_BASE); medians of $RUNS runs; durable timings: $DURABLE; $(latency_note)."
     echo
     echo "| metric | baseline | blockback | ratio | target | result | - |"
     echo "|---|---|---|---|---|---|---|"

@@ -7,6 +7,10 @@
 #   ceph-cluster.sh stop DIR    stop its daemons (by pid) and wait for them
 #   ceph-cluster.sh down DIR    kill its daemons at once (SIGKILL, an outage),
 #                               keeping all data
+#   ceph-cluster.sh client-conf CONF MS
+#                               print CONF with the client latency profile of
+#                               MS milliseconds (0: none) in place of any
+#                               profile it had (for benches on any cluster)
 #   ceph-cluster.sh up DIR      restart the daemons of a stopped or downed
 #                               cluster on its data (same fsid, mon store, OSD);
 #                               the last line on stdout is the ceph.conf path
@@ -22,7 +26,12 @@
 # Environment: CEPH_MON_PORT (default: first free port from 16789; the
 # choice and the monitor's bind happen under a machine-wide lock, so
 # clusters started at the same time never pick the same port),
-# CEPH_BLOCK_SIZE_GB (default 30), CEPH_START_TIMEOUT seconds (default 120).
+# CEPH_BLOCK_SIZE_GB (default 30), CEPH_START_TIMEOUT seconds (default 120),
+# CEPH_CLIENT_LATENCY_MS (default unset: no delay): every client of the
+# cluster (rbd, ceph, librbd in blockback) waits a uniform 0..MS ms for each
+# OSD reply, as on a networked cluster; the daemons are unaffected. `start`
+# and `up` write it into DIR/ceph.conf (or take it out when unset), also for
+# a cluster already running: clients read the conf when they connect.
 set -euo pipefail
 
 PACKAGES=(ceph-mon ceph-osd ceph-common)
@@ -31,6 +40,49 @@ BLOCK_GB=${CEPH_BLOCK_SIZE_GB:-30}
 TIMEOUT=${CEPH_START_TIMEOUT:-120}
 
 log() { echo "ceph-cluster: $*" >&2; }
+
+# The client latency profile lives between these lines of a ceph.conf.
+LATENCY_BEGIN='# >>> client latency profile (ceph-cluster.sh)'
+LATENCY_END='# <<< client latency profile'
+
+# latency_section MS: the [client] section delaying each OSD reply by a
+# uniform 0..MS ms (messenger delay injection on the receiving side).
+latency_section() {
+    local ms=$1
+    [[ $ms =~ ^[0-9]+([.][0-9]+)?$ ]] || die "latency must be a number of milliseconds, got '$ms'"
+    awk -v ms="$ms" 'BEGIN { exit !(ms > 0) }' || return 0
+    echo "$LATENCY_BEGIN"
+    echo "[client]"
+    echo "ms inject delay type = osd"
+    echo "ms inject delay probability = 1"
+    echo "ms inject delay max = $(awk -v ms="$ms" 'BEGIN { printf "%g", ms / 1000 }')"
+    echo "$LATENCY_END"
+}
+
+# with_latency CONF MS: CONF's text without its latency profile, plus the
+# profile for MS (none for 0).
+with_latency() {
+    local file=$1 ms=$2 section
+    section=$(latency_section "$ms")
+    awk -v b="$LATENCY_BEGIN" -v e="$LATENCY_END" '
+        $0 == b { skip = 1; next }
+        $0 == e { skip = 0; next }
+        !skip' "$file"
+    [[ -z $section ]] || printf '%s\n' "$section"
+}
+
+# Rewrites DIR/ceph.conf with the profile CEPH_CLIENT_LATENCY_MS asks for.
+apply_latency() {
+    local ms=${CEPH_CLIENT_LATENCY_MS:-0} text
+    text=$(with_latency "$(conf)" "$ms") || exit 1
+    printf '%s\n' "$text" >"$(conf).tmp" && mv "$(conf).tmp" "$(conf)"
+    [[ $ms == 0 ]] || log "client latency profile: 0-${ms} ms per OSD reply"
+}
+
+cmd_client_conf() {
+    [[ -r $1 ]] || die "cannot read $1"
+    with_latency "$1" "$2"
+}
 
 die() {
     log "FAILED: $*"
@@ -55,7 +107,7 @@ dump_logs() {
 }
 
 usage() {
-    echo "usage: $0 install | start DIR | stop DIR | down DIR | up DIR" >&2
+    echo "usage: $0 install | start DIR | stop DIR | down DIR | up DIR | client-conf CONF MS" >&2
     exit 2
 }
 
@@ -258,6 +310,7 @@ wipe_dir() {
 cmd_start() {
     if [[ -f "$(conf)" ]] && cluster_running >/dev/null 2>&1; then
         log "cluster in $DIR already running"
+        apply_latency
         conf
         return 0
     fi
@@ -272,6 +325,7 @@ cmd_start() {
     port=$(pick_port)
     log "starting in $DIR (monitor 127.0.0.1:$port)"
     write_conf "$fsid" "$port"
+    apply_latency
     make_keys
     start_mon "$fsid" "$port"
     unlock_ports
@@ -337,6 +391,7 @@ cmd_up() {
     [[ -f "$(conf)" && -d "$DIR/mon.a" && -f "$DIR/osd.0/keyring" ]] ||
         die "no cluster data in $DIR: use start"
     have_packages || die "Ceph is not installed: run '$0 install'"
+    apply_latency
     mkdir -p "$DIR/run" "$DIR/log"
     pid_alive "$DIR/run/mon.a.pid" || {
         ceph-mon -c "$(conf)" -i a >&2 || die "ceph-mon start"
@@ -372,6 +427,10 @@ main() {
     [[ $# -ge 1 ]] || usage
     case "$1" in
     install) cmd_install ;;
+    client-conf)
+        [[ $# -eq 3 ]] || usage
+        cmd_client_conf "$2" "$3"
+        ;;
     start | stop | down | up)
         [[ $# -eq 2 ]] || usage
         mkdir -p "$2"

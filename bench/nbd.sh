@@ -107,7 +107,9 @@ random_reads() {
         --iodepth=1 --runtime=10 --time_based --output-format=json 2>/dev/null |
         python3 -c '
 import json, sys
-p = json.load(sys.stdin)["jobs"][0]["read"]["clat_ns"]["percentile"]
+# fio'"'"'s nbd engine prints "fio: connected to NBD server" on stdout first.
+text = sys.stdin.read()
+p = json.loads(text[text.index("{"):])["jobs"][0]["read"]["clat_ns"]["percentile"]
 print("%.0f %.0f" % (p["50.000000"] / 1000, p["99.000000"] / 1000))'
 }
 

@@ -7,8 +7,9 @@
 mod util;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use util::ceph::{cluster, rbd, scatter_writes, unique};
+use util::jobs::{big_volume, cleanup, leftovers, max_overlap, submit, wait_transferring};
 use util::service::Service;
 
 fn config(conf: &Path, max_running: usize) -> String {
@@ -17,29 +18,6 @@ fn config(conf: &Path, max_running: usize) -> String {
          [clusters.default]\nconf = \"{}\"\n",
         conf.display()
     )
-}
-
-/// The largest number of jobs whose [started, finished] intervals overlap.
-fn max_overlap(jobs: &[&Value]) -> usize {
-    let mut events: Vec<(f64, i32)> = Vec::new();
-    for j in jobs {
-        events.push((j["started_at"].as_f64().unwrap(), 1));
-        events.push((j["finished_at"].as_f64().unwrap(), -1));
-    }
-    // Ends before starts at equal times: a slot freed is a slot taken.
-    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut now, mut max) = (0, 0);
-    for (_, d) in events {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
-
-fn submit(s: &Service, volume: &str) -> String {
-    let (status, job) = s.post("/api/v1/backups", &json!({"volume": volume}));
-    assert_eq!(status, 202, "{job}");
-    job["id"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -90,92 +68,6 @@ fn eight_volumes_at_once_with_a_limit_of_four() {
         );
     }
     cleanup(&conf, &s, &images);
-}
-
-/// Deletes the test's backups (through the service) and images.
-fn cleanup(conf: &Path, s: &Service, images: &[String]) {
-    let backups = s.get("/api/v1/backups");
-    let mut ids: Vec<String> = backups["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.reverse();
-    for id in ids {
-        let (_, job) = s.call(
-            "DELETE",
-            &format!("/api/v1/backups/{id}"),
-            util::service::ADMIN,
-            None,
-        );
-        if let Some(j) = job["id"].as_str() {
-            s.wait_job(j, Duration::from_secs(120));
-        }
-    }
-    for image in images {
-        let _ = std::process::Command::new("rbd")
-            .arg("-c")
-            .arg(conf)
-            .args(["rm", &format!("volumes/{image}")])
-            .output();
-    }
-}
-
-/// A volume big enough that its transfer takes a while.
-fn big_volume(conf: &Path, s: &Service, name: &str) -> (String, String) {
-    let image = unique(name);
-    let spec = format!("volumes/{image}");
-    rbd(conf, &["create", &spec, "--size", "384M"]);
-    rbd(
-        conf,
-        &[
-            "bench",
-            "--io-type",
-            "write",
-            "--io-size",
-            "4M",
-            "--io-total",
-            "384M",
-            "--io-pattern",
-            "seq",
-            &spec,
-        ],
-    );
-    let id = s.register(&image, &format!("rbd:{spec}"));
-    (image, id)
-}
-
-/// Waits until job `id` is transferring data.
-fn wait_transferring(s: &Service, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = s.get(&format!("/api/v1/jobs/{id}"));
-        if job["state"] == "running" && job["bytes_done"].as_u64().unwrap_or(0) > 0 {
-            return job;
-        }
-        assert!(
-            job["state"] == "running" || job["state"] == "queued",
-            "job ended before its transfer was seen: {job}"
-        );
-        assert!(Instant::now() < deadline, "no transfer seen: {job}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The chain bases of `volume` in the store, and the backup snapshots on its source.
-fn leftovers(conf: &Path, volume: &str, image: &str) -> (Vec<String>, Vec<String>) {
-    let bases = rbd(conf, &["ls", "backups"])
-        .lines()
-        .filter(|l| l.contains(volume))
-        .map(str::to_string)
-        .collect();
-    let snaps = rbd(conf, &["snap", "ls", &format!("volumes/{image}")])
-        .lines()
-        .filter(|l| l.contains("backup."))
-        .map(str::to_string)
-        .collect();
-    (bases, snaps)
 }
 
 #[test]

@@ -72,4 +72,11 @@ impl Locks for StoreLocks<'_> {
             _ => Ok(Some(host)),
         }
     }
+
+    fn holder(&self, target: &LockTarget<'_>) -> Option<String> {
+        match StoreLocation::parse(target.store) {
+            Ok(StoreLocation::Rbd(_)) => self.cluster().ok()?.holder(target),
+            _ => None,
+        }
+    }
 }

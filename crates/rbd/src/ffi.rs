@@ -14,7 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use libloading::Library;
 
+mod lock_info;
 mod locks;
+pub(crate) use lock_info::Locker;
 pub(crate) use locks::LockSpec;
 
 /// librados.h: `rados_write_op_create` fails if the object exists.

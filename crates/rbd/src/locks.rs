@@ -23,11 +23,11 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::cluster::Cluster;
 use crate::error::from_errno;
-use crate::ffi::{IoCtx, LockSpec};
+use crate::ffi::{IoCtx, LockSpec, Locker};
 use crate::spec::RbdSpec;
 
 /// The lock's name on its object (one lock per object).
@@ -106,6 +106,49 @@ impl Locks for RadosLocks {
         let guard = Renewer::start(io, owned, lease.clone(), what);
         Ok(Some(HeldLock::leased(target.name(), guard, lease)))
     }
+
+    /// Read from the OSD: each holder's description (host and pid) and
+    /// when its lease runs out.
+    fn holder(&self, target: &LockTarget<'_>) -> Option<String> {
+        let spec = RbdSpec::parse(target.store).ok()?;
+        let io = self.pool(&spec.pool).ok()?;
+        let oid = CString::new(RadosLocks::object_name(target)).ok()?;
+        let name = CString::new(LOCK_NAME).ok()?;
+        match io.lockers(&oid, &name) {
+            Ok(lockers) if !lockers.is_empty() => Some(describe(&lockers, SystemTime::now())),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("reading the holder of {}: {}", oid.to_string_lossy(), e.0);
+                None
+            }
+        }
+    }
+}
+
+/// "held by blockback on HOST pid PID until 07:40:01 UTC (in 23 s ...)".
+fn describe(lockers: &[Locker], now: SystemTime) -> String {
+    let each: Vec<String> = lockers
+        .iter()
+        .map(|l| match l.expires {
+            Some(at) => {
+                let left = at.duration_since(now).unwrap_or_default().as_secs();
+                let secs = at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                format!(
+                    "{} until {:02}:{:02}:{:02} UTC (in {left} s; renewed while it runs, the lock \
+                     lapses then if its holder died)",
+                    l.description,
+                    secs / 3600 % 24,
+                    secs / 60 % 60,
+                    secs % 60
+                )
+            }
+            None => format!("{} (with no lease)", l.description),
+        })
+        .collect();
+    format!("held by {}", each.join("; and by "))
 }
 
 /// A lock's names, owned for the renewer thread.
@@ -257,5 +300,25 @@ impl Drop for Renewer {
             }
             Err(e) => tracing::warn!("{}: releasing: {}", self.what, from_errno(e, &self.what)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_named_with_its_lease() {
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let lockers = [Locker {
+            cookie: "c".into(),
+            description: "blockback on h1 pid 7".into(),
+            expires: Some(at(86_400 + 7 * 3600 + 40 * 60 + 1)),
+        }];
+        assert_eq!(
+            describe(&lockers, at(86_400 + 7 * 3600 + 39 * 60 + 38)),
+            "held by blockback on h1 pid 7 until 07:40:01 UTC (in 23 s; renewed while it runs, \
+             the lock lapses then if its holder died)"
+        );
     }
 }

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod ceph;
+pub mod jobs;
 pub mod own_cluster;
+pub mod postgres;
 pub mod python;
 pub mod service;
 

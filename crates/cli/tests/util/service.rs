@@ -28,22 +28,27 @@ fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The tokens file of [`ADMIN`] and [`READER`] in `dir`.
+fn write_tokens(dir: &Dir) -> PathBuf {
+    let tokens = dir.path("tokens");
+    let lines = format!(
+        "admin admin {}\nviewer read {}\n",
+        hash(ADMIN),
+        hash(READER)
+    );
+    std::fs::write(&tokens, lines).expect("tokens file");
+    tokens
+}
+
 impl Service {
     /// Writes a configuration (store in the temp dir unless `extra` sets
     /// one; `extra` is appended TOML) and starts the service.
     pub fn start(extra: &str, store: Option<&str>) -> Self {
         let dir = Dir::new();
         let port = free_port();
-        let tokens = dir.path("tokens");
-        let lines = format!(
-            "admin admin {}\nviewer read {}\n",
-            hash(ADMIN),
-            hash(READER)
-        );
-        std::fs::write(&tokens, lines).expect("tokens file");
+        let tokens = write_tokens(&dir);
         std::fs::create_dir_all(dir.path("restores")).expect("restores dir");
         let store = store.map_or_else(|| dir.store().display().to_string(), str::to_string);
-        let config = dir.path("blockback.toml");
         let text = format!(
             "listen = \"127.0.0.1:{port}\"\nstore = \"{store}\"\ncatalog = \"{}\"\nrestore_dirs = [\"{}\"]\n\
              shutdown_timeout_secs = 20\n{extra}\n[auth]\ntokens_file = \"{}\"\n",
@@ -51,6 +56,35 @@ impl Service {
             dir.path("restores").display(),
             tokens.display(),
         );
+        Self::launch(dir, port, &text)
+    }
+
+    /// A worker sharing the catalog at `catalog_url` (PostgreSQL) with
+    /// others: named `worker`, restoring under `restores` too (a directory
+    /// every worker of a test shares).
+    pub fn start_shared(
+        extra: &str,
+        store: &str,
+        catalog_url: &str,
+        worker: &str,
+        restores: &Path,
+    ) -> Self {
+        let dir = Dir::new();
+        let port = free_port();
+        let tokens = write_tokens(&dir);
+        let text = format!(
+            "listen = \"127.0.0.1:{port}\"\nstore = \"{store}\"\ncatalog = \"{catalog_url}\"\n\
+             state_dir = \"{}\"\nworker_id = \"{worker}\"\nrestore_dirs = [\"{}\"]\n\
+             shutdown_timeout_secs = 20\n{extra}\n[auth]\ntokens_file = \"{}\"\n",
+            dir.path("state").display(),
+            restores.display(),
+            tokens.display(),
+        );
+        Self::launch(dir, port, &text)
+    }
+
+    fn launch(dir: Dir, port: u16, text: &str) -> Self {
+        let config = dir.path("blockback.toml");
         std::fs::write(&config, text).expect("config");
         let mut service = Service {
             dir,

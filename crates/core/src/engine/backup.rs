@@ -70,12 +70,13 @@ impl Engine<'_> {
             return Err(EngineError::ZeroSize(req.source_label.clone()));
         }
         let volume = self.volume_for(req)?;
+        let id = volume.id.to_string();
         let lock = self
             .locks
-            .try_lock_volume(&volume.id.to_string(), &req.store_label)?
-            .ok_or_else(|| EngineError::VolumeBusy {
-                volume: volume.id.to_string(),
-                source_name: req.source_label.clone(),
+            .try_lock_volume(&id, &req.store_label)?
+            .ok_or_else(|| {
+                self.locks
+                    .volume_busy(&id, &req.store_label, &req.source_label)
             })?;
         let _watching = self.watch(&lock);
         let snaps = req.source.snapshots().filter(|_| req.snapshot_source);

@@ -59,12 +59,13 @@ impl Engine<'_> {
         source_snaps: Option<&dyn Snapshots>,
     ) -> EngineResult<()> {
         self.refuse_protected(backup)?;
+        let volume = backup.volume_id.to_string();
         let _lock = self
             .locks
-            .try_lock_volume(&backup.volume_id.to_string(), &backup.store)?
-            .ok_or_else(|| EngineError::VolumeBusy {
-                volume: backup.volume_id.to_string(),
-                source_name: backup.source.clone(),
+            .try_lock_volume(&volume, &backup.store)?
+            .ok_or_else(|| {
+                self.locks
+                    .volume_busy(&volume, &backup.store, &backup.source)
             })?;
         let _restores_done = self
             .locks

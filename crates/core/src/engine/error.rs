@@ -20,8 +20,13 @@ pub enum EngineError {
         backup: String,
         backup_size: u64,
     },
-    #[error("volume busy: another backup, delete or restore of volume {volume} ({source_name}) is running, on this host or another; wait for it to finish and retry")]
-    VolumeBusy { volume: String, source_name: String },
+    #[error("volume busy: another backup, delete or restore of volume {volume} ({source_name}) is running, {holder}; wait for it to finish and retry")]
+    VolumeBusy {
+        volume: String,
+        source_name: String,
+        /// Who holds the lock, or where it may be.
+        holder: String,
+    },
     #[error("the {lock} lock was lost ({why}); the operation stopped without publishing anything, and recovery cleans up what it left")]
     LockLost { lock: String, why: String },
     #[error("backup {id} is {doing} by another process; wait for it to finish and retry")]

@@ -60,6 +60,31 @@ pub trait Locks: Send + Sync {
     /// holder excludes it.
     fn try_lock(&self, target: &LockTarget<'_>, mode: LockMode) -> EngineResult<Option<HeldLock>>;
 
+    /// Who holds `target`, as a phrase for a "busy" error ("held by ...
+    /// until ..."), where the lock records it (cluster locks do); `None`
+    /// when it cannot say.
+    fn holder(&self, _target: &LockTarget<'_>) -> Option<String> {
+        None
+    }
+
+    /// The error for volume `id` (its chains in `store`, its source
+    /// `source_name`) being locked by another holder, naming the holder
+    /// when the lock can.
+    fn volume_busy(&self, id: &str, store: &str, source_name: &str) -> EngineError {
+        let target = LockTarget {
+            kind: LockKind::Volume,
+            id,
+            store,
+        };
+        EngineError::VolumeBusy {
+            volume: id.to_string(),
+            source_name: source_name.to_string(),
+            holder: self
+                .holder(&target)
+                .unwrap_or_else(|| "on this host or another".into()),
+        }
+    }
+
     /// The exclusive lock of volume `id` (its chains in `store`).
     fn try_lock_volume(&self, id: &str, store: &str) -> EngineResult<Option<HeldLock>> {
         let target = LockTarget {

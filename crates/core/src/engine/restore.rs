@@ -248,12 +248,10 @@ impl Engine<'_> {
         let Some(volume) = self.catalog.volume_by_source(label)? else {
             return Ok(None);
         };
-        match self.locks.try_lock_volume(&volume.id.to_string(), store)? {
+        let id = volume.id.to_string();
+        match self.locks.try_lock_volume(&id, store)? {
             Some(lock) => Ok(Some(lock)),
-            None => Err(EngineError::VolumeBusy {
-                volume: volume.id.to_string(),
-                source_name: label.to_string(),
-            }),
+            None => Err(self.locks.volume_busy(&id, store, label)),
         }
     }
 

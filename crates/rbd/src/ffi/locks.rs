@@ -42,19 +42,30 @@ type Unlock = unsafe extern "C" fn(IoctxT, *const c_char, *const c_char, *const 
 type WriteOpExec =
     unsafe extern "C" fn(WriteOpT, *const c_char, *const c_char, *const c_char, usize, *mut c_int);
 type WriteOpRemove = unsafe extern "C" fn(WriteOpT);
+type Exec = unsafe extern "C" fn(
+    IoctxT,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    usize,
+    *mut c_char,
+    usize,
+) -> c_int;
 
-struct LockApi {
+pub(super) struct LockApi {
     _lib: Library,
     lock_exclusive: LockExclusive,
     lock_shared: LockShared,
     unlock: Unlock,
     write_op_exec: WriteOpExec,
     write_op_remove: WriteOpRemove,
+    pub(super) exec: Exec,
 }
 
 static LOCK_API: OnceLock<Result<LockApi, String>> = OnceLock::new();
 
-fn lock_api() -> Result<&'static LockApi, Errno> {
+pub(super) fn lock_api() -> Result<&'static LockApi, Errno> {
     let loaded = LOCK_API.get_or_init(|| {
         let missing = |e: libloading::Error| format!("{MISSING_LIBS} ({e})");
         // Safety: the same librados the main table loaded (dlopen counts
@@ -68,6 +79,7 @@ fn lock_api() -> Result<&'static LockApi, Errno> {
                 unlock: *lib.get(b"rados_unlock\0").map_err(missing)?,
                 write_op_exec: *lib.get(b"rados_write_op_exec\0").map_err(missing)?,
                 write_op_remove: *lib.get(b"rados_write_op_remove\0").map_err(missing)?,
+                exec: *lib.get(b"rados_exec\0").map_err(missing)?,
                 _lib: lib,
             })
         }

@@ -14,6 +14,7 @@ use blockback_core::engine::unix_now;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 impl Worker {
     /// Looks for lost jobs until `shutdown` turns true.
@@ -22,20 +23,29 @@ impl Worker {
         // Also at start: what a killed previous life of this worker left
         // waits for its cluster locks to run out.
         let mut clean_until = Some(Instant::now() + 2 * self.settings.lease);
+        // Recovery runs beside this loop, one round at a time: it can wait
+        // on the cluster for long (an image whose exclusive lock the dead
+        // worker held is only freed when its watch times out, about 30 s),
+        // and lost jobs must still be failed within their lease.
+        let mut cleaning: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                return;
+                break;
             }
             if self.fail_lost().await > 0 {
                 clean_until = Some(Instant::now() + 2 * self.settings.lease);
             }
-            if clean_until.is_some_and(|until| Instant::now() < until) {
-                self.clean_up().await;
+            let idle = cleaning.as_ref().is_none_or(JoinHandle::is_finished);
+            if idle && clean_until.is_some_and(|until| Instant::now() < until) {
+                cleaning = Some(tokio::spawn(self.clone().clean_up()));
             }
+        }
+        if let Some(round) = cleaning {
+            let _ = round.await;
         }
     }
 
@@ -69,7 +79,7 @@ impl Worker {
         }
     }
 
-    async fn clean_up(&self) {
+    async fn clean_up(self: Arc<Self>) {
         let runner = self.runner.clone();
         match tokio::task::spawn_blocking(move || runner.recover()).await {
             Ok(Ok(notes)) => notes.iter().for_each(|n| tracing::warn!("recovery: {n}")),

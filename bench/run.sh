@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: local-file benchmarks of blockback against plain baselines
-# (cp, cat) and borg, side by side in one run, RUNS times each, medians.
+# (cp, cat) and borg, side by side in one run, RUNS times each, medians; and
+# blockback on an encrypted store (aes256gcm, key file) against the same
+# unencrypted blockback run (the "encrypted" table).
 #
 #   bench/run.sh [--size 4G] [--runs 3] [--keep]
 #
@@ -31,6 +33,8 @@ TARGET_FIRST=1.5
 TARGET_SECOND=1.3
 TARGET_GROWTH=1.3
 TARGET_RESTORE=1.5
+# Encrypted store / unencrypted store, same run.
+TARGET_ENCRYPTED=1.15
 
 setup() {
     setup_common
@@ -53,6 +57,10 @@ one_run() {
     # which holds v1 for the first and is changed in place to v2 for the second.
     VOL=$RUN_DIR/vol.img
     BB=("$BLOCKBACK" --store "$RUN_DIR/store" --catalog "$RUN_DIR/catalog.db")
+    # The encrypted store: its own catalog, a key file (a passphrase adds one
+    # argon2id unlock per command, ~0.1 s, not the per-byte cost measured here).
+    EBB=("$BLOCKBACK" --store "$RUN_DIR/estore" --catalog "$RUN_DIR/ecatalog.db"
+        --key-file "$RUN_DIR/store.key")
     cp --sparse=always "$BENCH_DIR/v1.img" "$VOL"
     log "run $run/$RUNS: first backup"
     phase_first "$run"
@@ -75,6 +83,12 @@ phase_first() {
     timed_bb --json --quiet backup create "$VOL"
     T_BB1[run]=$SECONDS_TAKEN RSS1[run]=$RSS_KIB
     BACKUP1=$(json_id)
+
+    "${EBB[@]}" --quiet store init --encryption aes256gcm >/dev/null
+    warm "$VOL"
+    timed_enc --json --quiet backup create "$VOL"
+    T_ENC1[run]=$SECONDS_TAKEN
+    EBACKUP1=$(json_id)
 
     [[ -n $BORG ]] || return 0
     "$BORG" init --encryption=none "$RUN_DIR/borg" >/dev/null
@@ -101,6 +115,14 @@ phase_second() {
     BACKUP2=$(json_id)
     [[ $BACKUP2 != "$BACKUP1" ]] || { echo "run.sh: second backup reused id $BACKUP1" >&2; exit 1; }
 
+    before=$(du_bytes "$RUN_DIR/estore")
+    warm "$VOL"
+    timed_enc --json --quiet backup create "$VOL"
+    T_ENC2[run]=$SECONDS_TAKEN
+    G_ENC[run]=$(($(du_bytes "$RUN_DIR/estore") - before))
+    EBACKUP2=$(json_id)
+    [[ $EBACKUP2 != "$EBACKUP1" ]] || { echo "run.sh: encrypted second backup reused id" >&2; exit 1; }
+
     [[ -n $BORG ]] || return 0
     before=$(du_bytes "$RUN_DIR/borg")
     warm "$VOL"
@@ -122,6 +144,12 @@ phase_restore() {
     check_restored "$run" "$VOL" "$RUN_DIR/restored.img"
     rm "$RUN_DIR/restored.img"
 
+    warm "$RUN_DIR/estore" "$RUN_DIR/ecatalog.db"
+    timed_enc --quiet backup restore "$EBACKUP2" "$RUN_DIR/restored.img"
+    T_ENC3[run]=$SECONDS_TAKEN
+    [[ $(sha256sum "$RUN_DIR/restored.img" | cut -d' ' -f1) == "$V2_SHA" ]] && ESHA_OK[run]=1 || ESHA_OK[run]=0
+    rm "$RUN_DIR/restored.img"
+
     [[ -n $BORG ]] || return 0
     warm "$RUN_DIR/borg"
     mkdir "$RUN_DIR/extract"
@@ -139,6 +167,11 @@ borg_create() {
 
 borg_extract() {
     (cd "$2" && "$BORG" extract --sparse "$RUN_DIR/borg::$1")
+}
+
+# timed_enc ARGS...: times blockback on the run's encrypted store.
+timed_enc() {
+    timed "${EBB[@]}" "$@"
 }
 
 borg_median() { [[ -n $BORG ]] && median "$@" || echo -; }
@@ -167,9 +200,34 @@ report() {
     echo
     echo "Per run (s): first cp ${T_CP1[*]} / bb ${T_BB1[*]}; second cat ${T_CAT2[*]} / bb ${T_BB2[*]};" \
         "restore cp ${T_CP3[*]} / bb ${T_BB3[*]}; growth bb ${G_BB[*]}; borg ${T_BORG1[*]:-} / ${T_BORG2[*]:-} / ${T_BORG3[*]:-}."
+    encrypted_report
     echo "RSS is the maximum over runs; store growth is \`du -sb\` of the store (borg: repository)"
     echo "before/after the second backup; borg's restore is \`borg extract --sparse\`; a data/hole"
     echo "region is a stretch allocated in only one of source and restore (\`bench-gen compare-layout\`)."
+}
+
+encrypted_report() {
+    local failed=0 run
+    for run in $(seq 1 "$RUNS"); do [[ ${ESHA_OK[run]} == 1 ]] || failed=$((failed + 1)); done
+    echo
+    echo "Encrypted store (\`store init --encryption aes256gcm\`, key file) vs the unencrypted"
+    echo "store, blockback both, same runs:"
+    echo
+    echo '| metric | unencrypted | encrypted | ratio | target | result | - |'
+    echo '|---|---|---|---|---|---|---|'
+    row "first backup, encrypted" "" "$(median "${T_BB1[@]}")" "$(median "${T_ENC1[@]}")" \
+        "$TARGET_ENCRYPTED" -
+    row "second backup (incremental), encrypted" "" "$(median "${T_BB2[@]}")" "$(median "${T_ENC2[@]}")" \
+        "$TARGET_ENCRYPTED" -
+    row "restore, encrypted" "" "$(median "${T_BB3[@]}")" "$(median "${T_ENC3[@]}")" \
+        "$TARGET_ENCRYPTED" -
+    printf '| store growth, second backup, encrypted | %s | %s | %s | - | - | - |\n' \
+        "$(mib "$(median "${G_BB[@]}")")" "$(mib "$(median "${G_ENC[@]}")")" \
+        "$(ratio "$(median "${G_ENC[@]}")" "$(median "${G_BB[@]}")")"
+    printf '| encrypted restore sha256 = source | %s runs | %s failed | - | all equal | %s | - |\n' \
+        "$RUNS" "$failed" "$( ((failed == 0)) && echo PASS || echo FAIL)"
+    echo
+    echo "Per run (s), encrypted: first ${T_ENC1[*]}; second ${T_ENC2[*]}; restore ${T_ENC3[*]}; growth ${G_ENC[*]}."
 }
 
 main() {
@@ -178,6 +236,7 @@ main() {
     setup
     declare -ga T_CP1=() T_BB1=() T_BORG1=() T_CAT2=() T_BB2=() T_BORG2=() G_BB=() G_BORG=()
     declare -ga T_CP3=() T_BB3=() T_BORG3=() RSS1=() RSS2=() RSS3=() SHA_OK=() LAYOUT=()
+    declare -ga T_ENC1=() T_ENC2=() T_ENC3=() G_ENC=() ESHA_OK=()
     generate
     local run
     for run in $(seq 1 "$RUNS"); do one_run "$run"; done

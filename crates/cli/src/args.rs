@@ -34,8 +34,30 @@ pub struct Cli {
     pub ceph: CephArgs,
     #[command(flatten)]
     pub rbd_layout: RbdLayoutArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The key material of an encrypted local store. There is deliberately no
+/// option taking a passphrase itself (command lines are visible to every
+/// user of the host): a file, $BLOCKBACK_PASSPHRASE, or a prompt.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArgs {
+    /// Key file of an encrypted local store (`store init --encryption`
+    /// writes a new one when PATH does not exist).
+    #[arg(long, global = true, env = "BLOCKBACK_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// File holding the passphrase of an encrypted local store [default:
+    /// $BLOCKBACK_PASSPHRASE, else a prompt when stdin is a terminal].
+    #[arg(
+        long,
+        global = true,
+        env = "BLOCKBACK_PASSPHRASE_FILE",
+        value_name = "PATH"
+    )]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// Cluster settings of the store endpoint and of the volume endpoint
@@ -111,6 +133,11 @@ pub enum Command {
     Verify {
         /// Backup id (or unique prefix); the whole store when omitted.
         backup: Option<String>,
+        /// An encrypted local store without its key: check the checksums
+        /// of every stored file (finds damage such as flipped bits or
+        /// truncation; only a verify with the key authenticates the data).
+        #[arg(long, conflicts_with_all = ["backup", "repair"])]
+        stored_only: bool,
         /// Local stores: re-read the sources of backups that fail into the
         /// store, storing again the data it lost, then verify again.
         #[arg(long)]
@@ -154,6 +181,11 @@ pub enum Command {
     /// Create or inspect the backup store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The key slots of an encrypted local store: each wraps the store's
+    /// master key once (a key file or a passphrase); changing them never
+    /// rewrites data.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Write the changes of IMAGE[@SNAP] since --from-snap as an `rbd diff v1` stream.
     ExportDiff {
         /// File, block device, local:IMAGE[@SNAP], backup:ID or rbd:POOL/IMAGE[@SNAP].
@@ -381,9 +413,45 @@ pub enum StoreCommand {
         /// Chunk size in bytes (a power of two, 4 KiB to 4 MiB).
         #[arg(long)]
         chunk_size: Option<u64>,
+        /// Encrypt the store: none, aes256gcm or xchacha20poly1305, keyed by
+        /// --key-file (written when missing) and/or a passphrase
+        /// (--passphrase-file, $BLOCKBACK_PASSPHRASE or a prompt).
+        #[arg(long, default_value = "none", value_name = "CIPHER", value_parser = ["none", "aes256gcm", "xchacha20poly1305"])]
+        encryption: String,
     },
     /// Sizes, counts, deduplication and compression of the store.
     Stats,
+}
+
+/// `key`: the current key comes from --key-file, --passphrase-file,
+/// $BLOCKBACK_PASSPHRASE or a prompt; a new passphrase from
+/// --new-passphrase-file, $BLOCKBACK_NEW_PASSPHRASE or a prompt (twice).
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// The key slots (ids, kinds, creation times); needs no key.
+    List,
+    /// Add a key slot: a key file (written when PATH does not exist) or a
+    /// passphrase.
+    Add {
+        /// The new slot's key file.
+        #[arg(long, value_name = "PATH", conflicts_with = "new_passphrase_file")]
+        new_key_file: Option<PathBuf>,
+        /// A file holding the new slot's passphrase.
+        #[arg(long, value_name = "PATH")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Remove a key slot (never the last one).
+    Remove {
+        /// The slot id, as `key list` shows it.
+        id: String,
+    },
+    /// Replace the passphrase of the slot the current passphrase opens; the
+    /// old passphrase stops working.
+    ChangePassphrase {
+        /// A file holding the new passphrase.
+        #[arg(long, value_name = "PATH")]
+        new_passphrase_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

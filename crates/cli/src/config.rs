@@ -40,6 +40,7 @@ impl Config {
             volume_ceph,
             store_layout,
             lock_lease: lock_lease()?,
+            keys: crate::secrets::store_keys(&cli.keys)?,
         };
         settings.check()?;
         Ok(Config {

@@ -9,6 +9,7 @@ mod config;
 mod output;
 mod progress;
 mod remote;
+mod secrets;
 mod session;
 
 use clap::Parser;

@@ -59,7 +59,11 @@ impl Ops<'_> {
         let volume = self.volume(&options.source)?;
         let label = volume.label()?;
         let metadata = self.record_metadata(options, &label)?;
-        let source = volume.open_source(&self.settings.volume_ceph, self.connections)?;
+        let source = volume.open_source(
+            &self.settings.volume_ceph,
+            self.connections,
+            &self.settings.volume_keys(),
+        )?;
         let store = self.store(true)?;
         let request = BackupRequest {
             source: source.image.as_ref(),

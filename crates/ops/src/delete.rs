@@ -65,8 +65,13 @@ impl Ops<'_> {
     /// The backup's source volume, to remove its backup snapshot; `None`
     /// (with a note) when it has no snapshots or cannot be opened.
     pub fn open_source_head(&self, record: &BackupRecord) -> Option<Box<dyn Image>> {
-        let opened = Volume::from_label(&record.source)
-            .and_then(|v| v.open_head(&self.settings.volume_ceph, self.connections));
+        let opened = Volume::from_label(&record.source).and_then(|v| {
+            v.open_head(
+                &self.settings.volume_ceph,
+                self.connections,
+                &self.settings.volume_keys(),
+            )
+        });
         match opened {
             Ok(head) => head,
             Err(e) if e.is_not_found() => None,

@@ -76,7 +76,7 @@ impl Ops<'_> {
         match address {
             Address::Local { image, .. } => {
                 let dir = self.local_volume_store(address)?;
-                let store = open_local(&dir, true)?;
+                let store = open_local(&dir, &self.settings.volume_keys(), true)?;
                 op(&store, image)
             }
             Address::Rbd(spec) => {

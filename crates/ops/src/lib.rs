@@ -17,6 +17,7 @@ mod delete;
 mod error;
 mod export;
 mod images;
+mod keys;
 mod live;
 pub mod location;
 mod locks;
@@ -34,6 +35,7 @@ pub use delete::{DeleteOptions, Deleted};
 pub use error::{OpsError, OpsResult};
 pub use export::{BackupExport, ExportClosed, ExportEnd, ExportOptions};
 pub use images::Opened;
+pub use keys::{keys_from_files, StoreKeys};
 pub use location::{require_parent, StoreLocation};
 pub use locks::StoreLocks;
 pub use restore::{RestoreOptions, TargetKind};
@@ -80,6 +82,7 @@ impl<'a> Ops<'a> {
             &self.settings.store,
             &self.settings.store_ceph,
             self.connections,
+            &self.settings.keys,
             create,
         )?;
         Ok(store.with_layout(&self.settings.store_layout))
@@ -93,6 +96,7 @@ impl<'a> Ops<'a> {
             &location,
             &self.settings.store_ceph,
             self.connections,
+            &self.settings.keys,
             false,
         )
     }

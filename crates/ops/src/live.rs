@@ -58,7 +58,7 @@ impl Ops<'_> {
             }
             Volume::Local {
                 store: dir, image, ..
-            } => op(&open_local(dir, false)?, image, label),
+            } => op(&open_local(dir, &self.settings.volume_keys(), false)?, image, label),
             Volume::File(p) => invalid(format!(
                 "a live restore writes into an image (rbd:POOL/IMAGE or local:IMAGE), not into the file {}; restore files without --live",
                 p.display()

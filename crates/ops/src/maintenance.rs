@@ -14,7 +14,15 @@ impl Ops<'_> {
         let open = |label: &str| -> Option<Box<dyn Pool>> {
             let location = StoreLocation::parse(label).ok()?;
             let ceph = &self.settings.store_ceph;
-            match open_store(&location, ceph, self.connections, false).ok()? {
+            match open_store(
+                &location,
+                ceph,
+                self.connections,
+                &self.settings.keys,
+                false,
+            )
+            .ok()?
+            {
                 StoreHandle::Local(s) => Some(Box::new(s)),
                 StoreHandle::Rbd(p) => Some(Box::new(p)),
             }

@@ -66,7 +66,7 @@ impl Ops<'_> {
             Volume::Local {
                 store: dir, image, ..
             } => {
-                let pool = open_local(dir, false)?;
+                let pool = open_local(dir, &self.settings.volume_keys(), false)?;
                 restore(image_target(
                     &pool,
                     image,

@@ -2,6 +2,7 @@
 
 use crate::catalog::CatalogLocation;
 use crate::error::OpsResult;
+use crate::keys::StoreKeys;
 use crate::location::StoreLocation;
 use blockback_rbd::{ClusterConfig, CreateOptions};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ pub struct Settings {
     /// How long a cluster-wide lock outlives a holder that stopped
     /// renewing it (a dead process).
     pub lock_lease: Duration,
+    /// Credentials for encrypted local stores (the backup store; volume
+    /// stores get [`StoreKeys::for_volume_store`]).
+    pub keys: StoreKeys,
 }
 
 impl Settings {
@@ -35,6 +39,11 @@ impl Settings {
             (None, StoreLocation::Local(dir)) => Some(dir),
             (None, StoreLocation::Rbd(_)) => None,
         }
+    }
+
+    /// The credentials for a `local:` volume store.
+    pub fn volume_keys(&self) -> StoreKeys {
+        self.keys.for_volume_store()
     }
 
     /// Block digests of backups live beside the catalog that records them

@@ -2,6 +2,7 @@
 
 use crate::connections::Connections;
 use crate::error::{OpsError, OpsResult};
+use crate::keys::StoreKeys;
 use crate::location::{require_parent, StoreLocation};
 use blockback_core::image::Pool;
 use blockback_core::store::LocalStore;
@@ -47,18 +48,31 @@ pub fn open_store(
     location: &StoreLocation,
     ceph: &ClusterConfig,
     connections: &Connections,
+    keys: &StoreKeys,
     create: bool,
 ) -> OpsResult<StoreHandle> {
     match location {
-        StoreLocation::Local(path) => open_local(path, create).map(StoreHandle::Local),
+        StoreLocation::Local(path) => open_local(path, keys, create).map(StoreHandle::Local),
+        StoreLocation::Rbd(pool) if keys.given() => Err(OpsError::Invalid(format!(
+            "store rbd:{pool}: RBD stores are not encrypted by blockback (docs/rbd.md, \"Encryption\"); drop the key options, or use an encrypted local store"
+        ))),
         StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(connections.get(ceph)?.open_pool(pool)?)),
     }
 }
 
-/// Opens (or creates, in an existing directory) a local store; a missing
-/// directory is [`OpsError::StoreMissing`], never "not a store".
-pub fn open_local(path: &Path, create: bool) -> OpsResult<LocalStore> {
+/// Opens (or creates, in an existing directory) a local store, unlocking
+/// an encrypted one with `keys`; a missing directory is
+/// [`OpsError::StoreMissing`], never "not a store". With keys given, a
+/// missing store is never created unencrypted: encryption is chosen by
+/// `store init --encryption`.
+pub fn open_local(path: &Path, keys: &StoreKeys, create: bool) -> OpsResult<LocalStore> {
     if !path.exists() {
+        if keys.given() {
+            return Err(OpsError::Invalid(format!(
+                "no store at {}: the directory does not exist; create an encrypted store with `blockback store init --encryption CIPHER` and the same key options",
+                path.display()
+            )));
+        }
         if !create {
             return Err(OpsError::StoreMissing {
                 path: path.display().to_string(),
@@ -72,5 +86,5 @@ pub fn open_local(path: &Path, create: bool) -> OpsResult<LocalStore> {
             }
         });
     }
-    Ok(LocalStore::open(path)?)
+    Ok(LocalStore::open_with(path, keys)?)
 }

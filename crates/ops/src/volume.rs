@@ -4,6 +4,7 @@
 use crate::address::Address;
 use crate::connections::Connections;
 use crate::error::{invalid, OpsResult};
+use crate::keys::StoreKeys;
 use crate::store::open_local;
 use blockback_core::image::file::FileImage;
 use blockback_core::image::{Image, ImageError, Pool};
@@ -120,6 +121,7 @@ impl Volume {
         &self,
         ceph: &ClusterConfig,
         connections: &Connections,
+        keys: &StoreKeys,
     ) -> OpsResult<Source> {
         match self {
             Volume::File(p) => Ok(Source {
@@ -143,7 +145,7 @@ impl Volume {
             // The local store takes snapshots through read-only handles, so
             // the volume stays open for its own writers.
             Volume::Local { store, image, snap } => Ok(Source {
-                image: open_local(store, false)?.open_read_only(image, snap.as_deref())?,
+                image: open_local(store, keys, false)?.open_read_only(image, snap.as_deref())?,
                 snapshot_capable: snap.is_none(),
             }),
         }
@@ -155,6 +157,7 @@ impl Volume {
         &self,
         ceph: &ClusterConfig,
         connections: &Connections,
+        keys: &StoreKeys,
     ) -> OpsResult<Option<Box<dyn Image>>> {
         match self {
             Volume::Rbd(spec) if spec.snap.is_none() => {
@@ -165,7 +168,9 @@ impl Volume {
                 store,
                 image,
                 snap: None,
-            } => Ok(Some(open_local(store, false)?.open_read_only(image, None)?)),
+            } => Ok(Some(
+                open_local(store, keys, false)?.open_read_only(image, None)?,
+            )),
             _ => Ok(None),
         }
     }

@@ -22,6 +22,8 @@ const KEYS: &[&str] = &[
     "listen",
     "store",
     "catalog",
+    "key_file",
+    "passphrase_file",
     "state_dir",
     "worker_id",
     "restore_dirs",
@@ -57,6 +59,12 @@ pub struct ServiceConfig {
     /// `postgres://USER:PASSWORD@HOST:PORT/DB` shared by several workers
     /// (then the store must be `rbd:POOL`).
     pub catalog: String,
+    /// The key file of an encrypted local store (`blockback store init
+    /// --encryption`); read when the store is opened.
+    pub key_file: Option<PathBuf>,
+    /// A file holding the passphrase of an encrypted local store (instead
+    /// of, or besides, key_file); read at start.
+    pub passphrase_file: Option<PathBuf>,
     /// This host's own files with a shared catalog: its lock files and
     /// block digests (with SQLite they live beside the catalog file).
     pub state_dir: PathBuf,
@@ -210,6 +218,8 @@ impl Default for ServiceConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8776)),
             store: "/var/lib/blockback/store".into(),
             catalog: "/var/lib/blockback/catalog.sqlite".into(),
+            key_file: None,
+            passphrase_file: None,
             state_dir: "/var/lib/blockback".into(),
             worker_id: None,
             restore_dirs: Vec::new(),

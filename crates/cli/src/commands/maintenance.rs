@@ -1,11 +1,13 @@
 //! `store init`, `store stats`, `verify`, `gc`, `adopt`.
 
+use crate::args::KeyArgs;
 use crate::commands::backup::summary_line;
 use crate::config::Config;
 use crate::output::{emit, gc_text, stats_text};
 use crate::session::Session;
 use anyhow::{bail, Context, Result};
 use blockback_core::catalog::{resolve_backup, BackupRecord, BackupStatus};
+use blockback_core::crypto::Cipher;
 use blockback_core::engine::VerifyOutcome;
 use blockback_core::image::Pool;
 use blockback_core::naming;
@@ -13,7 +15,12 @@ use blockback_core::store::{InitOptions, LocalStore, VerifyReport, VerifyScope};
 use blockback_ops::{StoreHandle, StoreLocation, Volume};
 use std::collections::HashSet;
 
-pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
+pub fn store_init(
+    config: &Config,
+    chunk_size: Option<u64>,
+    encryption: &str,
+    keys: &KeyArgs,
+) -> Result<()> {
     let mut options = InitOptions::default();
     if let Some(size) = chunk_size {
         options.chunk_size = u32::try_from(size).map_err(|_| {
@@ -24,6 +31,14 @@ pub fn store_init(config: &Config, chunk_size: Option<u64>) -> Result<()> {
         bail!("store init creates local stores; an RBD pool is created with `ceph osd pool create` and `rbd pool init`");
     };
     blockback_ops::require_parent(path, "store")?;
+    if let Some(cipher) = Cipher::parse(encryption) {
+        let text = super::keys::init(path, options, cipher, keys)?;
+        let json = serde_json::json!({ "store": path, "encryption": cipher.name() });
+        return emit(config.json, &json, || text);
+    }
+    if config.settings.keys.given() {
+        bail!("a key file or passphrase was given, but --encryption none: give --encryption aes256gcm (or xchacha20poly1305) for an encrypted store, or drop the key options");
+    }
     let store = LocalStore::init(path, options)
         .with_context(|| format!("cannot create the store at {}", path.display()))?;
     let stats = store.stats()?;
@@ -169,10 +184,14 @@ fn check(
 
 /// Re-reads the backup's source volume into the store's repair target.
 fn repair_one(session: &Session, local: &LocalStore, record: &BackupRecord) -> String {
+    let settings = &session.config.settings;
     let attempt = || -> Result<()> {
         let volume = Volume::from_label(&record.source)?;
-        let source =
-            volume.open_source(&session.config.settings.volume_ceph, &session.connections)?;
+        let source = volume.open_source(
+            &settings.volume_ceph,
+            &session.connections,
+            &settings.volume_keys(),
+        )?;
         let target = local.repair_target(record.size)?;
         session.ops().engine().repair_from_source(
             record,

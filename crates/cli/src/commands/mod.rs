@@ -2,6 +2,7 @@
 
 pub mod backup;
 mod jobs;
+mod keys;
 mod maintenance;
 mod nbd;
 mod prune;
@@ -20,8 +21,17 @@ pub fn run(cli: Cli) -> Result<()> {
         return crate::remote::run(&cli, url);
     }
     let config = Config::from_cli(&cli)?;
-    if let Command::Store(StoreCommand::Init { chunk_size }) = &cli.command {
-        return maintenance::store_init(&config, *chunk_size);
+    // Commands that need no catalog.
+    match &cli.command {
+        Command::Store(StoreCommand::Init {
+            chunk_size,
+            encryption,
+        }) => return maintenance::store_init(&config, *chunk_size, encryption, &cli.keys),
+        Command::Key(command) => return keys::run(&config, command),
+        Command::Verify {
+            stored_only: true, ..
+        } => return keys::verify_stored(&config),
+        _ => {}
     }
     let session = Session::open(config)?;
     match cli.command {
@@ -55,7 +65,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Policy(PolicyCommand::Unset { volume }) => {
             retention::policy_unset(&session, volume.as_deref())
         }
-        Command::Verify { backup, repair } => {
+        Command::Key(_) => unreachable!("handled before the catalog is opened"),
+        Command::Verify { backup, repair, .. } => {
             maintenance::verify(&session, backup.as_deref(), repair)
         }
         Command::Gc => maintenance::gc(&session),

@@ -10,8 +10,8 @@ use crate::state::{Backend, Probed, ServiceError};
 use blockback_core::catalog::{BackupRecord, BackupStatus, Catalog, JobRecord, VolumeRecord};
 use blockback_core::engine::{unix_now, ChainMode};
 use blockback_ops::{
-    BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError, RestoreOptions,
-    Settings, StoreLocation, TargetKind, Volume,
+    keys_from_files, BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError,
+    RestoreOptions, Settings, StoreKeys, StoreLocation, TargetKind, Volume,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,8 @@ pub struct OpsRunner {
     catalog: Arc<dyn Catalog>,
     store: StoreLocation,
     catalog_location: CatalogLocation,
+    /// Credentials of an encrypted local store (key_file, passphrase_file).
+    keys: StoreKeys,
     connections: Connections,
     /// Exports of backups over NBD, when `[nbd] listen` is set.
     exports: Option<crate::exports::NbdExports>,
@@ -39,11 +41,17 @@ impl OpsRunner {
         catalog_location
             .check_store(&store)
             .map_err(|e| e.to_string())?;
+        let keys = keys_from_files(
+            config.key_file.as_deref(),
+            config.passphrase_file.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(OpsRunner {
             config,
             catalog,
             store,
             catalog_location,
+            keys: StoreKeys::new(Arc::new(keys)),
             connections: Connections::default(),
             exports,
         })
@@ -74,6 +82,7 @@ impl OpsRunner {
             volume_ceph,
             store_layout: Default::default(),
             lock_lease: lock_lease(self.config.jobs.lease_secs),
+            keys: self.keys.clone(),
         })
     }
 
@@ -356,7 +365,11 @@ impl Backend for OpsRunner {
         }
         let label = volume.label().map_err(|e| e.to_string())?;
         let opened = volume
-            .open_source(&settings.volume_ceph, &self.connections)
+            .open_source(
+                &settings.volume_ceph,
+                &self.connections,
+                &settings.volume_keys(),
+            )
             .map_err(|e| format!("source {source}: {e}"))?;
         let size = opened
             .image
@@ -371,6 +384,7 @@ impl Backend for OpsRunner {
             &settings.store,
             &settings.store_ceph,
             &self.connections,
+            &settings.keys,
             false,
         )
         .map_err(|e| e.to_string())?;

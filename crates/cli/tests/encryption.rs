@@ -437,6 +437,19 @@ fn key_options_are_refused_where_they_cannot_apply() {
     );
     let err = plain.fails(&["key", "list"]);
     assert!(err.contains("not encrypted"), "{err}");
+    // RBD stores: refused before any cluster is contacted.
+    let err = plain.fails(&["--store", "rbd:backups", "--passphrase-file", p, "gc"]);
+    assert!(err.contains("RBD stores are not encrypted"), "{err}");
+    let rbd_init = [
+        "--store",
+        "rbd:backups",
+        "store",
+        "init",
+        "--encryption",
+        "aes256gcm",
+    ];
+    let err = plain.fails(&rbd_init);
+    assert!(err.contains("RBD stores are not encrypted"), "{err}");
     let bad = plain.run(&["--store", o, "store", "init", "--encryption", "rot13"]);
     assert_eq!(bad.status.code(), Some(2), "a usage error");
 }
@@ -503,4 +516,67 @@ fn kill_during_a_backup_into_an_encrypted_store_loses_nothing_completed() {
         interrupted > 0,
         "no kill landed during a backup: the test proves nothing"
     );
+}
+
+#[test]
+fn the_service_opens_an_encrypted_store_with_its_configured_key_file() {
+    use util::service::Service;
+    let keys = Dir::new();
+    let store = keys.path("store");
+    let key = keys.path("store.key");
+    let k = key.to_str().unwrap();
+    let s = store.to_str().unwrap();
+    keys.ok(&[
+        "--store",
+        s,
+        "--key-file",
+        k,
+        "store",
+        "init",
+        "--encryption",
+        "aes256gcm",
+    ]);
+    let service = Service::start(&format!("key_file = \"{k}\""), Some(s));
+    let src = service.dir.path("disk.img");
+    make_image(&src, SIZE, EXTENTS, 9);
+    let volume = service.register("vm1", src.to_str().unwrap());
+    service.backup(&volume, "auto");
+    let run = |args: &[&str]| service.cli(s, args).output().unwrap();
+    let list = run(&["--key-file", k, "--json", "backup", "list"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = id_of(&list[0]);
+    let out = service.dir.path("r.img");
+    let restored = run(&[
+        "--key-file",
+        k,
+        "backup",
+        "restore",
+        &id,
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(sha256(&out), sha256(&src));
+    let keyless = run(&["verify", &id]);
+    assert!(!keyless.status.success(), "the store needs the key");
+    assert!(!service
+        .log()
+        .contains(&std::fs::read_to_string(&key).unwrap().trim().to_string()));
+    // A key for an RBD store stops the service at start, with the reason.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_blockback"))
+        .args(["serve", "--config", service.config.to_str().unwrap()])
+        .env("BLOCKBACK_STORE", "rbd:backups")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("does not encrypt"), "{stderr}");
 }

@@ -28,6 +28,9 @@ pub fn store_init(
         })?;
     }
     let StoreLocation::Local(path) = &config.settings.store else {
+        if encryption != "none" {
+            bail!("--encryption {encryption}: RBD stores are not encrypted by blockback (docs/rbd.md, \"Encryption\", says why and what to use instead); encrypted stores are local");
+        }
         bail!("store init creates local stores; an RBD pool is created with `ceph osd pool create` and `rbd pool init`");
     };
     blockback_ops::require_parent(path, "store")?;

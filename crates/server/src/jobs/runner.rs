@@ -32,6 +32,18 @@ pub struct OpsRunner {
 impl OpsRunner {
     pub fn new(config: Arc<ServiceConfig>, catalog: Arc<dyn Catalog>) -> Result<Self, String> {
         let store = StoreLocation::parse(&config.store).map_err(|e| format!("store: {e}"))?;
+        let keys = keys_from_files(
+            config.key_file.as_deref(),
+            config.passphrase_file.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        let keys = StoreKeys::new(Arc::new(keys));
+        if keys.given() && matches!(store, StoreLocation::Rbd(_)) {
+            return Err(format!(
+                "key_file / passphrase_file are set, but store {} is an RBD pool, which blockback does not encrypt (docs/rbd.md, \"Encryption\"); remove them or use an encrypted local store",
+                store.label()
+            ));
+        }
         let exports = match &config.nbd.listen {
             Some(listen) => Some(crate::exports::NbdExports::bind(listen)?),
             None => None,
@@ -41,17 +53,12 @@ impl OpsRunner {
         catalog_location
             .check_store(&store)
             .map_err(|e| e.to_string())?;
-        let keys = keys_from_files(
-            config.key_file.as_deref(),
-            config.passphrase_file.as_deref(),
-        )
-        .map_err(|e| e.to_string())?;
         Ok(OpsRunner {
             config,
             catalog,
             store,
             catalog_location,
-            keys: StoreKeys::new(Arc::new(keys)),
+            keys,
             connections: Connections::default(),
             exports,
         })

@@ -4,9 +4,8 @@
 //! A volume's backups form a chain in one base image
 //! (`volume-<vid>.backup.<first bid>`), one snapshot per backup; the base
 //! snapshot publishes the backup's data, the catalog record (set available
-//! last) publishes the backup. Sources without snapshots are read whole
-//! into the base HEAD (the store deduplicates unchanged data); sources with
-//! snapshots go through [`super::snapshotted`].
+//! last) publishes the backup. Sources without snapshots go through
+//! [`super::whole`]; sources with snapshots through [`super::snapshotted`].
 
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_to_sink, CopyOptions, CopyStats, DigestSink};
@@ -14,7 +13,7 @@ use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, CatalogError, VolumeRecord};
-use crate::image::{Image, Pool};
+use crate::image::{ExtentKind, Image, Pool};
 use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetadata};
 use crate::naming;
 use crate::progress::{timed, Progress};
@@ -58,8 +57,9 @@ pub(super) struct Transferred {
     pub stats: CopyStats,
     /// The volume checksum at the snapshot.
     pub checksum: Option<String>,
-    /// Its block digests, to be committed with the backup (sources with
-    /// snapshots only: what their next incremental starts from).
+    /// Its block digests, to be committed with the backup: what the next
+    /// incremental starts from (none when the store deduplicates writes of
+    /// a source without snapshots: it rewrites everything).
     pub digests: Option<DigestWriter>,
 }
 
@@ -99,7 +99,7 @@ impl Engine<'_> {
         self.catalog.insert_backup(&record)?;
         match snaps {
             Some(snaps) => self.backup_snapshotted(req, snaps, chain, &mut record)?,
-            None => self.backup_whole(req, &mut record)?,
+            None => self.backup_whole(req, &chain, &mut record)?,
         }
         Ok(record)
     }
@@ -138,41 +138,6 @@ impl Engine<'_> {
         );
         self.catalog.insert_volume(&volume)?;
         Ok(volume)
-    }
-
-    /// A source without snapshots: read whole into the base HEAD.
-    fn backup_whole(&self, req: &BackupRequest<'_>, record: &mut BackupRecord) -> EngineResult<()> {
-        let result = self.transfer_whole(req, record).and_then(|t| {
-            snapshot_base(t.base.as_ref(), record, self.progress)?;
-            self.publish(req, record, t)
-        });
-        result.map_err(|cause| self.fail(req.store, record, cause, &[]))
-    }
-
-    fn transfer_whole(
-        &self,
-        req: &BackupRequest<'_>,
-        record: &BackupRecord,
-    ) -> EngineResult<Transferred> {
-        if record.created_base {
-            req.store.create(&record.image, record.size)?;
-        }
-        let base = req.store.open(&record.image)?;
-        if base.size()? != record.size {
-            base.resize(record.size)?;
-        }
-        let plan = timed(self.progress, "diff", || TransferPlan::full(req.source))?;
-        let opts = CopyOptions {
-            target_is_zero: record.created_base,
-            ..self.copy
-        };
-        let stats = self.run_copy("backup", req.source, base.as_ref(), &plan, opts)?;
-        Ok(Transferred {
-            base,
-            checksum: stats.checksum.clone(),
-            stats,
-            digests: None,
-        })
     }
 
     /// Copies with progress reporting.
@@ -236,11 +201,14 @@ impl Engine<'_> {
         }
         record.bytes_read = t.stats.bytes_read;
         record.bytes_written = t.stats.bytes_written;
-        record.bytes_stored = store
-            .usage()
-            .ok()
-            .flatten()
-            .map_or(0, |after| after.saturating_sub(record.bytes_stored));
+        record.bytes_stored = match store.usage().ok().flatten() {
+            Some(after) => after.saturating_sub(record.bytes_stored),
+            // A figure only: never worth failing a finished backup for.
+            None => added_data(t.base.as_ref(), record).unwrap_or_else(|e| {
+                tracing::warn!("cannot tell what backup {} added: {e}", record.id);
+                0
+            }),
+        };
         record.checksum = checksum;
         record.status = BackupStatus::Available;
         record.pid = None;
@@ -386,6 +354,26 @@ pub(super) fn snapshot_base(
     })?;
     timed(progress, "base snapshot", || snaps.create(&record.snapshot))?;
     Ok(())
+}
+
+/// The data bytes `record`'s snapshot adds to its base over the previous
+/// snapshot (all of its data for the first): how much a store that cannot
+/// tell its usage (RBD) grew by. `base` is the HEAD just snapshotted.
+fn added_data(base: &dyn Image, record: &BackupRecord) -> EngineResult<u64> {
+    let Some(snaps) = base.snapshots() else {
+        return Ok(0);
+    };
+    let list = snaps.list()?;
+    let at = list.iter().position(|s| s.name == record.snapshot);
+    let previous = at.and_then(|i| i.checked_sub(1)).map(|i| &list[i].name);
+    let mut added = 0;
+    base.changed_extents(previous.map(String::as_str), 0..base.size()?, &mut |e| {
+        if e.kind == ExtentKind::Data {
+            added += e.len;
+        }
+        Ok(())
+    })?;
+    Ok(added)
 }
 
 /// Removes what a failed or interrupted backup created in the store: its

@@ -28,7 +28,9 @@ pub enum ChainMode {
 pub(super) enum Chain {
     Continue {
         parent: Box<BackupRecord>,
-        /// Whether the parent's block digests are at hand (snapshot sources).
+        /// Whether the parent's block digests are at hand and describe the
+        /// base's HEAD: always for snapshot sources; for sources without
+        /// snapshots, whether only changed blocks need writing.
         digests: bool,
     },
     /// A new chain; `reason` says why the old one could not continue.
@@ -65,7 +67,8 @@ impl Engine<'_> {
             });
         }
         let checked = match source_snaps {
-            None => base_has_snapshot(store, &latest).map(|_| false),
+            None => base_has_snapshot(store, &latest)
+                .map(|base| self.changes_trackable(store, base.as_ref(), &latest)),
             Some(snaps) => self
                 .differential_ready(store, &latest, snaps)
                 .map(|()| true),
@@ -101,6 +104,29 @@ impl Engine<'_> {
                 latest.image
             )
         }))
+    }
+
+    /// Whether a source without snapshots may write only the blocks that
+    /// differ from `latest`: the base stores every write (rewriting held
+    /// data is free otherwise, and lets a content-addressed store check
+    /// what it reuses), `latest`'s digests are valid, and the HEAD still
+    /// equals `latest`'s snapshot. Otherwise everything is written, as
+    /// before: slower, never wrong.
+    fn changes_trackable(&self, store: &dyn Pool, base: &dyn Image, latest: &BackupRecord) -> bool {
+        if base.dedups_writes() {
+            return false;
+        }
+        let checksum = latest.checksum.as_deref().unwrap_or_default();
+        if !self.digests.valid(latest.id, checksum) {
+            return false;
+        }
+        match head_unchanged(store, base, latest) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!("{why}: the whole volume is written again");
+                false
+            }
+        }
     }
 
     /// Checks everything an incremental from `latest` needs, or says why

@@ -117,6 +117,21 @@ pub fn copy_changed(
     run_copy(src, dst, plan, opts, progress, None, Some(held))
 }
 
+/// [`copy_to_sink`] onto a target that holds `held`: checksum blocks whose
+/// digest did not change are not written (a whole-volume plan of a source
+/// without snapshots, continuing its chain).
+pub fn copy_changed_to_sink<'s>(
+    src: &dyn Image,
+    dst: &dyn Image,
+    plan: &TransferPlan,
+    opts: CopyOptions,
+    progress: &dyn Progress,
+    sink: &'s mut DigestSink<'s>,
+    held: &dyn TargetDigests,
+) -> Result<CopyStats> {
+    run_copy(src, dst, plan, opts, progress, Some(sink), Some(held))
+}
+
 fn run_copy<'s>(
     src: &dyn Image,
     dst: &dyn Image,

@@ -25,6 +25,7 @@ mod sink;
 mod snapshotted;
 mod unchanged;
 mod verify;
+mod whole;
 pub mod zero;
 
 pub use adopt::AdoptReport;

@@ -19,7 +19,7 @@ use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord};
 use crate::checksum::CHECKSUM_BLOCK;
-use crate::image::{Extent, Image, ImageError, Pool, Snapshots};
+use crate::image::{Extent, Image, Pool, Snapshots};
 use crate::naming;
 use crate::progress::timed;
 
@@ -124,32 +124,6 @@ impl Engine<'_> {
             stats,
             digests: Some(digests),
         })
-    }
-
-    /// Copies all of `source` into `dst` (which reads as zeros), writing
-    /// the block digests to a new digest file as they come.
-    pub(super) fn copy_all_digested(
-        &self,
-        label: &str,
-        source: &dyn Image,
-        dst: &dyn Image,
-    ) -> EngineResult<(CopyStats, DigestWriter)> {
-        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
-        let opts = CopyOptions {
-            target_is_zero: true,
-            ..self.copy
-        };
-        let mut writer = self.digests.writer(plan.size)?;
-        let mut sink = |digests: &[(u64, [u8; 32])]| -> crate::image::Result<()> {
-            for (_, d) in digests {
-                writer
-                    .push(d)
-                    .map_err(|e| ImageError::from_io("block digests", e))?;
-            }
-            Ok(())
-        };
-        let stats = self.run_copy_to_sink(label, source, dst, &plan, opts, Some(&mut sink))?;
-        Ok((stats, writer))
     }
 
     /// Continues the chain: only the changes since the parent's snapshot.

@@ -95,6 +95,14 @@ pub trait Image: Send + Sync {
     fn queue_depth(&self) -> usize {
         1
     }
+    /// Whether writing data this image already holds costs nothing (a
+    /// content-addressed store keeps one copy, and checks the copy it
+    /// reuses): a writer whose source cannot say what changed may rewrite
+    /// everything. Backends that store every write (RBD: a whole new
+    /// object per snapshot) say no, and get only the blocks that changed.
+    fn dedups_writes(&self) -> bool {
+        false
+    }
     /// Extents whose stored data is known to be bad (a content-addressed
     /// store whose only copy of a chunk this point uses was quarantined or
     /// lies in an unreadable pack): a writer that keeps the rest as it is

@@ -498,6 +498,12 @@ impl Image for StoreImage {
         self.cs()
     }
 
+    /// Chunks are content-addressed: a rewrite of held data stores nothing
+    /// and checks the copy it reuses (which heals a bad one).
+    fn dedups_writes(&self) -> bool {
+        true
+    }
+
     /// The chunks of this point that have no usable copy. Free unless the
     /// store knows damage; then every page of the version is read.
     fn known_damage(&self) -> Result<Vec<Extent>> {

@@ -93,6 +93,10 @@ const CHECKS: &[Check] = &[
         backup::two_stores,
     ),
     check(
+        "whole_source_incrementals_write_only_changes",
+        backup::whole_source_writes_only_changes,
+    ),
+    check(
         "extended_volume_restores_at_its_size",
         restore::extended_volume,
     ),

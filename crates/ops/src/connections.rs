@@ -14,6 +14,9 @@ pub struct Connections {
 impl Connections {
     pub fn get(&self, config: &ClusterConfig) -> OpsResult<Arc<Cluster>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        // A tripped connection fails everything at once: a later job (the
+        // service's) connects anew, to a cluster that may be back.
+        open.retain(|(_, cluster)| !cluster.is_tripped());
         if let Some((_, cluster)) = open.iter().find(|(c, _)| c == config) {
             return Ok(cluster.clone());
         }

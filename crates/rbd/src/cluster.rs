@@ -152,6 +152,13 @@ impl Cluster {
         &self.describe
     }
 
+    /// Whether an operation on this connection timed out: the cluster was
+    /// unreachable, and every later operation fails at once (see
+    /// `breaker.rs`). Connect anew to try again.
+    pub fn is_tripped(&self) -> bool {
+        self.rados.breaker.is_tripped()
+    }
+
     /// Opens pool `name` (NotFound naming the pool when it does not exist).
     pub fn open_pool(self: &Arc<Self>, name: &str) -> Result<RbdPool> {
         RbdPool::open(self, name)

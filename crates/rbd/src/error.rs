@@ -24,8 +24,9 @@ pub(crate) fn from_errno(errno: Errno, what: impl Into<String>) -> ImageError {
         libc::ETIMEDOUT => ImageError::Backend {
             what,
             msg: format!(
-                "the Ceph cluster did not answer in time (monitors or OSDs down or \
-                 unreachable; see rados_osd_op_timeout) ({})",
+                "Ceph is unreachable: the cluster did not answer in time (check that \
+                 its monitors and OSDs are up and reachable from this host, e.g. \
+                 `ceph -s`; the wait is rados_osd_op_timeout / rados_mon_op_timeout) ({})",
                 errno_text(libc::ETIMEDOUT)
             ),
         },

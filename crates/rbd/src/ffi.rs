@@ -14,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use libloading::Library;
 
+use crate::breaker::Breaker;
+
 mod lock_info;
 mod locks;
 pub(crate) use lock_info::Locker;
@@ -226,6 +228,7 @@ unsafe fn owned_string(p: *const c_char) -> String {
 pub(crate) struct Rados {
     api: &'static Api,
     ptr: RadosT,
+    pub(crate) breaker: Breaker,
 }
 
 // Safety: librados cluster handles are thread-safe once configured; this
@@ -241,7 +244,11 @@ impl Rados {
         let mut ptr = ptr::null_mut();
         // Safety: valid out-pointer and NUL-terminated strings.
         let rc = unsafe { (api.rados_create2)(&mut ptr, c"ceph".as_ptr(), user.as_ptr(), 0) };
-        Ok(check(rc).map(|()| Rados { api, ptr }))
+        Ok(check(rc).map(|()| Rados {
+            api,
+            ptr,
+            breaker: Breaker::default(),
+        }))
     }
 
     /// Reads `path`, or librados' default search path when `None`.
@@ -285,6 +292,11 @@ impl Rados {
 
 impl Drop for Rados {
     fn drop(&mut self) {
+        if self.breaker.is_tripped() {
+            // The shutdown would wait on the unreachable cluster; the
+            // handle (and the images left open on it) go with the process.
+            return;
+        }
         // Safety: every IoCtx holds an Arc<Rados>, so none outlives this.
         unsafe { (self.api.rados_shutdown)(self.ptr) }
     }
@@ -294,7 +306,7 @@ impl Drop for Rados {
 pub(crate) struct IoCtx {
     api: &'static Api,
     ptr: IoctxT,
-    _rados: Arc<Rados>,
+    rados: Arc<Rados>,
 }
 
 // Safety: librados I/O contexts are thread-safe for the operations used here
@@ -311,38 +323,45 @@ impl IoCtx {
         Ok(IoCtx {
             api,
             ptr,
-            _rados: Arc::clone(rados),
+            rados: Arc::clone(rados),
         })
+    }
+
+    /// Runs `call` through the connection's [`Breaker`].
+    fn guard<T>(&self, call: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+        self.rados.breaker.run(call)
     }
 
     /// Image names in the pool (`rbd_list2`, retried while the buffer is short).
     pub(crate) fn list_images(&self) -> Result<Vec<String>, Errno> {
-        let mut max: usize = 64;
-        loop {
-            let mut buf: Vec<ImageSpecC> = (0..max)
-                .map(|_| ImageSpecC {
-                    id: ptr::null_mut(),
-                    name: ptr::null_mut(),
-                })
-                .collect();
-            let mut n = max;
-            // Safety: `buf` has room for `n` specs.
-            let rc = unsafe { (self.api.rbd_list2)(self.ptr, buf.as_mut_ptr(), &mut n) };
-            if rc == -libc::ERANGE {
-                max = n.max(max * 2);
-                continue;
+        self.guard(|| {
+            let mut max: usize = 64;
+            loop {
+                let mut buf: Vec<ImageSpecC> = (0..max)
+                    .map(|_| ImageSpecC {
+                        id: ptr::null_mut(),
+                        name: ptr::null_mut(),
+                    })
+                    .collect();
+                let mut n = max;
+                // Safety: `buf` has room for `n` specs.
+                let rc = unsafe { (self.api.rbd_list2)(self.ptr, buf.as_mut_ptr(), &mut n) };
+                if rc == -libc::ERANGE {
+                    max = n.max(max * 2);
+                    continue;
+                }
+                check(rc)?;
+                let n = n.min(max);
+                // Safety: librbd filled the first `n` entries with strdup'ed names,
+                // which the cleanup call frees.
+                let names = unsafe {
+                    let names = buf[..n].iter().map(|s| owned_string(s.name)).collect();
+                    (self.api.rbd_image_spec_list_cleanup)(buf.as_mut_ptr(), n);
+                    names
+                };
+                return Ok(names);
             }
-            check(rc)?;
-            let n = n.min(max);
-            // Safety: librbd filled the first `n` entries with strdup'ed names,
-            // which the cleanup call frees.
-            let names = unsafe {
-                let names = buf[..n].iter().map(|s| owned_string(s.name)).collect();
-                (self.api.rbd_image_spec_list_cleanup)(buf.as_mut_ptr(), n);
-                names
-            };
-            return Ok(names);
-        }
+        })
     }
 
     /// `rbd_create4` with `options` as (RBD_IMAGE_OPTION_*, value) pairs.
@@ -352,58 +371,71 @@ impl IoCtx {
         size: u64,
         options: &[(c_int, u64)],
     ) -> Result<(), Errno> {
-        let mut opts = ptr::null_mut();
-        // Safety: the options object is created, used and destroyed here.
-        unsafe {
-            (self.api.rbd_image_options_create)(&mut opts);
-            let mut rc = 0;
-            for &(key, value) in options {
-                rc = (self.api.rbd_image_options_set_uint64)(opts, key, value);
-                if rc < 0 {
-                    break;
+        self.guard(|| {
+            let mut opts = ptr::null_mut();
+            // Safety: the options object is created, used and destroyed here.
+            unsafe {
+                (self.api.rbd_image_options_create)(&mut opts);
+                let mut rc = 0;
+                for &(key, value) in options {
+                    rc = (self.api.rbd_image_options_set_uint64)(opts, key, value);
+                    if rc < 0 {
+                        break;
+                    }
                 }
+                if rc >= 0 {
+                    rc = (self.api.rbd_create4)(self.ptr, name.as_ptr(), size, opts);
+                }
+                (self.api.rbd_image_options_destroy)(opts);
+                check(rc)
             }
-            if rc >= 0 {
-                rc = (self.api.rbd_create4)(self.ptr, name.as_ptr(), size, opts);
-            }
-            (self.api.rbd_image_options_destroy)(opts);
-            check(rc)
-        }
+        })
     }
 
     pub(crate) fn remove_image(&self, name: &CStr) -> Result<(), Errno> {
-        // Safety: live ioctx, valid name.
-        check(unsafe { (self.api.rbd_remove)(self.ptr, name.as_ptr()) })
+        self.guard(|| {
+            // Safety: live ioctx, valid name.
+            check(unsafe { (self.api.rbd_remove)(self.ptr, name.as_ptr()) })
+        })
     }
 
     /// Creates RADOS object `oid` holding `data`, in one write op (exclusive
     /// create + write_full), which the OSD applies atomically: EEXIST when
     /// the object exists (left unchanged), and never a partial object.
     pub(crate) fn create_object(&self, oid: &CStr, data: &[u8]) -> Result<(), Errno> {
-        // Safety: the op is created, filled, run and released here; `data`
-        // and `oid` outlive the synchronous operate call.
-        unsafe {
-            let op = (self.api.rados_create_write_op)();
-            if op.is_null() {
-                return Err(Errno(libc::ENOMEM));
+        self.guard(|| {
+            // Safety: the op is created, filled, run and released here; `data`
+            // and `oid` outlive the synchronous operate call.
+            unsafe {
+                let op = (self.api.rados_create_write_op)();
+                if op.is_null() {
+                    return Err(Errno(libc::ENOMEM));
+                }
+                (self.api.rados_write_op_create)(op, LIBRADOS_CREATE_EXCLUSIVE, ptr::null());
+                (self.api.rados_write_op_write_full)(op, data.as_ptr().cast(), data.len());
+                let rc = (self.api.rados_write_op_operate)(
+                    op,
+                    self.ptr,
+                    oid.as_ptr(),
+                    ptr::null_mut(),
+                    0,
+                );
+                (self.api.rados_release_write_op)(op);
+                check(rc)
             }
-            (self.api.rados_write_op_create)(op, LIBRADOS_CREATE_EXCLUSIVE, ptr::null());
-            (self.api.rados_write_op_write_full)(op, data.as_ptr().cast(), data.len());
-            let rc =
-                (self.api.rados_write_op_operate)(op, self.ptr, oid.as_ptr(), ptr::null_mut(), 0);
-            (self.api.rados_release_write_op)(op);
-            check(rc)
-        }
+        })
     }
 
     /// The size of RADOS object `oid` (`rados_stat`).
     pub(crate) fn stat_object(&self, oid: &CStr) -> Result<u64, Errno> {
-        let mut size = 0;
-        // Safety: live ioctx, valid name and out-pointer; mtime not wanted.
-        check(unsafe {
-            (self.api.rados_stat)(self.ptr, oid.as_ptr(), &mut size, ptr::null_mut())
-        })?;
-        Ok(size)
+        self.guard(|| {
+            let mut size = 0;
+            // Safety: live ioctx, valid name and out-pointer; mtime not wanted.
+            check(unsafe {
+                (self.api.rados_stat)(self.ptr, oid.as_ptr(), &mut size, ptr::null_mut())
+            })?;
+            Ok(size)
+        })
     }
 
     /// One `rados_read` of up to `buf.len()` bytes at `offset`; returns the
@@ -414,31 +446,39 @@ impl IoCtx {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
-        if c_int::try_from(buf.len()).is_err() {
-            return Err(Errno(libc::EINVAL));
-        }
-        // Safety: `buf` is valid for `buf.len()` bytes of writes.
-        let rc = unsafe {
-            (self.api.rados_read)(
-                self.ptr,
-                oid.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                offset,
-            )
-        };
-        check(rc)?;
-        Ok(usize::try_from(rc).unwrap_or(0))
+        self.guard(|| {
+            if c_int::try_from(buf.len()).is_err() {
+                return Err(Errno(libc::EINVAL));
+            }
+            // Safety: `buf` is valid for `buf.len()` bytes of writes.
+            let rc = unsafe {
+                (self.api.rados_read)(
+                    self.ptr,
+                    oid.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    offset,
+                )
+            };
+            check(rc)?;
+            Ok(usize::try_from(rc).unwrap_or(0))
+        })
     }
 
     pub(crate) fn remove_object(&self, oid: &CStr) -> Result<(), Errno> {
-        // Safety: live ioctx, valid name.
-        check(unsafe { (self.api.rados_remove)(self.ptr, oid.as_ptr()) })
+        self.guard(|| {
+            // Safety: live ioctx, valid name.
+            check(unsafe { (self.api.rados_remove)(self.ptr, oid.as_ptr()) })
+        })
     }
 }
 
 impl Drop for IoCtx {
     fn drop(&mut self) {
+        if self.rados.breaker.is_tripped() {
+            // Images left open on a tripped connection may still use it.
+            return;
+        }
         // Safety: every RbdHandle holds an Arc<IoCtx>, so none outlives this.
         unsafe { (self.api.rados_ioctx_destroy)(self.ptr) }
     }
@@ -461,7 +501,7 @@ pub(crate) struct Layout {
 pub(crate) struct RbdHandle {
     api: &'static Api,
     ptr: ImageT,
-    _io: Arc<IoCtx>,
+    io: Arc<IoCtx>,
 }
 
 // Safety: librbd image handles are thread-safe (its own locks serialise
@@ -486,12 +526,17 @@ impl RbdHandle {
         };
         let mut ptr = ptr::null_mut();
         // Safety: live ioctx, valid strings, valid out-pointer.
-        check(unsafe { open(io.ptr, name.as_ptr(), &mut ptr, opt_ptr(snap)) })?;
+        io.guard(|| check(unsafe { open(io.ptr, name.as_ptr(), &mut ptr, opt_ptr(snap)) }))?;
         Ok(RbdHandle {
             api,
             ptr,
-            _io: Arc::clone(io),
+            io: Arc::clone(io),
         })
+    }
+
+    /// Runs `call` through the connection's [`Breaker`].
+    fn guard<T>(&self, call: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+        self.io.guard(call)
     }
 
     fn get_u64(&self, f: unsafe extern "C" fn(ImageT, *mut u64) -> c_int) -> Result<u64, Errno> {
@@ -502,188 +547,218 @@ impl RbdHandle {
     }
 
     pub(crate) fn size(&self) -> Result<u64, Errno> {
-        self.get_u64(self.api.rbd_get_size)
+        self.guard(|| self.get_u64(self.api.rbd_get_size))
     }
 
     pub(crate) fn features(&self) -> Result<u64, Errno> {
-        self.get_u64(self.api.rbd_get_features)
+        self.guard(|| self.get_u64(self.api.rbd_get_features))
     }
 
     pub(crate) fn flags(&self) -> Result<u64, Errno> {
-        self.get_u64(self.api.rbd_get_flags)
+        self.guard(|| self.get_u64(self.api.rbd_get_flags))
     }
 
     pub(crate) fn layout(&self) -> Result<Layout, Errno> {
-        let mut info = ImageInfoC {
-            size: 0,
-            obj_size: 0,
-            num_objs: 0,
-            order: 0,
-            block_name_prefix: [0; 24],
-            parent_pool: 0,
-            parent_name: [0; 96],
-        };
-        let len = std::mem::size_of::<ImageInfoC>();
-        // Safety: live image, out-struct of the declared size.
-        check(unsafe { (self.api.rbd_stat)(self.ptr, &mut info, len) })?;
-        Ok(Layout {
-            object_size: info.obj_size,
-            stripe_count: self.get_u64(self.api.rbd_get_stripe_count)?,
+        self.guard(|| {
+            let mut info = ImageInfoC {
+                size: 0,
+                obj_size: 0,
+                num_objs: 0,
+                order: 0,
+                block_name_prefix: [0; 24],
+                parent_pool: 0,
+                parent_name: [0; 96],
+            };
+            let len = std::mem::size_of::<ImageInfoC>();
+            // Safety: live image, out-struct of the declared size.
+            check(unsafe { (self.api.rbd_stat)(self.ptr, &mut info, len) })?;
+            Ok(Layout {
+                object_size: info.obj_size,
+                stripe_count: self.get_u64(self.api.rbd_get_stripe_count)?,
+            })
         })
     }
 
     /// One `rbd_read2`; returns the bytes read (short at the image end).
     pub(crate) fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
-        // Safety: `buf` is valid for `buf.len()` bytes of writes.
-        let rc = unsafe {
-            (self.api.rbd_read2)(
-                self.ptr,
-                offset,
-                buf.len(),
-                buf.as_mut_ptr().cast(),
-                STREAM_IO_FLAGS,
-            )
-        };
-        check_len(rc)
+        self.guard(|| {
+            // Safety: `buf` is valid for `buf.len()` bytes of writes.
+            let rc = unsafe {
+                (self.api.rbd_read2)(
+                    self.ptr,
+                    offset,
+                    buf.len(),
+                    buf.as_mut_ptr().cast(),
+                    STREAM_IO_FLAGS,
+                )
+            };
+            check_len(rc)
+        })
     }
 
     /// One `rbd_write2`; returns the bytes written.
     pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
-        // Safety: `data` is valid for `data.len()` bytes of reads.
-        let rc = unsafe {
-            (self.api.rbd_write2)(
-                self.ptr,
-                offset,
-                data.len(),
-                data.as_ptr().cast(),
-                STREAM_IO_FLAGS,
-            )
-        };
-        check_len(rc)
+        self.guard(|| {
+            // Safety: `data` is valid for `data.len()` bytes of reads.
+            let rc = unsafe {
+                (self.api.rbd_write2)(
+                    self.ptr,
+                    offset,
+                    data.len(),
+                    data.as_ptr().cast(),
+                    STREAM_IO_FLAGS,
+                )
+            };
+            check_len(rc)
+        })
     }
 
     /// One `rbd_write_zeroes` (exact, unlike discard).
     pub(crate) fn write_zeroes(&self, offset: u64, len: usize) -> Result<usize, Errno> {
-        // Safety: live image; no buffers involved.
-        check_len(unsafe { (self.api.rbd_write_zeroes)(self.ptr, offset, len, 0, 0) })
+        self.guard(|| {
+            // Safety: live image; no buffers involved.
+            check_len(unsafe { (self.api.rbd_write_zeroes)(self.ptr, offset, len, 0, 0) })
+        })
     }
 
     pub(crate) fn flush(&self) -> Result<(), Errno> {
-        // Safety: live image.
-        check(unsafe { (self.api.rbd_flush)(self.ptr) })
+        self.guard(|| {
+            // Safety: live image.
+            check(unsafe { (self.api.rbd_flush)(self.ptr) })
+        })
     }
 
     pub(crate) fn resize(&self, size: u64) -> Result<(), Errno> {
-        // Safety: live image; librbd calls the progress callback
-        // unconditionally (a null one crashes), so pass a no-op.
-        check(unsafe { (self.api.rbd_resize2)(self.ptr, size, true, no_progress, ptr::null_mut()) })
+        self.guard(|| {
+            // Safety: live image; librbd calls the progress callback
+            // unconditionally (a null one crashes), so pass a no-op.
+            check(unsafe {
+                (self.api.rbd_resize2)(self.ptr, size, true, no_progress, ptr::null_mut())
+            })
+        })
     }
 
     /// All snapshots (any order; see `rbd_snap_list`'s spare-slot rule).
     pub(crate) fn snap_list(&self) -> Result<Vec<SnapEntry>, Errno> {
-        let mut max: c_int = 16;
-        loop {
-            // One spare slot: librbd writes a terminator after the last entry.
-            let slots = usize::try_from(max).unwrap_or(0) + 1;
-            let mut buf: Vec<SnapInfoC> = (0..slots)
-                .map(|_| SnapInfoC {
-                    id: 0,
-                    size: 0,
-                    name: ptr::null(),
-                })
-                .collect();
-            let asked = max;
-            // Safety: `buf` has `max + 1` slots.
-            let rc = unsafe { (self.api.rbd_snap_list)(self.ptr, buf.as_mut_ptr(), &mut max) };
-            if rc == -libc::ERANGE {
-                max = max.max(asked.saturating_mul(2));
-                continue;
-            }
-            check(rc)?;
-            let n = usize::try_from(rc).unwrap_or(0).min(slots);
-            // Safety: the first `n` entries are filled; list_end frees names.
-            let snaps = unsafe {
-                let snaps = buf[..n]
-                    .iter()
-                    .map(|s| SnapEntry {
-                        id: s.id,
-                        size: s.size,
-                        name: owned_string(s.name),
+        self.guard(|| {
+            let mut max: c_int = 16;
+            loop {
+                // One spare slot: librbd writes a terminator after the last entry.
+                let slots = usize::try_from(max).unwrap_or(0) + 1;
+                let mut buf: Vec<SnapInfoC> = (0..slots)
+                    .map(|_| SnapInfoC {
+                        id: 0,
+                        size: 0,
+                        name: ptr::null(),
                     })
                     .collect();
-                (self.api.rbd_snap_list_end)(buf.as_mut_ptr());
-                snaps
-            };
-            return Ok(snaps);
-        }
+                let asked = max;
+                // Safety: `buf` has `max + 1` slots.
+                let rc = unsafe { (self.api.rbd_snap_list)(self.ptr, buf.as_mut_ptr(), &mut max) };
+                if rc == -libc::ERANGE {
+                    max = max.max(asked.saturating_mul(2));
+                    continue;
+                }
+                check(rc)?;
+                let n = usize::try_from(rc).unwrap_or(0).min(slots);
+                // Safety: the first `n` entries are filled; list_end frees names.
+                let snaps = unsafe {
+                    let snaps = buf[..n]
+                        .iter()
+                        .map(|s| SnapEntry {
+                            id: s.id,
+                            size: s.size,
+                            name: owned_string(s.name),
+                        })
+                        .collect();
+                    (self.api.rbd_snap_list_end)(buf.as_mut_ptr());
+                    snaps
+                };
+                return Ok(snaps);
+            }
+        })
     }
 
     /// Creation time of snapshot `id` as (seconds, nanoseconds) since the epoch.
     pub(crate) fn snap_timestamp(&self, id: u64) -> Result<(i64, i64), Errno> {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // Safety: live image, valid out-pointer.
-        check(unsafe { (self.api.rbd_snap_get_timestamp)(self.ptr, id, &mut ts) })?;
-        Ok((ts.tv_sec, ts.tv_nsec))
+        self.guard(|| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // Safety: live image, valid out-pointer.
+            check(unsafe { (self.api.rbd_snap_get_timestamp)(self.ptr, id, &mut ts) })?;
+            Ok((ts.tv_sec, ts.tv_nsec))
+        })
     }
 
     pub(crate) fn snap_exists(&self, name: &CStr) -> Result<bool, Errno> {
-        let mut exists = false;
-        // Safety: live image, valid name and out-pointer.
-        check(unsafe { (self.api.rbd_snap_exists)(self.ptr, name.as_ptr(), &mut exists) })?;
-        Ok(exists)
+        self.guard(|| {
+            let mut exists = false;
+            // Safety: live image, valid name and out-pointer.
+            check(unsafe { (self.api.rbd_snap_exists)(self.ptr, name.as_ptr(), &mut exists) })?;
+            Ok(exists)
+        })
     }
 
     /// The value of metadata `key`, or `None` when it is not set.
     pub(crate) fn metadata_get(&self, key: &CStr) -> Result<Option<Vec<u8>>, Errno> {
-        let mut len = 256usize;
-        loop {
-            let mut buf = vec![0u8; len];
-            let mut needed = len;
-            // Safety: live image, valid key; `buf` holds `needed` bytes.
-            let rc = unsafe {
-                (self.api.rbd_metadata_get)(
-                    self.ptr,
-                    key.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    &mut needed,
-                )
-            };
-            if rc == -libc::ERANGE && needed > len {
-                len = needed;
-                continue;
+        self.guard(|| {
+            let mut len = 256usize;
+            loop {
+                let mut buf = vec![0u8; len];
+                let mut needed = len;
+                // Safety: live image, valid key; `buf` holds `needed` bytes.
+                let rc = unsafe {
+                    (self.api.rbd_metadata_get)(
+                        self.ptr,
+                        key.as_ptr(),
+                        buf.as_mut_ptr().cast(),
+                        &mut needed,
+                    )
+                };
+                if rc == -libc::ERANGE && needed > len {
+                    len = needed;
+                    continue;
+                }
+                if rc == -libc::ENOENT {
+                    return Ok(None);
+                }
+                check(rc)?;
+                // librbd copies the value with its terminator.
+                let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+                buf.truncate(end);
+                return Ok(Some(buf));
             }
-            if rc == -libc::ENOENT {
-                return Ok(None);
-            }
-            check(rc)?;
-            // librbd copies the value with its terminator.
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            buf.truncate(end);
-            return Ok(Some(buf));
-        }
+        })
     }
 
     pub(crate) fn metadata_set(&self, key: &CStr, value: &CStr) -> Result<(), Errno> {
-        // Safety: live image, valid key and value.
-        check(unsafe { (self.api.rbd_metadata_set)(self.ptr, key.as_ptr(), value.as_ptr()) })
+        self.guard(|| {
+            // Safety: live image, valid key and value.
+            check(unsafe { (self.api.rbd_metadata_set)(self.ptr, key.as_ptr(), value.as_ptr()) })
+        })
     }
 
     pub(crate) fn snap_create(&self, name: &CStr) -> Result<(), Errno> {
-        // Safety: live image, valid name.
-        check(unsafe { (self.api.rbd_snap_create)(self.ptr, name.as_ptr()) })
+        self.guard(|| {
+            // Safety: live image, valid name.
+            check(unsafe { (self.api.rbd_snap_create)(self.ptr, name.as_ptr()) })
+        })
     }
 
     pub(crate) fn snap_remove(&self, name: &CStr) -> Result<(), Errno> {
-        // Safety: live image, valid name.
-        check(unsafe { (self.api.rbd_snap_remove)(self.ptr, name.as_ptr()) })
+        self.guard(|| {
+            // Safety: live image, valid name.
+            check(unsafe { (self.api.rbd_snap_remove)(self.ptr, name.as_ptr()) })
+        })
     }
 
     pub(crate) fn snap_rollback(&self, name: &CStr) -> Result<(), Errno> {
-        // Safety: live image, valid name.
-        check(unsafe { (self.api.rbd_snap_rollback)(self.ptr, name.as_ptr()) })
+        self.guard(|| {
+            // Safety: live image, valid name.
+            check(unsafe { (self.api.rbd_snap_rollback)(self.ptr, name.as_ptr()) })
+        })
     }
 
     /// `rbd_diff_iterate2` over `offset..offset+len` from `from` (None: from
@@ -699,26 +774,28 @@ impl RbdHandle {
         whole_object: bool,
         visit: &mut dyn FnMut(u64, u64, bool) -> bool,
     ) -> Result<(), Errno> {
-        let mut ctx = DiffCtx { visit, panic: None };
-        let arg: *mut DiffCtx<'_, '_> = &mut ctx;
-        // Safety: `ctx` outlives the synchronous call; the callback only
-        // touches it while librbd is inside the call.
-        let rc = unsafe {
-            (self.api.rbd_diff_iterate2)(
-                self.ptr,
-                opt_ptr(from),
-                offset,
-                len,
-                1,
-                u8::from(whole_object),
-                diff_callback,
-                arg.cast(),
-            )
-        };
-        if let Some(payload) = ctx.panic {
-            resume_unwind(payload);
-        }
-        check(rc)
+        self.guard(|| {
+            let mut ctx = DiffCtx { visit, panic: None };
+            let arg: *mut DiffCtx<'_, '_> = &mut ctx;
+            // Safety: `ctx` outlives the synchronous call; the callback only
+            // touches it while librbd is inside the call.
+            let rc = unsafe {
+                (self.api.rbd_diff_iterate2)(
+                    self.ptr,
+                    opt_ptr(from),
+                    offset,
+                    len,
+                    1,
+                    u8::from(whole_object),
+                    diff_callback,
+                    arg.cast(),
+                )
+            };
+            if let Some(payload) = ctx.panic {
+                resume_unwind(payload);
+            }
+            check(rc)
+        })
     }
 
     /// Runs `ops` as concurrent aio requests and waits for all of them;
@@ -746,6 +823,9 @@ impl RbdHandle {
     }
 
     fn aio_submit(&self, op: &mut AioOp<'_>) -> Result<CompletionT, Errno> {
+        // Nothing is sent once the connection tripped; what was sent ends
+        // within its own timeout.
+        self.guard(|| Ok(()))?;
         let mut c = ptr::null_mut();
         // Safety: no callback; the completion is released in aio_finish (or
         // here on a failed submit). Buffers are borrowed by `ops` for the
@@ -790,7 +870,7 @@ impl RbdHandle {
             (self.api.rbd_aio_release)(c);
             rc
         };
-        match (check_len(rc)?, read) {
+        match (self.guard(|| check_len(rc))?, read) {
             // A read returns its length; a write returns 0 (or its length).
             (n, _) if n == expected => Ok(()),
             (0, false) => Ok(()),
@@ -801,6 +881,12 @@ impl RbdHandle {
 
 impl Drop for RbdHandle {
     fn drop(&mut self) {
+        if self.io.rados.breaker.is_tripped() {
+            // Closing releases the exclusive lock and the watch: requests
+            // to the unreachable cluster, each waiting its timeout. The
+            // OSD drops both once the watch times out.
+            return;
+        }
         // Safety: live image, closed exactly once; `&mut self` proves no
         // other thread is inside a call on it.
         let rc = unsafe { (self.api.rbd_close)(self.ptr) };

@@ -14,6 +14,7 @@
 //!   [`ImageMetadata`](blockback_core::image::ImageMetadata);
 //! - [`RbdSpec`]: `rbd:POOL[/IMAGE[@SNAP]]` specs.
 
+mod breaker;
 mod cluster;
 mod diff;
 mod error;

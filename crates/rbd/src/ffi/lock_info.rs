@@ -30,27 +30,29 @@ impl IoCtx {
     /// The holders of lock `name` on object `oid` (none when the object
     /// or the lock does not exist).
     pub(crate) fn lockers(&self, oid: &CStr, name: &CStr) -> Result<Vec<Locker>, Errno> {
-        let api = lock_api()?;
-        let input = get_info_op(name.to_bytes());
-        let mut out = vec![0u8; 64 * 1024];
-        // Safety: live ioctx, valid strings, and buffers of the given lengths.
-        let rc = unsafe {
-            (api.exec)(
-                self.ptr,
-                oid.as_ptr(),
-                c"lock".as_ptr(),
-                c"get_info".as_ptr(),
-                input.as_ptr().cast(),
-                input.len(),
-                out.as_mut_ptr().cast::<c_char>(),
-                out.len(),
-            )
-        };
-        match rc {
-            rc if rc == -libc::ENOENT => Ok(Vec::new()),
-            rc if rc < 0 => Err(Errno(-rc)),
-            len => decode_reply(&out[..len as usize]).ok_or(Errno(libc::EBADMSG)),
-        }
+        self.guard(|| {
+            let api = lock_api()?;
+            let input = get_info_op(name.to_bytes());
+            let mut out = vec![0u8; 64 * 1024];
+            // Safety: live ioctx, valid strings, and buffers of the given lengths.
+            let rc = unsafe {
+                (api.exec)(
+                    self.ptr,
+                    oid.as_ptr(),
+                    c"lock".as_ptr(),
+                    c"get_info".as_ptr(),
+                    input.as_ptr().cast(),
+                    input.len(),
+                    out.as_mut_ptr().cast::<c_char>(),
+                    out.len(),
+                )
+            };
+            match rc {
+                rc if rc == -libc::ENOENT => Ok(Vec::new()),
+                rc if rc < 0 => Err(Errno(-rc)),
+                len => decode_reply(&out[..len as usize]).ok_or(Errno(libc::EBADMSG)),
+            }
+        })
     }
 }
 

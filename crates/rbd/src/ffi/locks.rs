@@ -111,48 +111,52 @@ impl IoCtx {
     /// for `spec.duration`. EBUSY: another holder has it; EEXIST: this
     /// cookie holds it already (without `renew`).
     pub(crate) fn lock(&self, spec: &LockSpec<'_>, renew: bool) -> Result<(), Errno> {
-        let api = lock_api()?;
-        let mut duration = timeval(spec.duration);
-        let flags = if renew { LOCK_FLAG_RENEW } else { 0 };
-        // Safety: live ioctx, valid strings and timeval for the call.
-        let rc = unsafe {
-            match spec.shared_tag {
-                None => (api.lock_exclusive)(
-                    self.ptr,
-                    spec.oid.as_ptr(),
-                    spec.name.as_ptr(),
-                    spec.cookie.as_ptr(),
-                    spec.description.as_ptr(),
-                    &mut duration,
-                    flags,
-                ),
-                Some(tag) => (api.lock_shared)(
-                    self.ptr,
-                    spec.oid.as_ptr(),
-                    spec.name.as_ptr(),
-                    spec.cookie.as_ptr(),
-                    tag.as_ptr(),
-                    spec.description.as_ptr(),
-                    &mut duration,
-                    flags,
-                ),
-            }
-        };
-        check(rc)
+        self.guard(|| {
+            let api = lock_api()?;
+            let mut duration = timeval(spec.duration);
+            let flags = if renew { LOCK_FLAG_RENEW } else { 0 };
+            // Safety: live ioctx, valid strings and timeval for the call.
+            let rc = unsafe {
+                match spec.shared_tag {
+                    None => (api.lock_exclusive)(
+                        self.ptr,
+                        spec.oid.as_ptr(),
+                        spec.name.as_ptr(),
+                        spec.cookie.as_ptr(),
+                        spec.description.as_ptr(),
+                        &mut duration,
+                        flags,
+                    ),
+                    Some(tag) => (api.lock_shared)(
+                        self.ptr,
+                        spec.oid.as_ptr(),
+                        spec.name.as_ptr(),
+                        spec.cookie.as_ptr(),
+                        tag.as_ptr(),
+                        spec.description.as_ptr(),
+                        &mut duration,
+                        flags,
+                    ),
+                }
+            };
+            check(rc)
+        })
     }
 
     /// Releases the lock this cookie holds; ENOENT when it does not
     /// (any more).
     pub(crate) fn unlock(&self, spec: &LockSpec<'_>) -> Result<(), Errno> {
-        let api = lock_api()?;
-        // Safety: live ioctx, valid strings.
-        check(unsafe {
-            (api.unlock)(
-                self.ptr,
-                spec.oid.as_ptr(),
-                spec.name.as_ptr(),
-                spec.cookie.as_ptr(),
-            )
+        self.guard(|| {
+            let api = lock_api()?;
+            // Safety: live ioctx, valid strings.
+            check(unsafe {
+                (api.unlock)(
+                    self.ptr,
+                    spec.oid.as_ptr(),
+                    spec.name.as_ptr(),
+                    spec.cookie.as_ptr(),
+                )
+            })
         })
     }
 
@@ -161,37 +165,39 @@ impl IoCtx {
     /// (and lose it to the removal), and when this cookie no longer holds
     /// it (ENOENT from the unlock) the object stays.
     pub(crate) fn unlock_and_remove(&self, spec: &LockSpec<'_>) -> Result<(), Errno> {
-        let api = lock_api()?;
-        let input = unlock_op(spec.name.to_bytes(), spec.cookie.to_bytes());
-        let mut exec_rc: c_int = 0;
-        // Safety: the op is created, filled, run and released here;
-        // `input`, `spec`'s strings and `exec_rc` outlive the synchronous
-        // operate call.
-        let rc = unsafe {
-            let op = (self.api.rados_create_write_op)();
-            if op.is_null() {
-                return Err(Errno(libc::ENOMEM));
-            }
-            (api.write_op_exec)(
-                op,
-                c"lock".as_ptr(),
-                c"unlock".as_ptr(),
-                input.as_ptr().cast(),
-                input.len(),
-                &mut exec_rc,
-            );
-            (api.write_op_remove)(op);
-            let rc = (self.api.rados_write_op_operate)(
-                op,
-                self.ptr,
-                spec.oid.as_ptr(),
-                ptr::null_mut(),
-                0,
-            );
-            (self.api.rados_release_write_op)(op);
-            rc
-        };
-        check(rc)
+        self.guard(|| {
+            let api = lock_api()?;
+            let input = unlock_op(spec.name.to_bytes(), spec.cookie.to_bytes());
+            let mut exec_rc: c_int = 0;
+            // Safety: the op is created, filled, run and released here;
+            // `input`, `spec`'s strings and `exec_rc` outlive the synchronous
+            // operate call.
+            let rc = unsafe {
+                let op = (self.api.rados_create_write_op)();
+                if op.is_null() {
+                    return Err(Errno(libc::ENOMEM));
+                }
+                (api.write_op_exec)(
+                    op,
+                    c"lock".as_ptr(),
+                    c"unlock".as_ptr(),
+                    input.as_ptr().cast(),
+                    input.len(),
+                    &mut exec_rc,
+                );
+                (api.write_op_remove)(op);
+                let rc = (self.api.rados_write_op_operate)(
+                    op,
+                    self.ptr,
+                    spec.oid.as_ptr(),
+                    ptr::null_mut(),
+                    0,
+                );
+                (self.api.rados_release_write_op)(op);
+                rc
+            };
+            check(rc)
+        })
     }
 }
 

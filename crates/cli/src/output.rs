@@ -6,6 +6,7 @@ use blockback_core::store::{GcStats, StoreStats};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// --quiet without --json: result lines are not printed. Set once by main,
@@ -20,14 +21,24 @@ pub fn set_quiet(quiet: bool) {
 /// else the human text `human()` unless quiet.
 pub fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        print_line(&serde_json::to_string_pretty(value)?)?;
     } else if !QUIET.load(Ordering::Relaxed) {
         let text = human();
         if !text.is_empty() {
-            println!("{text}");
+            print_line(&text)?;
         }
     }
     Ok(())
+}
+
+/// Prints `text` and a newline. A reader that went away (`| head -1`) is
+/// no error, as for other tools; `println!` would panic on it.
+fn print_line(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => Ok(done?),
+    }
 }
 
 /// Formats a byte count for people.

@@ -202,3 +202,21 @@ fn readme_says_how_to_get_blockback_on_the_path() {
     // And that path installs the binary the README's examples run.
     assert!(env!("CARGO_BIN_EXE_blockback").ends_with("/blockback"));
 }
+
+/// `blockback backup list | head -1`: the reader may go before we print.
+/// That ends the command quietly, as for other tools -- it panicked
+/// ("failed printing to stdout: Broken pipe").
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let dir = Dir::new();
+    let img = small_image(&dir, "p.img", 5);
+    dir.backup(&img);
+    for args in [&["backup", "list"][..], &["--json", "backup", "list"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = dir.command(args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {stderr}");
+    }
+}

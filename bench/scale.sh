@@ -14,6 +14,11 @@
 #   checks         every job succeeded exactly once, never two at once on
 #                  one volume (from the jobs' start and end times)
 #
+# Both workers run on this host and share its state_dir (lock files and
+# block digests): a worker on another host cannot continue a chain another
+# host started with mode "incremental" yet (the digests are host-local;
+# see docs/benchmarks.md).
+#
 # It starts its own throwaway Ceph cluster and PostgreSQL server under
 # BENCH_DIR and removes both at the end (bench clusters' OSD files never
 # shrink), unless CEPH_CONF / POSTGRES_URL name existing ones (then it
@@ -80,7 +85,7 @@ start_worker() {
 listen = "127.0.0.1:$port"
 store = "rbd:$BACKUP_POOL"
 catalog = "$CATALOG_URL"
-state_dir = "$RUN_DIR/$name"
+state_dir = "$RUN_DIR/state"
 worker_id = "$name"
 [jobs]
 max_running = $CONCURRENCY
@@ -135,7 +140,7 @@ cleanup() {
         "$ROOT/scripts/postgres.sh" stop "$OWN_PG" >/dev/null 2>&1 || true
         rm -rf "$OWN_PG"
     fi
-    [[ $KEEP == 1 ]] || rm -f "$BENCH_DIR/v1.img" "$BENCH_DIR/v2.img" "$BENCH_DIR/change.rbd-diff"
+    [[ $KEEP == 1 || -z ${BENCH_DIR:-} ]] || rm -f "$BENCH_DIR/v1.img" "$BENCH_DIR/v2.img" "$BENCH_DIR/change.rbd-diff"
 }
 
 # A schema of its own on the server, so earlier runs' jobs do not count.

@@ -326,6 +326,9 @@ fn kill_9_of_one_worker_mid_job_the_other_fails_it_and_cleans_up() {
         "a lock was left held"
     );
     cleanup(&conf, &w[survivor], &[image]);
+    // A worker on a PostgreSQL catalog stops cleanly on SIGTERM.
+    let status = w[survivor].terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}\n{}", w[survivor].log());
 }
 
 /// The CLI on the workers' catalog and store, with a data directory of its

@@ -248,6 +248,11 @@ pub async fn run(
         Ok(())
     })
     .await;
+    // The last references to the catalog go on a blocking thread: the
+    // PostgreSQL client closes its connections with a runtime of its own,
+    // which cannot start on this runtime's threads (it panicked, and the
+    // process aborted at every shutdown).
+    let _ = tokio::task::spawn_blocking(move || drop((service, state))).await;
     served.map_err(|e| StartError::Io(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())

@@ -14,6 +14,8 @@ pub struct Config {
     pub settings: Settings,
     pub json: bool,
     pub quiet: bool,
+    /// Requests in flight per RBD image.
+    pub rbd_queue_depth: usize,
 }
 
 impl Config {
@@ -47,6 +49,7 @@ impl Config {
             settings,
             json: cli.json,
             quiet: cli.quiet,
+            rbd_queue_depth: cli.ceph.rbd_queue_depth,
         })
     }
 }

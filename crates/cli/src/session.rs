@@ -19,11 +19,12 @@ impl Session {
     pub fn open(config: Config) -> Result<Self> {
         let catalog = config.settings.catalog.open()?;
         let progress = CliProgress::new(config.quiet || config.json);
+        let connections = Connections::with_queue_depth(config.rbd_queue_depth);
         let session = Session {
             config,
             catalog,
             progress,
-            connections: Connections::default(),
+            connections,
         };
         session.recover()?;
         Ok(session)

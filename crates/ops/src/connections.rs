@@ -2,16 +2,31 @@
 //! step (store and volume side share it when their settings match).
 
 use crate::error::OpsResult;
-use blockback_rbd::{Cluster, ClusterConfig};
+use blockback_rbd::{Cluster, ClusterConfig, RbdPool, DEFAULT_QUEUE_DEPTH};
 use std::sync::{Arc, Mutex};
 
 /// The connections of one command, or of a service's whole life.
-#[derive(Default)]
 pub struct Connections {
     open: Mutex<Vec<(ClusterConfig, Arc<Cluster>)>>,
+    /// Requests kept in flight on each RBD image opened through these.
+    queue_depth: usize,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections::with_queue_depth(DEFAULT_QUEUE_DEPTH)
+    }
 }
 
 impl Connections {
+    /// Connections whose RBD images keep `depth` requests in flight (at least 1).
+    pub fn with_queue_depth(depth: usize) -> Self {
+        Connections {
+            open: Mutex::default(),
+            queue_depth: depth.max(1),
+        }
+    }
+
     pub fn get(&self, config: &ClusterConfig) -> OpsResult<Arc<Cluster>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         // A tripped connection fails everything at once: a later job (the
@@ -23,5 +38,12 @@ impl Connections {
         let cluster = Cluster::connect(config)?;
         open.push((config.clone(), cluster.clone()));
         Ok(cluster)
+    }
+
+    /// Opens pool `name` of the cluster `config` reaches, its images with
+    /// this queue depth.
+    pub fn open_pool(&self, config: &ClusterConfig, name: &str) -> OpsResult<RbdPool> {
+        let pool = self.get(config)?.open_pool(name)?;
+        Ok(pool.with_queue_depth(self.queue_depth))
     }
 }

@@ -82,8 +82,7 @@ impl Ops<'_> {
             Address::Rbd(spec) => {
                 let pool = self
                     .connections
-                    .get(&self.settings.volume_ceph)?
-                    .open_pool(&spec.pool)?;
+                    .open_pool(&self.settings.volume_ceph, &spec.pool)?;
                 op(&pool, spec.require_image()?)
             }
             Address::File(_) | Address::Backup(_) => {

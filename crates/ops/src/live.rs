@@ -50,10 +50,7 @@ impl Ops<'_> {
         let label = volume.target_label();
         match &volume {
             Volume::Rbd(spec) => {
-                let pool = self
-                    .connections
-                    .get(&self.settings.volume_ceph)?
-                    .open_pool(&spec.pool)?;
+                let pool = self.connections.open_pool(&self.settings.volume_ceph, &spec.pool)?;
                 op(&pool, spec.require_image()?, label)
             }
             Volume::Local {

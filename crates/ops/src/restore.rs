@@ -53,8 +53,7 @@ impl Ops<'_> {
             Volume::Rbd(spec) => {
                 let pool = self
                     .connections
-                    .get(&self.settings.volume_ceph)?
-                    .open_pool(&spec.pool)?;
+                    .open_pool(&self.settings.volume_ceph, &spec.pool)?;
                 let name = spec.require_image()?;
                 restore(image_target(
                     &pool,

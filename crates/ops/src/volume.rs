@@ -129,7 +129,7 @@ impl Volume {
                 snapshot_capable: false,
             }),
             Volume::Rbd(spec) => {
-                let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
+                let pool = connections.open_pool(ceph, &spec.pool)?;
                 let name = spec.require_image()?;
                 Ok(match &spec.snap {
                     Some(snap) => Source {
@@ -161,7 +161,7 @@ impl Volume {
     ) -> OpsResult<Option<Box<dyn Image>>> {
         match self {
             Volume::Rbd(spec) if spec.snap.is_none() => {
-                let pool = connections.get(ceph)?.open_pool(&spec.pool)?;
+                let pool = connections.open_pool(ceph, &spec.pool)?;
                 Ok(Some(pool.open(spec.require_image()?)?))
             }
             Volume::Local {

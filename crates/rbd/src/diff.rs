@@ -12,9 +12,18 @@
 //! passes, 1 GiB for exact ones) so memory stays bounded and extents can be
 //! sorted (librbd's order is per object, which is not image order for striped
 //! images) before the visitor sees them.
+//!
+//! Each exact pass is one synchronous call that waits at least one OSD round
+//! trip, so the exact passes of a batch of pieces (the changed objects'
+//! ranges, or slices of a window) run on several threads at once, as many as
+//! the image's queue depth; their extents are then visited in image order.
+//! librbd's diff is safe to run concurrently on one handle: it only reads
+//! the image context under its locks.
 
 use std::ffi::CString;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use blockback_core::image::{Extent, ExtentKind, ExtentVisitor, Image, ImageError, Result};
 
@@ -36,6 +45,14 @@ const EXACT_WINDOW: u64 = 1 << 30;
 /// enough calls that a TiB costs 16 object-map reads, not 1024.
 const COARSE_WINDOW: u64 = 64 << 30;
 
+/// An exact pass over a window without fast-diff is cut into slices of this
+/// many object sets, run concurrently.
+const SLICE_SETS: u64 = 16;
+
+/// Pieces whose exact passes run concurrently before their extents are
+/// visited (bounds the extents held in memory).
+const BATCH: usize = 256;
+
 pub(crate) fn changed_extents(
     img: &RbdImage,
     from_snap: Option<&str>,
@@ -53,19 +70,33 @@ pub(crate) fn changed_extents(
         from: from.as_deref(),
         from_name: from_snap,
         exact_window: round_up(EXACT_WINDOW, set),
+        threads: img.queue_depth.max(1),
     };
     if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
-        return walker.exact(range.start..end, visit);
+        let slices = windows(range.start..end, set.saturating_mul(SLICE_SETS));
+        return walker.exact_pieces(slices.map(Item::Exact), visit);
     }
     for window in windows(range.start..end, round_up(COARSE_WINDOW, set)) {
-        for object in walker.pass(window, true)? {
-            match object.kind {
-                ExtentKind::Zero => visit(object)?,
-                ExtentKind::Data => walker.exact(object.offset..object.end(), visit)?,
-            }
-        }
+        let objects = walker.pass(window, true)?;
+        // One piece per object set of a changed run: the changed objects'
+        // exact passes go concurrently, not one after another.
+        let items = objects.into_iter().flat_map(|object| match object.kind {
+            ExtentKind::Zero => vec![Item::Report(object)],
+            ExtentKind::Data => windows(object.offset..object.end(), set)
+                .map(Item::Exact)
+                .collect(),
+        });
+        walker.exact_pieces(items, visit)?;
     }
     Ok(())
+}
+
+/// One step of a diff, in image order.
+enum Item {
+    /// Known already (an object gone at the end point): reported as it is.
+    Report(Extent),
+    /// A range to run an exact pass on.
+    Exact(Range<u64>),
 }
 
 fn snap_cstring(img: &RbdImage, snap: &str) -> Result<CString> {
@@ -112,17 +143,51 @@ struct Walker<'a> {
     from: Option<&'a std::ffi::CStr>,
     from_name: Option<&'a str>,
     exact_window: u64,
+    /// Exact passes in flight at once.
+    threads: usize,
 }
 
 impl Walker<'_> {
-    /// Exact passes over `range`, window by window, visiting in order.
-    fn exact(&self, range: Range<u64>, visit: &mut ExtentVisitor<'_>) -> Result<()> {
-        for window in windows(range, self.exact_window) {
-            for extent in self.pass(window, false)? {
-                visit(extent)?;
+    /// Runs the exact passes of `items` (each within one exact window)
+    /// concurrently, a batch at a time, and visits everything in order.
+    fn exact_pieces(
+        &self,
+        items: impl Iterator<Item = Item>,
+        visit: &mut ExtentVisitor<'_>,
+    ) -> Result<()> {
+        let mut items = items.flat_map(|item| match item {
+            Item::Exact(r) => windows(r, self.exact_window).map(Item::Exact).collect(),
+            report => vec![report],
+        });
+        loop {
+            let batch: Vec<Item> = items.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut found = self.run_batch(&batch)?.into_iter();
+            for item in batch {
+                match item {
+                    Item::Report(extent) => visit(extent)?,
+                    Item::Exact(_) => {
+                        for extent in found.next().unwrap_or_default() {
+                            visit(extent)?;
+                        }
+                    }
+                }
             }
         }
-        Ok(())
+    }
+
+    /// The extents of every exact item of `batch`, in order.
+    fn run_batch(&self, batch: &[Item]) -> Result<Vec<Vec<Extent>>> {
+        let ranges: Vec<Range<u64>> = batch
+            .iter()
+            .filter_map(|i| match i {
+                Item::Exact(r) => Some(r.clone()),
+                Item::Report(_) => None,
+            })
+            .collect();
+        concurrently(&ranges, self.threads, &|r| self.pass(r, false))
     }
 
     /// One `rbd_diff_iterate2` pass over `range`, sorted and merged.
@@ -158,6 +223,52 @@ impl Walker<'_> {
             _ => from_errno(e, format!("diff of {}", self.img.describe())),
         }
     }
+}
+
+/// `f` of every range, in order, run on up to `threads` threads; the first
+/// error stops the others from starting new ranges and is returned once
+/// every running call has returned.
+fn concurrently<T: Default + Send>(
+    ranges: &[Range<u64>],
+    threads: usize,
+    f: &(dyn Fn(Range<u64>) -> Result<T> + Sync),
+) -> Result<Vec<T>> {
+    let results: Vec<Mutex<T>> = ranges.iter().map(|_| Mutex::default()).collect();
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
+    let work = || {
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(range) = ranges.get(i) else { break };
+            match f(range.clone()) {
+                Ok(found) => *lock(&results[i]) = found,
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    lock(&first_error).get_or_insert(e);
+                }
+            }
+        }
+    };
+    match threads.min(ranges.len()) {
+        0 => {}
+        1 => work(),
+        n => std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(work);
+            }
+        }),
+    }
+    if let Some(e) = lock(&first_error).take() {
+        return Err(e);
+    }
+    Ok(results
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Drops what lies outside `range` (whole-object passes may overhang).
@@ -241,6 +352,46 @@ mod tests {
         assert_eq!(w, vec![5..10, 10..20, 20..25]);
         assert_eq!(windows(7..7, 10).count(), 0);
         assert_eq!(round_up(1 << 30, 3 << 20), 342 * (3 << 20));
+    }
+
+    #[test]
+    fn concurrent_passes_keep_order_and_use_several_threads() {
+        let ranges: Vec<Range<u64>> = (0..64u64).map(|i| i * 10..i * 10 + 10).collect();
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let got = concurrently(&ranges, 8, &|r| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![Extent::data(r.start, 1)])
+        })
+        .unwrap();
+        let starts: Vec<u64> = got.iter().map(|v| v[0].offset).collect();
+        assert_eq!(starts, (0..64u64).map(|i| i * 10).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) > 1, "passes ran one at a time");
+        assert!(peak.load(Ordering::SeqCst) <= 8, "more than 8 in flight");
+    }
+
+    #[test]
+    fn a_failed_pass_among_many_fails_the_diff_and_stops_the_rest() {
+        let ranges: Vec<Range<u64>> = (0..1000u64).map(|i| i..i + 1).collect();
+        let calls = AtomicUsize::new(0);
+        let err = concurrently(&ranges, 8, &|r| -> Result<Vec<Extent>> {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if r.start == 5 {
+                return Err(ImageError::Backend {
+                    what: "piece 5".into(),
+                    msg: "injected".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            Ok(Vec::new())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        let calls = calls.load(Ordering::SeqCst);
+        assert!(calls < 100, "{calls} passes ran after the failure");
     }
 
     #[test]

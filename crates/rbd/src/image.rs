@@ -16,6 +16,13 @@ use crate::spec::require_name;
 /// librbd returns lengths as `int` internally: keep each call well below.
 const MAX_IO: usize = 1 << 30;
 
+/// Requests kept in flight per image unless configured otherwise
+/// ([`crate::RbdPool::with_queue_depth`]). Each waits a network round trip
+/// to the OSDs (0.2-2 ms on a real cluster), so throughput grows with the
+/// depth: `rbd bench` writes 8x faster at 16 than at 1 under a 0-2 ms
+/// delay. `rbd import` keeps 10.
+pub const DEFAULT_QUEUE_DEPTH: usize = 16;
+
 /// An open image. Thread-safe: every method may run on several threads at
 /// once (librbd serialises internally).
 pub struct RbdImage {
@@ -25,6 +32,8 @@ pub struct RbdImage {
     pub(crate) name: String,
     pub(crate) snap: Option<String>,
     read_only: bool,
+    /// Requests the engine keeps in flight on this image (at least 1).
+    pub(crate) queue_depth: usize,
 }
 
 impl RbdImage {
@@ -34,6 +43,7 @@ impl RbdImage {
         name: &str,
         snap: Option<&str>,
         read_only: bool,
+        queue_depth: usize,
     ) -> Result<RbdImage> {
         let what = describe(pool, name, snap);
         require_name("image", name, || what.clone())?;
@@ -51,6 +61,7 @@ impl RbdImage {
             name: name.into(),
             snap: snap.map(Into::into),
             read_only: read_only || snap.is_some(),
+            queue_depth: queue_depth.max(1),
         })
     }
 
@@ -149,10 +160,10 @@ pub(crate) fn describe(pool: &str, name: &str, snap: Option<&str>) -> String {
 }
 
 impl Image for RbdImage {
-    /// Each request waits a network round trip to the OSDs; like `rbd
-    /// import` (10 in flight), keep several going.
+    /// Each request waits a network round trip to the OSDs: keep several
+    /// going (see [`DEFAULT_QUEUE_DEPTH`]).
     fn queue_depth(&self) -> usize {
-        8
+        self.queue_depth
     }
 
     fn describe(&self) -> String {

@@ -29,7 +29,7 @@ mod snapshots;
 mod spec;
 
 pub use cluster::{Cluster, ClusterConfig, DEFAULT_CONNECT_TIMEOUT};
-pub use image::RbdImage;
+pub use image::{RbdImage, DEFAULT_QUEUE_DEPTH};
 pub use layout::{parse_features, FEATURE_NAMES};
 pub use locks::{RadosLocks, DEFAULT_LOCK_LEASE};
 pub use pool::{features, librbd_version, CreateOptions, RbdPool};

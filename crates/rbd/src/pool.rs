@@ -7,7 +7,7 @@ use blockback_core::image::{Image, ImageError, Pool, Result};
 use crate::cluster::{cstr, Cluster};
 use crate::error::from_errno;
 use crate::ffi::{self, Errno, IoCtx};
-use crate::image::RbdImage;
+use crate::image::{RbdImage, DEFAULT_QUEUE_DEPTH};
 use crate::objects;
 use crate::spec::require_name;
 
@@ -79,6 +79,7 @@ pub struct RbdPool {
     io: Arc<IoCtx>,
     name: String,
     create_options: CreateOptions,
+    queue_depth: usize,
     _cluster: Arc<Cluster>,
 }
 
@@ -93,6 +94,7 @@ impl RbdPool {
             io: Arc::new(io),
             name: name.into(),
             create_options: CreateOptions::default(),
+            queue_depth: DEFAULT_QUEUE_DEPTH,
             _cluster: Arc::clone(cluster),
         })
     }
@@ -104,6 +106,13 @@ impl RbdPool {
     /// Sets the layout [`Pool::create`] gives new images.
     pub fn with_create_options(mut self, options: CreateOptions) -> Self {
         self.create_options = options;
+        self
+    }
+
+    /// Sets how many requests the images opened from here keep in flight
+    /// (at least 1; default [`DEFAULT_QUEUE_DEPTH`]).
+    pub fn with_queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth.max(1);
         self
     }
 
@@ -136,12 +145,12 @@ impl RbdPool {
 
     /// Opens HEAD read-write, typed.
     pub fn open_image(&self, name: &str) -> Result<RbdImage> {
-        RbdImage::open(&self.io, &self.name, name, None, false)
+        RbdImage::open(&self.io, &self.name, name, None, false, self.queue_depth)
     }
 
     /// Opens HEAD or a snapshot read-only, typed.
     pub fn open_image_read_only(&self, name: &str, snap: Option<&str>) -> Result<RbdImage> {
-        RbdImage::open(&self.io, &self.name, name, snap, true)
+        RbdImage::open(&self.io, &self.name, name, snap, true, self.queue_depth)
     }
 }
 

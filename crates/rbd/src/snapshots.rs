@@ -78,7 +78,14 @@ impl Snapshots for RbdImage {
     }
 
     fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>> {
-        let img = RbdImage::open(&self.io, &self.pool, &self.name, Some(name), true)?;
+        let img = RbdImage::open(
+            &self.io,
+            &self.pool,
+            &self.name,
+            Some(name),
+            true,
+            self.queue_depth,
+        )?;
         Ok(Box::new(img))
     }
 

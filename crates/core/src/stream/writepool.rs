@@ -16,9 +16,12 @@ use super::error::{Result, StreamError};
 use super::zeros;
 use crate::image::{Image, ImageError};
 
-const WRITERS: usize = 4;
-/// Data buffers (each up to one 4 MiB record piece).
-const BUFFERS: usize = 8;
+/// Writer threads at least; a target that wants more requests in flight
+/// ([`Image::queue_depth`], a network backend) gets that many.
+const MIN_WRITERS: usize = 4;
+/// Data buffers (each up to one 4 MiB record piece) beyond one per writer,
+/// so the reader fills the next while every writer is busy.
+const SPARE_BUFFERS: usize = 4;
 
 /// One unit of work for a writer thread.
 pub enum Job {
@@ -67,14 +70,16 @@ pub fn with_pool<T>(
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
     };
-    let (job_tx, job_rx) = bounded::<Job>(WRITERS * 2);
+    let writers = target.queue_depth().max(MIN_WRITERS);
+    let buffers = writers + SPARE_BUFFERS;
+    let (job_tx, job_rx) = bounded::<Job>(writers * 2);
     let (done_tx, done_rx) = unbounded::<(u64, u64)>();
-    let (buf_tx, buf_rx) = bounded::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
+    let (buf_tx, buf_rx) = bounded::<Vec<u8>>(buffers);
+    for _ in 0..buffers {
         let _ = buf_tx.send(Vec::new()); // cannot fail: there is room
     }
     thread::scope(|s| {
-        for _ in 0..WRITERS {
+        for _ in 0..writers {
             let (jobs, done, bufs, sh) = (job_rx.clone(), done_tx.clone(), buf_tx.clone(), &shared);
             s.spawn(move || work(target, jobs, done, bufs, sh));
         }

@@ -32,6 +32,10 @@ pub(super) enum Chain {
         /// base's HEAD: always for snapshot sources; for sources without
         /// snapshots, whether only changed blocks need writing.
         digests: bool,
+        /// The chain's base HEAD, opened writable by the check (snapshot
+        /// sources): the transfer writes through this handle, so the job
+        /// opens the base once (each open costs several round trips).
+        base: Option<Box<dyn Image>>,
     },
     /// A new chain; `reason` says why the old one could not continue.
     New { reason: Option<String> },
@@ -67,16 +71,19 @@ impl Engine<'_> {
             });
         }
         let checked = match source_snaps {
-            None => base_has_snapshot(store, &latest)
-                .map(|base| self.changes_trackable(store, base.as_ref(), &latest)),
+            None => base_has_snapshot(store, &latest, false).map(|(base, snap_size)| {
+                let trackable = self.changes_trackable(base.as_ref(), snap_size, &latest);
+                (trackable, None)
+            }),
             Some(snaps) => self
                 .differential_ready(store, &latest, snaps)
-                .map(|()| true),
+                .map(|base| (true, Some(base))),
         };
         Ok(match checked {
-            Ok(digests) => Chain::Continue {
+            Ok((digests, base)) => Chain::Continue {
                 parent: Box::new(latest),
                 digests,
+                base,
             },
             Err(reason) => Chain::New {
                 reason: Some(reason),
@@ -112,7 +119,7 @@ impl Engine<'_> {
     /// what it reuses), `latest`'s digests are valid, and the HEAD still
     /// equals `latest`'s snapshot. Otherwise everything is written, as
     /// before: slower, never wrong.
-    fn changes_trackable(&self, store: &dyn Pool, base: &dyn Image, latest: &BackupRecord) -> bool {
+    fn changes_trackable(&self, base: &dyn Image, snap_size: u64, latest: &BackupRecord) -> bool {
         if base.dedups_writes() {
             return false;
         }
@@ -120,7 +127,7 @@ impl Engine<'_> {
         if !self.digests.valid(latest.id, checksum) {
             return false;
         }
-        match head_unchanged(store, base, latest) {
+        match head_unchanged(base, snap_size, latest) {
             Ok(()) => true,
             Err(why) => {
                 tracing::warn!("{why}: the whole volume is written again");
@@ -129,15 +136,15 @@ impl Engine<'_> {
         }
     }
 
-    /// Checks everything an incremental from `latest` needs, or says why
-    /// it cannot be done.
+    /// Checks everything an incremental from `latest` needs and returns
+    /// the base HEAD (writable), or says why it cannot be done.
     fn differential_ready(
         &self,
         store: &dyn Pool,
         latest: &BackupRecord,
         source_snaps: &dyn Snapshots,
-    ) -> Result<(), String> {
-        let base = base_has_snapshot(store, latest)?;
+    ) -> Result<Box<dyn Image>, String> {
+        let (base, snap_size) = base_has_snapshot(store, latest, true)?;
         let on_source = source_snaps.list().map_err(|e| e.to_string())?;
         if !on_source.iter().any(|s| s.name == latest.snapshot) {
             return Err(format!(
@@ -145,19 +152,27 @@ impl Engine<'_> {
                 latest.snapshot
             ));
         }
-        head_unchanged(store, base.as_ref(), latest)?;
+        head_unchanged(base.as_ref(), snap_size, latest)?;
         let checksum = latest.checksum.as_deref().unwrap_or_default();
-        match self.digests.valid(latest.id, checksum) {
-            true => Ok(()),
-            false if latest.checksum.is_none() && is_adopted(latest) => Err(format!(
-                "the previous backup {} was adopted without checksums; run `blockback adopt --checksums` to record them and continue its chain",
-                latest.id
-            )),
-            false => Err(format!(
-                "the block digests of the previous backup {} are missing",
-                latest.id
-            )),
+        if !self.digests.valid(latest.id, checksum) {
+            return Err(digests_missing(latest));
         }
+        Ok(base)
+    }
+}
+
+/// Why the block digests of `latest` cannot be used.
+fn digests_missing(latest: &BackupRecord) -> String {
+    if latest.checksum.is_none() && is_adopted(latest) {
+        format!(
+            "the previous backup {} was adopted without checksums; run `blockback adopt --checksums` to record them and continue its chain",
+            latest.id
+        )
+    } else {
+        format!(
+            "the block digests of the previous backup {} are missing",
+            latest.id
+        )
     }
 }
 
@@ -167,9 +182,19 @@ fn is_adopted(backup: &BackupRecord) -> bool {
     backup.metadata.get("adopted").is_some_and(|v| v == "true")
 }
 
-/// Opens `latest`'s base (HEAD, read-only) and checks that its snapshot is there.
-fn base_has_snapshot(store: &dyn Pool, latest: &BackupRecord) -> Result<Box<dyn Image>, String> {
-    let base = match store.open_read_only(&latest.image, None) {
+/// Opens `latest`'s base HEAD (writable when `writable`, for the transfer
+/// to reuse) and checks that its snapshot is there; returns the handle and
+/// the snapshot's size.
+fn base_has_snapshot(
+    store: &dyn Pool,
+    latest: &BackupRecord,
+    writable: bool,
+) -> Result<(Box<dyn Image>, u64), String> {
+    let opened = match writable {
+        true => store.open(&latest.image),
+        false => store.open_read_only(&latest.image, None),
+    };
+    let base = match opened {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Err(format!("base image {} is gone", latest.image)),
         Err(e) => return Err(e.to_string()),
@@ -179,22 +204,30 @@ fn base_has_snapshot(store: &dyn Pool, latest: &BackupRecord) -> Result<Box<dyn 
         .ok_or("the store has no snapshots")?
         .list()
         .map_err(|e| e.to_string())?;
-    if snaps.iter().any(|s| s.name == latest.snapshot) {
-        Ok(base)
-    } else {
-        Err(format!(
+    match snaps.iter().find(|s| s.name == latest.snapshot) {
+        Some(snap) => {
+            let size = snap.size;
+            Ok((base, size))
+        }
+        None => Err(format!(
             "snapshot {} of the previous backup is missing on {}",
             latest.snapshot, latest.image
-        ))
+        )),
     }
 }
 
-/// Fails when the base's HEAD differs from the snapshot of `latest`.
-fn head_unchanged(store: &dyn Pool, base: &dyn Image, latest: &BackupRecord) -> Result<(), String> {
-    let snap = store
-        .open_read_only(&latest.image, Some(&latest.snapshot))
-        .map_err(|e| e.to_string())?;
-    match super::head::head_equals_snapshot(base, snap.as_ref(), &latest.snapshot) {
+/// Fails when the base's HEAD differs from the snapshot of `latest` (of
+/// `snap_size` bytes).
+fn head_unchanged(base: &dyn Image, snap_size: u64, latest: &BackupRecord) -> Result<(), String> {
+    let open_snap = || {
+        base.snapshots()
+            .ok_or_else(|| crate::image::ImageError::Invalid {
+                what: base.describe(),
+                why: "the store has no snapshots".into(),
+            })?
+            .open_snapshot(&latest.snapshot)
+    };
+    match super::head::head_equals_snapshot(base, snap_size, &latest.snapshot, open_snap) {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!(
             "base image {} was modified after snapshot {}",

@@ -28,13 +28,18 @@ impl Engine<'_> {
         &self,
         req: &BackupRequest<'_>,
         snaps: &dyn Snapshots,
-        chain: Chain,
+        mut chain: Chain,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
+        let base = match &mut chain {
+            Chain::Continue { base, .. } => base.take(),
+            Chain::New { .. } => None,
+        };
         if let Err(cause) = self.snapshot_source(snaps, record) {
+            drop(base);
             return Err(self.fail(req.store, record, cause, &[]));
         }
-        let first = self.transfer_chain(req, snaps, &chain, record);
+        let first = self.transfer_chain(req, snaps, &chain, base, record);
         let cause = match first {
             Ok(()) => return Ok(()),
             Err(cause) => cause,
@@ -48,9 +53,10 @@ impl Engine<'_> {
             "incremental transfer failed ({cause}); falling back to a full backup"
         ));
         self.restart_as_full(record)?;
-        let second = self
-            .snapshot_source(snaps, record)
-            .and_then(|()| self.transfer_chain(req, snaps, &Chain::New { reason: None }, record));
+        let second = self.snapshot_source(snaps, record).and_then(|()| {
+            let new = Chain::New { reason: None };
+            self.transfer_chain(req, snaps, &new, None, record)
+        });
         match second {
             Ok(()) => Ok(()),
             Err(again) => {
@@ -68,12 +74,14 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Transfers, snapshots the base, publishes, then prunes.
+    /// Transfers, snapshots the base, publishes, then prunes. `base`: the
+    /// chain's base HEAD when the chain check opened it.
     fn transfer_chain(
         &self,
         req: &BackupRequest<'_>,
         snaps: &dyn Snapshots,
         chain: &Chain,
+        base: Option<Box<dyn Image>>,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
         let source = snaps.open_snapshot(&record.snapshot)?;
@@ -92,7 +100,8 @@ impl Engine<'_> {
             Chain::Continue {
                 parent,
                 digests: true,
-            } => self.transfer_changes(req.store, source.as_ref(), parent, record)?,
+                ..
+            } => self.transfer_changes(req.store, source.as_ref(), base, parent, record)?,
             Chain::Continue { digests: false, .. } => {
                 return Err(EngineError::Invalid(
                     "an incremental of a source with snapshots needs its parent's digests".into(),
@@ -100,12 +109,26 @@ impl Engine<'_> {
             }
             Chain::New { .. } => self.transfer_all(req.store, source.as_ref(), record)?,
         };
-        snapshot_base(transferred.base.as_ref(), record, self.progress)?;
-        self.publish(req, record, transferred)?;
-        timed(self.progress, "prune", || {
-            self.prune_source_snapshots(snaps, record, req.keep_source_snapshots)
-        });
-        Ok(())
+        // Pruning the source's old snapshots needs nothing of what follows
+        // and each removal is a chain of round trips: it runs while the base
+        // is snapshotted and the backup published. Should those fail, the
+        // parent's source snapshot may be gone already; that costs the next
+        // backup a full copy (as the fallback below makes one anyway), never
+        // data: the parent's backup stays whole in the store.
+        let pruned = record.clone();
+        std::thread::scope(|s| {
+            let prune = s.spawn(|| {
+                timed(self.progress, "prune", || {
+                    self.prune_source_snapshots(snaps, &pruned, req.keep_source_snapshots)
+                })
+            });
+            let published = snapshot_base(transferred.base.as_ref(), record, self.progress)
+                .and_then(|()| self.publish(req, record, transferred));
+            if let Err(panic) = prune.join() {
+                std::panic::resume_unwind(panic);
+            }
+            published
+        })
     }
 
     /// A new chain: the whole snapshot into a new base.
@@ -131,10 +154,14 @@ impl Engine<'_> {
         &self,
         store: &dyn Pool,
         source: &dyn Image,
+        base: Option<Box<dyn Image>>,
         parent: &BackupRecord,
         record: &BackupRecord,
     ) -> EngineResult<Transferred> {
-        let base = store.open(&record.image)?;
+        let base = match base {
+            Some(base) => base,
+            None => store.open(&record.image)?,
+        };
         if base.size()? != record.size {
             base.resize(record.size)?;
         }

@@ -36,6 +36,7 @@ impl Engine<'_> {
             Chain::Continue {
                 parent,
                 digests: true,
+                ..
             } => Some(parent.as_ref()),
             _ => None,
         };

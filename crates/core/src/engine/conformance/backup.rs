@@ -352,6 +352,48 @@ pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {
     expect_restores(ctx, &next, &vol.mirror)
 }
 
+/// A read failing while many others are in flight (a first backup of a
+/// volume of many segments): the job fails with that cause, every worker
+/// stops, and nothing is left half-published: no available record, no base,
+/// no metadata object, no snapshot on the source. The next backup is whole.
+pub fn failed_read_among_many_in_flight(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("inflight", 48 * MIB)?;
+    for i in 0..12u64 {
+        vol.scribble(i * 4 * MIB + 1000, 300_000, 20 + i as u8)?;
+    }
+    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 1, 5);
+    let err = match ctx.backup_with(&faulty, &vol, How::default()) {
+        Err(e) => e.to_string(),
+        Ok(b) => return Err(format!("backup {} succeeded through a broken read", b.id)),
+    };
+    ensure!(is_injected(&err), "error does not carry the cause: {err}");
+    let records = ctx.catalog.list_backups(None).map_err(s)?;
+    ensure!(records.len() == 1, "records: {records:?}");
+    let failed = &records[0];
+    ensure!(
+        failed.status == BackupStatus::Error,
+        "failed backup is {}",
+        failed.status
+    );
+    ensure!(
+        !ctx.base_exists(0, &failed.image),
+        "the failed backup's base {} was left",
+        failed.image
+    );
+    let meta = crate::metadata::read_backup_metadata(ctx.store(0), &failed.id.to_string());
+    ensure!(
+        matches!(meta, Ok(None)),
+        "the failed backup left metadata: {meta:?}"
+    );
+    ensure!(
+        vol.backup_snaps().is_empty(),
+        "source keeps {:?}",
+        vol.backup_snaps()
+    );
+    let next = expect_backup(ctx, &vol, BackupKind::Full)?;
+    expect_restores(ctx, &next, &vol.mirror)
+}
+
 pub fn source_snapshots_pruned(ctx: &Ctx<'_>) -> CheckResult {
     let mut vol = ctx.volume("prune", 12 * MIB)?;
     let foreign = format!("backup.{}.snap.5.0", uuid::Uuid::new_v4());

@@ -81,6 +81,10 @@ const CHECKS: &[Check] = &[
         backup::failed_fallback_first_cause,
     ),
     check(
+        "failed_read_among_many_in_flight_leaves_nothing",
+        backup::failed_read_among_many_in_flight,
+    ),
+    check(
         "source_snapshots_pruned_per_chain",
         backup::source_snapshots_pruned,
     ),

@@ -92,7 +92,7 @@ prepare() {
     r export-diff --no-progress "$POOL/bench-dvol@s1" - |
         r import-diff --no-progress - "$BACKUP_POOL/bench-dref"
     "${BB[@]}" --json --quiet backup create "rbd:$POOL/bench-dvol" >"$RUN_DIR/stdout"
-    r import-diff --no-progress "$BENCH_DIR/change.rbd-diff" "$POOL/bench-dvol"
+    apply_change "$BENCH_DIR/change.rbd-diff" "$POOL/bench-dvol"
 }
 
 incremental_baseline() {

@@ -154,6 +154,18 @@ RBD_CLI_OPTS=(--rbd_cache=false)
 
 r() { rbd --conf "$CEPH_CONF" --id "$CEPH_ID" "${RBD_CLI_OPTS[@]}" "$@"; }
 
+# apply_change STREAM IMAGE [ARGS]: untimed setup, `rbd import-diff` of
+# bench-gen's change stream with the cache on. The stream's records are in
+# write order and overlap; without the cache, rbd import-diff into an image
+# with snapshots lets overlapping writes land out of order (seen on Pacific:
+# the image then differs from v2), while the cache serialises them.
+apply_change() {
+    local stream=$1 image=$2
+    shift 2
+    rbd --conf "$CEPH_CONF" --id "$CEPH_ID" --rbd_cache=true import-diff --no-progress "$@" \
+        "$stream" "$image"
+}
+
 # One line for reports: the profile the numbers were taken under.
 latency_note() {
     echo "client latency profile: 0-$LATENCY_MS ms per OSD reply (rbd_cache off on both sides)"

@@ -93,7 +93,7 @@ prepare_incremental() {
         r import-diff --no-progress - "$BACKUP_POOL/bench-vol-copy"
     "${BB[@]}" --json --quiet backup create "rbd:$POOL/bench-vol" >"$RUN_DIR/stdout"
     BACKUP_IDS+=("$(json_id)")
-    r import-diff --no-progress "$BENCH_DIR/change.rbd-diff" "$POOL/bench-vol"
+    apply_change "$BENCH_DIR/change.rbd-diff" "$POOL/bench-vol"
 }
 
 # The baseline's snapshot is part of its cost, as blockback's own snapshot is

@@ -134,8 +134,8 @@ change_all() {
         --rbd-diff "$RUN_DIR/change.rbd-diff" >/dev/null
     rm -f "$RUN_DIR/scratch.img"
     for i in $(seq 1 "$VOLUMES"); do
-        r import-diff --no-progress "$RUN_DIR/change.rbd-diff" "$POOL/bench-svc-$i" 2>/dev/null ||
-            r import-diff --no-progress --allow-shrink "$RUN_DIR/change.rbd-diff" "$POOL/bench-svc-$i"
+        apply_change "$RUN_DIR/change.rbd-diff" "$POOL/bench-svc-$i" 2>/dev/null ||
+            apply_change "$RUN_DIR/change.rbd-diff" "$POOL/bench-svc-$i" --allow-shrink
     done
 }
 

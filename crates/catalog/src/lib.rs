@@ -15,6 +15,7 @@ mod schema;
 
 mod jobs;
 mod pg;
+mod readers;
 
 pub use pg::{is_postgres_url, redact_url, PgCatalog, PG_SCHEMA_VERSION};
 
@@ -35,6 +36,9 @@ pub use schema::{BUSY_TIMEOUT, VERSION as SCHEMA_VERSION};
 /// The catalog in one SQLite database file.
 pub struct SqliteCatalog {
     conn: Mutex<Connection>,
+    /// Read connections beside `conn`; none for a read-only catalog (its
+    /// one connection never writes, so it never holds reads up).
+    readers: Option<readers::Readers>,
     path: PathBuf,
     read_only: bool,
 }
@@ -112,6 +116,7 @@ impl SqliteCatalog {
         })?;
         Ok(SqliteCatalog {
             conn: Mutex::new(conn),
+            readers: Some(readers::Readers::new(&path)),
             path,
             read_only: false,
         })
@@ -158,6 +163,7 @@ impl SqliteCatalog {
             .map_err(|e| db_err(e.to_string()))?;
         Ok(SqliteCatalog {
             conn: Mutex::new(conn),
+            readers: None,
             path,
             read_only: true,
         })
@@ -199,6 +205,18 @@ impl SqliteCatalog {
         params: impl rusqlite::Params,
         convert: fn(RawRow) -> Result<T, String>,
     ) -> CatalogResult<Vec<T>> {
+        // The writer when it is free (no extra connection for a process
+        // that never contends), else a reader, so reads never queue behind
+        // a write's fsync.
+        if let Ok(conn) = self.conn.try_lock() {
+            return self.query_on(&conn, sql, params, convert);
+        }
+        if let Some(readers) = &self.readers {
+            let mut reader = readers.take();
+            if let Some(conn) = reader.conn() {
+                return self.query_on(conn, sql, params, convert);
+            }
+        }
         self.query_on(&self.conn(), sql, params, convert)
     }
 
@@ -431,7 +449,9 @@ impl Catalog for SqliteCatalog {
     }
 
     fn job(&self, id: Uuid) -> CatalogResult<JobRecord> {
-        self.one_job(&self.conn(), id)?
+        self.query(&jobs::ONE, [id.to_string()], row::job_from_row)?
+            .into_iter()
+            .next()
             .ok_or_else(|| CatalogError::JobNotFound(id.to_string()))
     }
 

@@ -580,3 +580,72 @@ fn the_service_opens_an_encrypted_store_with_its_configured_key_file() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("does not encrypt"), "{stderr}");
 }
+
+/// Copies a directory tree (the fixture store) into a test dir.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The fixture under tests/data was written by the build before AES-GCM
+/// moved from RustCrypto's aes-gcm to ring (main 38fde5b): `store init
+/// --encryption aes256gcm` with a key file, then a full and an incremental
+/// backup of `make_image(FIXTURE_SIZE, FIXTURE_EXTENTS, 11)` and of the
+/// same image with `FIXTURE_CHANGE` written. Operators' existing stores must
+/// keep opening, verifying and restoring after such a change.
+const FIXTURE: &str = "tests/data/aes256gcm-store-2026-12-06";
+const FIXTURE_SIZE: u64 = 2 * MIB;
+const FIXTURE_EXTENTS: &[(u64, u64)] = &[(0, 256 * 1024), (MIB, 64 * 1024 + 5)];
+const FIXTURE_CHANGE: (u64, &[u8]) = (1536 * 1024, b"changed after the full backup");
+
+/// The fixture's catalog names the store where it was made; the records
+/// must name this test dir's copy.
+fn point_catalog_at(dir: &Dir) {
+    let catalog = rusqlite::Connection::open(dir.path("catalog.sqlite")).unwrap();
+    let store = path_str(&dir.store());
+    let changed = catalog
+        .execute("UPDATE backups SET store = ?1", [&store])
+        .unwrap();
+    assert_eq!(changed, 2);
+}
+
+#[test]
+fn a_store_sealed_by_the_rustcrypto_build_restores() {
+    let dir = Dir::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    copy_tree(&fixture, dir.tmp.path());
+    point_catalog_at(&dir);
+    let keys = vec!["--key-file".into(), path_str(&dir.path("store.key"))];
+    let enc = Enc { dir, keys };
+
+    let full = enc.dir.path("full.img");
+    make_image(&full, FIXTURE_SIZE, FIXTURE_EXTENTS, 11);
+    let incremental = enc.dir.path("incremental.img");
+    std::fs::copy(&full, &incremental).unwrap();
+    write_at(&incremental, FIXTURE_CHANGE.0, FIXTURE_CHANGE.1);
+
+    let list = enc.json(&["backup", "list"]);
+    let records = list.as_array().expect("backup list is an array");
+    assert_eq!(records.len(), 2, "{list}");
+    enc.ok(&["verify"]);
+    for record in records {
+        let expected = match record["kind"].as_str() {
+            Some("full") => &full,
+            _ => &incremental,
+        };
+        let out = enc.restore(record, &format!("restored-{}", id_of(record)));
+        assert_eq!(sha256(&out), sha256(expected), "{record}");
+    }
+    // A new backup sealed by this build lands beside the old ones.
+    let again = enc.backup(&incremental);
+    let out = enc.restore(&again, "restored-again");
+    assert_eq!(sha256(&out), sha256(&incremental));
+}

@@ -101,6 +101,25 @@ impl Cipher {
         self.decrypt(key, nonce, ad, out, tag)
     }
 
+    /// Authenticates and decrypts a sealed message where it lies, and
+    /// returns the plaintext inside `sealed`: no copy of the body, which on
+    /// a restore is every byte read.
+    pub fn open_in_place<'a>(
+        &self,
+        key: &[u8; 32],
+        ad: &[u8],
+        sealed: &'a mut [u8],
+    ) -> Result<&'a [u8], AuthFailed> {
+        let n = self.nonce_len();
+        if sealed.len() < n + TAG_LEN {
+            return Err(AuthFailed);
+        }
+        let (nonce, rest) = sealed.split_at_mut(n);
+        let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.decrypt(key, nonce, ad, body, tag)?;
+        Ok(body)
+    }
+
     pub fn open(&self, key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthFailed> {
         let mut out = Vec::new();
         self.open_into(key, ad, sealed, &mut out)?;
@@ -210,6 +229,15 @@ mod tests {
             bad[cipher.nonce_len() + 3] ^= 1;
             assert!(cipher.open(&key, b"ad", &bad).is_err());
             assert!(cipher.open(&key, b"ad", &sealed[..10]).is_err());
+            let mut in_place = sealed.clone();
+            assert_eq!(
+                cipher.open_in_place(&key, b"ad", &mut in_place).unwrap(),
+                b"hello world"
+            );
+            assert!(cipher.open_in_place(&key, b"ad", &mut bad).is_err());
+            assert!(cipher
+                .open_in_place(&key, b"ad", &mut in_place[..10])
+                .is_err());
             // Fresh nonces: the same message seals differently.
             assert_ne!(cipher.seal(&key, b"ad", b"hello world").unwrap(), sealed);
             assert_eq!(Cipher::parse(cipher.name()), Some(cipher));

@@ -232,8 +232,6 @@ pub struct Blobs {
 
 thread_local! {
     static STORED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// A blob's stored bytes after opening its seal (encrypted stores).
-    static OPENED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// A blob being sealed (encrypted stores).
     static SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Scratch for reading back a copy that a write would reuse.
@@ -704,18 +702,15 @@ impl Blobs {
             buf.resize(loc.len as usize, 0);
             file.read_exact_at(&mut buf, loc.offset)
                 .map_err(|e| format!("read: {e}"))?;
-            OPENED.with(|opened| {
-                let mut plain = opened.borrow_mut();
-                crypto.open_blob(loc.kind, id, &buf, &mut plain)?;
-                if loc.compressed {
-                    return codec::decode(&plain, out).map_err(|e| format!("decompress: {e}"));
-                }
-                if plain.len() != out.len() {
-                    return Err(format!("{} bytes stored for {}", plain.len(), out.len()));
-                }
-                out.copy_from_slice(&plain);
-                Ok(())
-            })
+            let plain = crypto.open_blob(loc.kind, id, &mut buf)?;
+            if loc.compressed {
+                return codec::decode(plain, out).map_err(|e| format!("decompress: {e}"));
+            }
+            if plain.len() != out.len() {
+                return Err(format!("{} bytes stored for {}", plain.len(), out.len()));
+            }
+            out.copy_from_slice(plain);
+            Ok(())
         })
     }
 

@@ -59,16 +59,16 @@ impl StoreCrypto {
             .map_err(StoreError::from)
     }
 
-    /// Opens a sealed blob into `out`; the error says why, for messages.
-    pub fn open_blob(
+    /// Opens a sealed blob where it lies and returns its stored bytes
+    /// (inside `sealed`); the error says why, for messages.
+    pub fn open_blob<'a>(
         &self,
         kind: BlobKind,
         id: &ChunkId,
-        sealed: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+        sealed: &'a mut [u8],
+    ) -> Result<&'a [u8], String> {
         let key = self.blob_key(kind, id);
-        (self.cipher.open_into(&key, &[], sealed, out))
+        (self.cipher.open_in_place(&key, &[], sealed))
             .map_err(|_| "authentication failed (altered, or not this store's blob)".into())
     }
 

@@ -11,6 +11,10 @@ Backups made by Cinder's Ceph driver before the switch are adopted into
 blockback's catalog when first touched, so their chains continue; Cinder's
 driver can restore and delete ours (the row's service_metadata names the
 base as it does).
+
+`blockback_mode = cli` runs the blockback binary on this host (below);
+`blockback_mode = service` hands each call to a running `blockback serve`
+(service_mode.py), which then holds the catalog of record.
 """
 
 import json

@@ -235,7 +235,8 @@ def check(cond, what):
 def restored_equals(env, driver, backup, want, label, onto=None):
     """Restores `backup` into a new volume (or onto `onto`) and compares."""
     if onto is None:
-        target = env.volume("restore of " + label)
+        size = env.db.volume_get(env.ctxt, backup.volume_id)["size"]
+        target = env.volume("restore of " + label, size_gib=size)
         env.restore(driver, backup, target, True)
         got = env.digest(target)
         env.remove_volume(target)
@@ -401,7 +402,7 @@ def errors_service(env):
     each backup fails with the reason and leaves nothing; then the same
     backup through the right service works (the failures did not leave
     the volume in a state that breaks it)."""
-    vol = env.volume("err")
+    vol = env.volume("err", size_gib=2)
     env.scatter(vol, 31)
     down = "http://127.0.0.1:%d" % free_port()
     expect_error(env, env.ours(blockback_url=down), vol, None,
@@ -413,6 +414,16 @@ def errors_service(env):
     driver = env.ours()
     b1 = env.run_backup(driver, vol)
     restored_equals(env, driver, b1, env.digest(vol), "the backup after the errors")
+    # A job that fails in the service: a restore into a smaller volume.
+    from cinder import exception
+    small = env.volume("small", size_gib=1)
+    try:
+        env.restore(driver, b1, small, True)
+    except exception.BackupOperationError as e:
+        check("job" in str(e) and "failed" in str(e), "the restore's reason: %s" % e)
+    else:
+        raise AssertionError("a restore into a smaller volume passed")
+    env.remove_volume(small)
     driver.delete_backup(b1)
     check(env.pool_names(vol) == [], "images left: %s" % env.pool_names(vol))
     env.remove_volume(vol)

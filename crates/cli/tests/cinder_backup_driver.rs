@@ -39,7 +39,7 @@ fn service_scenario(name: &str) {
 fn run_scenario(conf: &Path, python: &Path, name: &str, extra: &[&str]) {
     let dir = Dir::new();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/cinder_backup_driver.py");
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(script)
         .arg(name)
         .arg(conf)

@@ -318,21 +318,33 @@ def lifecycle(env):
     env.remove_volume(vol)
 
 
-def mixed(env):
-    """A chain Cinder's Ceph driver started, continued by ours, restored
-    by Cinder's driver; Cinder's driver continues ours again (a rollback
-    of the switch), and ours restores and deletes all of it."""
-    ours, cinders = env.ours(), env.cinders()
-    vol = env.volume("web")
-    env.scatter(vol, 11)
+def cinders_chain(env, cinders, name, seed):
+    """A new volume, its first backup by Cinder's Ceph driver, its digest."""
+    vol = env.volume(name)
+    env.scatter(vol, seed)
     c1 = env.run_backup(cinders, vol)
-    d1 = env.digest(vol)
-    env.scatter(vol, 12)
+    return vol, c1, env.digest(vol)
+
+
+def ours_continue(env, ours, cinders, vol, c1):
+    """Our incremental after Cinder's `c1`, checked to continue its chain
+    and restored by Cinder's driver bit-exact; the backup and its digest."""
     o2 = env.run_backup(ours, vol, parent=c1.id)
     d2 = env.digest(vol)
     check(o2.parent_id == c1.id and base_of(o2) == base_of(c1),
           "ours did not continue Cinder's chain: %s vs %s" % (base_of(o2), base_of(c1)))
     restored_equals(env, cinders, o2, d2, "ours, by Cinder's driver")
+    return o2, d2
+
+
+def mixed(env):
+    """A chain Cinder's Ceph driver started, continued by ours, restored
+    by Cinder's driver; Cinder's driver continues ours again (a rollback
+    of the switch), and ours restores and deletes all of it."""
+    ours, cinders = env.ours(), env.cinders()
+    vol, c1, d1 = cinders_chain(env, cinders, "web", 11)
+    env.scatter(vol, 12)
+    o2, d2 = ours_continue(env, ours, cinders, vol, c1)
     restored_equals(env, ours, c1, d1, "Cinder's, by ours")
     env.scatter(vol, 13)
     c3 = env.run_backup(cinders, vol, parent=o2.id)
@@ -436,10 +448,7 @@ def adopted_service(env, blockback, catalog):
     deletes all of it."""
     import subprocess
     ours, cinders = env.ours(), env.cinders()
-    vol = env.volume("adopted")
-    env.scatter(vol, 41)
-    c1 = env.run_backup(cinders, vol)
-    d1 = env.digest(vol)
+    vol, c1, d1 = cinders_chain(env, cinders, "adopted", 41)
     env.scatter(vol, 42)
     expect_error(env, ours, vol, None, "blockback adopt", "not adopted",
                  parent=c1.id)
@@ -455,11 +464,7 @@ def adopted_service(env, blockback, catalog):
                     "--ceph-conf", env.conf, "--ceph-id", "admin",
                     "--catalog", catalog, "adopt", "--volume-pool", "volumes",
                     "--volume-id", vol, "--checksums"], check=True)
-    o2 = env.run_backup(ours, vol, parent=c1.id)
-    d2 = env.digest(vol)
-    check(o2.parent_id == c1.id and base_of(o2) == base_of(c1),
-          "ours did not continue Cinder's chain: %s vs %s" % (base_of(o2), base_of(c1)))
-    restored_equals(env, cinders, o2, d2, "ours, by Cinder's driver")
+    o2, d2 = ours_continue(env, ours, cinders, vol, c1)
     restored_equals(env, ours, c1, d1, "Cinder's, by ours")
     restored_equals(env, ours, o2, d2, "ours, by ours", onto=vol)
     for b in (o2, c1):

@@ -423,11 +423,18 @@ def errors_service(env):
                  "refused the token", "wrong token")
     expect_error(env, env.ours(), vol, "no-such-pool", "no-such-pool",
                  "missing pool")
+    from cinder import exception
+    try:
+        env.ours(blockback_token="wrong-token").check_for_setup_error()
+    except exception.InvalidConfigurationValue as e:
+        check("refused the token" in str(e), "setup check: %s" % e)
+    else:
+        raise AssertionError("the setup check passed with a wrong token")
     driver = env.ours()
+    driver.check_for_setup_error()
     b1 = env.run_backup(driver, vol)
     restored_equals(env, driver, b1, env.digest(vol), "the backup after the errors")
     # A job that fails in the service: a restore into a smaller volume.
-    from cinder import exception
     small = env.volume("small", size_gib=1)
     try:
         env.restore(driver, b1, small, True)

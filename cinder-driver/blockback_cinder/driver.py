@@ -11,6 +11,10 @@ Backups made by Cinder's Ceph driver before the switch are adopted into
 blockback's catalog when first touched, so their chains continue; Cinder's
 driver can restore and delete ours (the row's service_metadata names the
 base as it does).
+
+`blockback_mode = cli` runs the blockback binary on this host (below);
+`blockback_mode = service` hands each call to a running `blockback serve`
+(service_mode.py), which then holds the catalog of record.
 """
 
 import json
@@ -28,12 +32,29 @@ from cinder.backup.drivers import ceph as cinder_ceph  # noqa: F401
 
 from blockback_cinder.cli import CliBlockback
 from blockback_cinder.errors import BlockbackError, NotFound
+from blockback_cinder.service import ServiceBlockback
+from blockback_cinder.service_mode import ServiceMode
 
 LOG = logging.getLogger(__name__)
 
 blockback_opts = [
-    cfg.StrOpt("blockback_mode", default="cli", choices=["cli"],
-               help="cli: run the blockback binary on this host."),
+    cfg.StrOpt("blockback_mode", default="cli", choices=["cli", "service"],
+               help="cli: run the blockback binary on this host; service: "
+                    "hand the work to a running `blockback serve` (RBD "
+                    "volumes only)."),
+    cfg.StrOpt("blockback_url", default="http://127.0.0.1:8080",
+               help="The blockback service's URL (mode service)."),
+    cfg.StrOpt("blockback_token", secret=True,
+               help="The bearer token for the blockback service (mode "
+                    "service; an admin token)."),
+    cfg.StrOpt("blockback_token_file",
+               help="A file holding the token instead (mode service)."),
+    cfg.StrOpt("blockback_cluster",
+               help="The service's configured cluster of Cinder's volumes "
+                    "[default: the service's default] (mode service)."),
+    cfg.FloatOpt("blockback_poll_interval", default=0.5,
+                 help="Seconds between looks at a running job (mode "
+                      "service)."),
     cfg.StrOpt("blockback_binary", default="blockback",
                help="The blockback executable (mode cli)."),
     cfg.StrOpt("blockback_catalog",
@@ -60,6 +81,13 @@ class BlockbackBackupDriver(driver.BackupDriver):
         self.blockback = CliBlockback(
             CONF.blockback_binary, CONF.blockback_catalog,
             CONF.backup_ceph_conf, CONF.backup_ceph_user)
+        self.service_mode = None
+        if CONF.blockback_mode == "service":
+            service = ServiceBlockback(CONF.blockback_url, _token(CONF),
+                                       poll_interval=CONF.blockback_poll_interval)
+            self.service_mode = ServiceMode(self, service, self.pool,
+                                            CONF.blockback_volume_pool,
+                                            CONF.blockback_cluster)
 
     @staticmethod
     def get_driver_options():
@@ -68,6 +96,8 @@ class BlockbackBackupDriver(driver.BackupDriver):
     def check_for_setup_error(self):
         """blockback answers, and the backup pool is there."""
         try:
+            if self.service_mode is not None:
+                return self.service_mode.check()
             self.blockback.check(self.pool)
         except BlockbackError as e:
             raise exception.InvalidConfigurationValue(
@@ -80,6 +110,8 @@ class BlockbackBackupDriver(driver.BackupDriver):
         when the backup is not incremental, and when the chain cannot
         continue -- then the row's parent is cleared, as Cinder's Ceph
         driver does); a full copy of any other volume."""
+        if self.service_mode is not None:
+            return self.service_mode.backup(backup, volume_file, backup_metadata)
         volume = self.db.volume_get(self.context, backup.volume_id)
         if int(volume["size"]) == 0:
             raise exception.InvalidParameterValue(
@@ -117,6 +149,9 @@ class BlockbackBackupDriver(driver.BackupDriver):
         """Restores into the volume Cinder opened (differential into an
         empty new RBD volume, a full copy otherwise: blockback decides as
         Cinder's rules say), then the volume's metadata."""
+        if self.service_mode is not None:
+            return self.service_mode.restore(backup, volume_id, volume_file,
+                                             volume_is_new)
         target_volume = self.db.volume_get(self.context, volume_id)
         target, volume_ceph = _volume_address(volume_file, target_volume)
         pool = backup.container or self.pool
@@ -138,6 +173,8 @@ class BlockbackBackupDriver(driver.BackupDriver):
         chain's last backup, its metadata object). A backup blockback never
         made nor found (one that failed before writing anything) has
         nothing to delete; a missing pool is tolerated as Cinder does."""
+        if self.service_mode is not None:
+            return self.service_mode.delete(backup)
         pool = backup.container or self.pool
         try:
             self._know(pool, backup.id, backup.volume_id,
@@ -166,6 +203,8 @@ class BlockbackBackupDriver(driver.BackupDriver):
         catalog now, so a missing one is an error at import time."""
         pool = backup.container or self.pool
         try:
+            if self.service_mode is not None:
+                return self.service_mode.known(backup)
             self._know(pool, backup.id, backup.volume_id,
                        CONF.blockback_volume_pool)
         except BlockbackError as e:
@@ -203,6 +242,24 @@ class _IoctxClient:
 
     def __init__(self, ioctx):
         self.ioctx = ioctx
+
+
+def _token(conf):
+    """The service token: blockback_token, else blockback_token_file's
+    first line."""
+    if conf.blockback_token:
+        return conf.blockback_token
+    if conf.blockback_token_file:
+        try:
+            with open(conf.blockback_token_file) as f:
+                return f.readline().strip()
+        except OSError as e:
+            raise exception.InvalidConfigurationValue(
+                option="blockback_token_file", value="%s (%s)"
+                % (conf.blockback_token_file, e))
+    raise exception.InvalidConfigurationValue(
+        option="blockback_token", value="unset (blockback_mode = service "
+        "needs blockback_token or blockback_token_file)")
 
 
 def _msg(text):

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use util::ceph::*;
 use util::python::python;
+use util::service::{Service, ADMIN};
 use util::*;
 
 /// Runs one scenario of the driver script; panics with its output when
@@ -15,12 +16,33 @@ use util::*;
 fn scenario(name: &str, extra: &[&str]) {
     let Some(conf) = cluster() else { return };
     let Some(python) = python() else { return };
+    run_scenario(&conf, &python, name, extra);
+}
+
+/// A service-mode scenario, against a real `blockback serve` on loopback
+/// (store `rbd:backups`, the test cluster as its default cluster).
+fn service_scenario(name: &str) {
+    let Some(conf) = cluster() else { return };
+    let Some(python) = python() else { return };
+    let extra = format!("[clusters.default]\nconf = \"{}\"\n", conf.display());
+    let service = Service::start(&extra, Some("rbd:backups"));
+    let catalog = service.catalog().display().to_string();
+    let outcome = std::panic::catch_unwind(|| {
+        run_scenario(&conf, &python, name, &[&service.url, ADMIN, &catalog])
+    });
+    if let Err(panic) = outcome {
+        eprintln!("blockback serve's log:\n{}", service.log());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run_scenario(conf: &Path, python: &Path, name: &str, extra: &[&str]) {
     let dir = Dir::new();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/cinder_backup_driver.py");
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(script)
         .arg(name)
-        .arg(&conf)
+        .arg(conf)
         .arg(env!("CARGO_BIN_EXE_blockback"))
         .arg(dir.tmp.path())
         .args(extra)
@@ -48,4 +70,19 @@ fn chains_continue_across_cinders_driver_and_ours() {
 #[test]
 fn a_missing_pool_fails_the_backup_with_the_reason_and_leaves_nothing() {
     scenario("errors-cli", &[]);
+}
+
+#[test]
+fn service_mode_full_incrementals_restores_deletes_and_fallback() {
+    service_scenario("lifecycle-service");
+}
+
+#[test]
+fn service_mode_errors_fail_the_backup_with_the_reason_and_leave_nothing() {
+    service_scenario("errors-service");
+}
+
+#[test]
+fn service_mode_continues_cinders_chain_once_adopted() {
+    service_scenario("adopted-service");
 }

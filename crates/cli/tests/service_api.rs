@@ -400,6 +400,68 @@ fn restore_targets_are_checked_before_queueing() {
 }
 
 #[test]
+fn client_chosen_volume_and_backup_ids_are_kept_and_checked() {
+    let s = Service::start("", None);
+    let src = s.dir.path("disk.img");
+    let other = s.dir.path("other.img");
+    make_image(&src, 8 * MIB, &[(0, MIB)], 4);
+    make_image(&other, 8 * MIB, &[(0, MIB)], 5);
+    let vid = "0b7e6a52-3c1d-4f0e-9a55-6d2f1c7b8e01";
+    let bid = "5d2c9e1a-7b3f-4c8d-8e6a-1f0b9d4c2a77";
+    let (status, v) = s.post(
+        "/api/v1/volumes",
+        &json!({"id": vid, "name": "disk", "source": src.display().to_string()}),
+    );
+    assert_eq!((status, v["id"].as_str()), (201, Some(vid)), "{v}");
+    let before = snapshot(&s);
+    let post = |path: &str, body: Value, status: u16, words: &str| {
+        refused(
+            &s,
+            "POST",
+            path,
+            ADMIN,
+            Some(&body.to_string()),
+            status,
+            words,
+        )
+    };
+    let volume = |id: &str| json!({"id": id, "name": "o", "source": other.display().to_string()});
+    post("/api/v1/volumes", volume(vid), 409, "already has volume");
+    post("/api/v1/volumes", volume("not-a-uuid"), 400, "not a UUID");
+    let backup = |id: &str, meta: &str| json!({"volume": vid, "id": id, "metadata_object": meta});
+    let meta = r#"{"version": 2, "volume-metadata": {"k": "v"}}"#;
+    post("/api/v1/backups", backup("42", meta), 400, "not a UUID");
+    post(
+        "/api/v1/backups",
+        backup(bid, "{torn"),
+        400,
+        "metadata_object",
+    );
+    assert_eq!(snapshot(&s), before, "a refused request changed something");
+
+    let (status, job) = s.post("/api/v1/backups", &backup(bid, meta));
+    assert_eq!(
+        (status, job["backup_id"].as_str()),
+        (202, Some(bid)),
+        "{job}"
+    );
+    let done = s.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(done["state"], "succeeded", "{done}\n{}", s.log());
+    let shown = s.get(&format!("/api/v1/backups/{bid}"));
+    assert_eq!(
+        (shown["volume_id"].as_str(), shown["status"].as_str()),
+        (Some(vid), Some("available")),
+        "{shown}"
+    );
+    post("/api/v1/backups", backup(bid, meta), 409, "already used");
+    assert_eq!(
+        s.get("/api/v1/backups")["items"].as_array().unwrap().len(),
+        1,
+        "the refused duplicate made a backup"
+    );
+}
+
+#[test]
 fn sigterm_stops_the_service_cleanly() {
     let mut s = Service::start("", None);
     let status = s.terminate(Duration::from_secs(30));

@@ -11,6 +11,7 @@ use blockback_core::catalog::{
     BackupRecord, BackupStatus, Catalog, CatalogError, JobFilter, JobRecord, JobState, VolumeRecord,
 };
 use blockback_core::engine::unix_now;
+use blockback_core::metadata::BackupMetadata;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -112,9 +113,20 @@ pub async fn blocking<T: Send + 'static>(
 /// A new volume registration.
 #[derive(Debug, Clone)]
 pub struct NewVolume {
+    /// The id the client chose (Cinder's volume id) [default: a new one].
+    pub id: Option<Uuid>,
     pub name: String,
     pub source: String,
     pub cluster: Option<String>,
+}
+
+/// What a client may choose for a backup it submits (the Cinder backup
+/// driver: Cinder's backup id and its `backup.<id>.meta` object).
+#[derive(Debug, Clone, Default)]
+pub struct Chosen {
+    pub id: Option<Uuid>,
+    /// The metadata object's JSON as Cinder writes it.
+    pub metadata_object: Option<String>,
 }
 
 impl AppState {
@@ -135,6 +147,7 @@ impl AppState {
             .backend
             .probe_volume(&new.source, new.cluster.as_deref())
             .map_err(ServiceError::Invalid)?;
+        self.check_chosen_volume_id(new.id, &source)?;
         if let Some(mut known) = self.catalog.volume_by_source(&source)? {
             if known.registered {
                 return Err(ServiceError::Conflict(format!(
@@ -153,10 +166,36 @@ impl AppState {
             cluster: new.cluster,
             registered: true,
             size: Some(size),
-            ..VolumeRecord::new(Uuid::new_v4(), source, new.name, unix_now())
+            ..VolumeRecord::new(
+                new.id.unwrap_or_else(Uuid::new_v4),
+                source,
+                new.name,
+                unix_now(),
+            )
         };
         self.catalog.insert_volume(&volume)?;
         Ok(volume)
+    }
+
+    /// A chosen volume id must be free, or be the one the catalog already
+    /// has for this source (its earlier backups recorded it).
+    fn check_chosen_volume_id(&self, id: Option<Uuid>, source: &str) -> ServiceResult<()> {
+        let Some(id) = id else { return Ok(()) };
+        let taken = match self.catalog.volume(id) {
+            Ok(v) => v,
+            Err(CatalogError::VolumeNotFound(_)) => match self.catalog.volume_by_source(source)? {
+                Some(known) => known,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        if taken.id == id && taken.source == source {
+            return Ok(());
+        }
+        Err(ServiceError::Conflict(format!(
+            "volume id {id}: the catalog already has volume {} for source {}; give another id or none",
+            taken.id, taken.source
+        )))
     }
 
     /// Unregisters a volume; its backups stay. Refused while it has jobs.
@@ -202,8 +241,9 @@ impl AppState {
         mode: BackupMode,
         labels: BTreeMap<String, String>,
         metadata: BTreeMap<String, String>,
+        chosen: Chosen,
     ) -> ServiceResult<JobRecord> {
-        self.submit_backup_run(volume, mode, labels, metadata, None)
+        self.submit_backup_run(volume, mode, labels, metadata, chosen, None)
     }
 
     /// [`AppState::submit_backup`], for a client or a schedule's run.
@@ -213,6 +253,7 @@ impl AppState {
         mode: BackupMode,
         labels: BTreeMap<String, String>,
         metadata: BTreeMap<String, String>,
+        chosen: Chosen,
         scheduled: Option<ScheduledRun>,
     ) -> ServiceResult<JobRecord> {
         for (k, v) in labels.iter().chain(&metadata) {
@@ -224,14 +265,42 @@ impl AppState {
                 "Invalid backup: No backups available to do an incremental backup.".into(),
             ));
         }
+        if let Some(text) = &chosen.metadata_object {
+            BackupMetadata::from_json(text.as_bytes())
+                .map_err(|e| ServiceError::Invalid(format!("metadata_object: {e}")))?;
+        }
+        let backup_id = match chosen.id {
+            Some(id) => self.check_backup_id_free(id)?,
+            None => Uuid::new_v4(),
+        };
         let request = JobRequest::Backup {
-            backup_id: Uuid::new_v4(),
+            backup_id,
             mode,
             labels,
             metadata,
+            metadata_object: chosen.metadata_object,
             scheduled,
         };
         self.enqueue(volume.id, request)
+    }
+
+    /// A chosen backup id must name no backup and no job yet.
+    fn check_backup_id_free(&self, id: Uuid) -> ServiceResult<Uuid> {
+        let recorded = match self.catalog.backup(id) {
+            Ok(_) => true,
+            Err(CatalogError::BackupNotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let filter = JobFilter {
+            backup_id: Some(id),
+            ..JobFilter::default()
+        };
+        if recorded || !self.catalog.list_jobs(&filter)?.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "backup id {id} is already used (a backup or a job has it); give another id or none"
+            )));
+        }
+        Ok(id)
     }
 
     fn has_available_backup(&self, volume: Uuid) -> ServiceResult<bool> {

@@ -103,6 +103,7 @@ impl Harness {
     fn register(&self, name: &str, path: &Path) -> blockback_core::catalog::VolumeRecord {
         self.state
             .register_volume(NewVolume {
+                id: None,
                 name: name.into(),
                 source: path.display().to_string(),
                 cluster: None,

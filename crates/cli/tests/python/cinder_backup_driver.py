@@ -3,8 +3,10 @@ test venv) driven the way cinder-backup drives a backup driver: real
 Cinder 29 objects on a throwaway SQLite database of Cinder's schema, RBD
 volumes opened through os-brick's RBD wrapper, on the real test cluster.
 
-usage: cinder_backup_driver.py SCENARIO CEPH_CONF BLOCKBACK WORK_DIR [URL TOKEN]
-  SCENARIO: lifecycle | mixed | errors-cli | errors-service
+usage: cinder_backup_driver.py SCENARIO CEPH_CONF BLOCKBACK WORK_DIR [URL TOKEN [CATALOG]]
+  SCENARIO: lifecycle | mixed | errors-cli, or in service mode (the
+  blockback service at URL, TOKEN its admin token, CATALOG its catalog):
+  lifecycle-service | adopted-service | errors-service
 
 Each scenario asserts as it goes (a failed assertion exits non-zero with
 its message) and prints "ok SCENARIO" at the end.
@@ -47,7 +49,10 @@ class Env:
         if url:
             CONF.set_override("blockback_url", url)
             CONF.set_override("blockback_token", token)
+            CONF.set_override("blockback_poll_interval", 0.1)
         migration.db_sync()
+        self.init_notifications(CONF)
+        self.mode = mode
         self.CONF = CONF
         self.conf = conf
         self.ctxt = context.get_admin_context()
@@ -60,9 +65,38 @@ class Env:
         self.db = db
         self.vtype = db.volume_type_create(self.ctxt, {"name": "rbd"})
 
-    def ours(self):
+    @staticmethod
+    def init_notifications(CONF):
+        """Notifications as cinder-backup sends them, into oslo.messaging's
+        test driver (a list) on the fake transport."""
+        import oslo_messaging
+        from cinder import rpc
+        # Registers transport_url and the notifications group.
+        oslo_messaging.get_notification_transport(CONF, url="fake:/")
+        CONF.set_override("transport_url", "fake:/")
+        CONF.set_override("driver", ["test"], group="oslo_messaging_notifications")
+        rpc.init(CONF)
+
+    @staticmethod
+    def progress_of(backup_id):
+        """The backup_percent of each createprogress notification of a backup."""
+        from oslo_messaging.notify import _impl_test
+        return [m["payload"]["backup_percent"]
+                for _, m, _, _ in _impl_test.NOTIFICATIONS
+                if m["event_type"] == "backup.createprogress"
+                and m["payload"].get("backup_id") == backup_id]
+
+    def ours(self, **overrides):
+        """Our driver, with `overrides` of its blockback_* options."""
         from blockback_cinder.driver import BlockbackBackupDriver
-        return BlockbackBackupDriver(self.ctxt)
+        before = {key: self.CONF[key] for key in overrides}
+        for key, value in overrides.items():
+            self.CONF.set_override(key, value)
+        try:
+            return BlockbackBackupDriver(self.ctxt)
+        finally:
+            for key, value in before.items():
+                self.CONF.set_override(key, value)
 
     def cinders(self):
         from cinder.backup.drivers.ceph import CephBackupDriver
@@ -201,7 +235,8 @@ def check(cond, what):
 def restored_equals(env, driver, backup, want, label, onto=None):
     """Restores `backup` into a new volume (or onto `onto`) and compares."""
     if onto is None:
-        target = env.volume("restore of " + label)
+        size = env.db.volume_get(env.ctxt, backup.volume_id)["size"]
+        target = env.volume("restore of " + label, size_gib=size)
         env.restore(driver, backup, target, True)
         got = env.digest(target)
         env.remove_volume(target)
@@ -227,6 +262,12 @@ def lifecycle(env):
     env.scatter(vol, 3)
     b3 = env.run_backup(driver, vol, parent=b2.id)
     d3 = env.digest(vol)
+    if env.mode == "service":
+        for b in (b1, b2, b3):
+            percents = env.progress_of(b.id)
+            check(percents and percents[-1] == 100
+                  and all(0 <= p <= 100 for p in percents),
+                  "progress notifications of %s: %s" % (b.id, percents))
     check(b1.parent_id is None and b2.parent_id == b1.id
           and b3.parent_id == b2.id, "parents changed: %s %s" % (b2.parent_id, b3.parent_id))
     base = "volume-%s.backup.%s" % (vol, b1.id)
@@ -277,21 +318,33 @@ def lifecycle(env):
     env.remove_volume(vol)
 
 
-def mixed(env):
-    """A chain Cinder's Ceph driver started, continued by ours, restored
-    by Cinder's driver; Cinder's driver continues ours again (a rollback
-    of the switch), and ours restores and deletes all of it."""
-    ours, cinders = env.ours(), env.cinders()
-    vol = env.volume("web")
-    env.scatter(vol, 11)
+def cinders_chain(env, cinders, name, seed):
+    """A new volume, its first backup by Cinder's Ceph driver, its digest."""
+    vol = env.volume(name)
+    env.scatter(vol, seed)
     c1 = env.run_backup(cinders, vol)
-    d1 = env.digest(vol)
-    env.scatter(vol, 12)
+    return vol, c1, env.digest(vol)
+
+
+def ours_continue(env, ours, cinders, vol, c1):
+    """Our incremental after Cinder's `c1`, checked to continue its chain
+    and restored by Cinder's driver bit-exact; the backup and its digest."""
     o2 = env.run_backup(ours, vol, parent=c1.id)
     d2 = env.digest(vol)
     check(o2.parent_id == c1.id and base_of(o2) == base_of(c1),
           "ours did not continue Cinder's chain: %s vs %s" % (base_of(o2), base_of(c1)))
     restored_equals(env, cinders, o2, d2, "ours, by Cinder's driver")
+    return o2, d2
+
+
+def mixed(env):
+    """A chain Cinder's Ceph driver started, continued by ours, restored
+    by Cinder's driver; Cinder's driver continues ours again (a rollback
+    of the switch), and ours restores and deletes all of it."""
+    ours, cinders = env.ours(), env.cinders()
+    vol, c1, d1 = cinders_chain(env, cinders, "web", 11)
+    env.scatter(vol, 12)
+    o2, d2 = ours_continue(env, ours, cinders, vol, c1)
     restored_equals(env, ours, c1, d1, "Cinder's, by ours")
     env.scatter(vol, 13)
     c3 = env.run_backup(cinders, vol, parent=o2.id)
@@ -312,11 +365,13 @@ def mixed(env):
     env.remove_volume(vol)
 
 
-def expect_error(env, driver, vol, container, want, label):
+def expect_error(env, driver, vol, container, want, label, parent=None):
     """A backup that must fail: Cinder's error, with the reason, and
-    nothing left behind on the volume or in the pool."""
+    nothing left behind on the volume or in the pool (but the chain of
+    `parent`, when given, as it was)."""
     from cinder import exception
-    backup = env.new_backup(vol, container=container)
+    before = (env.source_backup_snaps(vol), env.pool_names(vol))
+    backup = env.new_backup(vol, parent=parent, container=container)
     volume_file = env.opened(vol)
     try:
         driver.backup(backup, volume_file)
@@ -333,9 +388,15 @@ def expect_error(env, driver, vol, container, want, label):
     check(row.status == "error", "%s: status %s" % (label, row.status))
     check(want in row.fail_reason.lower(),
           "%s: the reason %r does not say %r" % (label, row.fail_reason, want))
-    check(env.source_backup_snaps(vol) == [],
+    check(env.source_backup_snaps(vol) == before[0],
           "%s: snapshots left on the volume: %s" % (label, env.source_backup_snaps(vol)))
-    check(env.pool_names(vol) == [], "%s: images left: %s" % (label, env.pool_names(vol)))
+    check(env.pool_names(vol) == before[1], "%s: images left: %s" % (label, env.pool_names(vol)))
+    if parent is None:
+        check(before == ([], []), "%s: the volume had backups" % label)
+    else:
+        base = "volume-%s.backup.%s" % (vol, parent)
+        check(not any(backup.id in s for s in env.snaps_of(base)),
+              "%s: a snapshot of the failed backup is on the base" % label)
     check(env.meta_objects([backup.id]) == [], "%s: metadata object left" % label)
     return row
 
@@ -348,12 +409,96 @@ def errors_cli(env):
     env.remove_volume(vol)
 
 
+def errors_service(env):
+    """Service down, a wrong token, a pool that is not the service's:
+    each backup fails with the reason and leaves nothing; then the same
+    backup through the right service works (the failures did not leave
+    the volume in a state that breaks it)."""
+    vol = env.volume("err", size_gib=2)
+    env.scatter(vol, 31)
+    down = "http://127.0.0.1:%d" % free_port()
+    expect_error(env, env.ours(blockback_url=down), vol, None,
+                 "unreachable", "service down")
+    expect_error(env, env.ours(blockback_token="wrong-token"), vol, None,
+                 "refused the token", "wrong token")
+    expect_error(env, env.ours(), vol, "no-such-pool", "no-such-pool",
+                 "missing pool")
+    from cinder import exception
+    try:
+        env.ours(blockback_token="wrong-token").check_for_setup_error()
+    except exception.InvalidConfigurationValue as e:
+        check("refused the token" in str(e), "setup check: %s" % e)
+    else:
+        raise AssertionError("the setup check passed with a wrong token")
+    driver = env.ours()
+    driver.check_for_setup_error()
+    b1 = env.run_backup(driver, vol)
+    restored_equals(env, driver, b1, env.digest(vol), "the backup after the errors")
+    # A job that fails in the service: a restore into a smaller volume.
+    small = env.volume("small", size_gib=1)
+    try:
+        env.restore(driver, b1, small, True)
+    except exception.BackupOperationError as e:
+        check("job" in str(e) and "failed" in str(e), "the restore's reason: %s" % e)
+    else:
+        raise AssertionError("a restore into a smaller volume passed")
+    env.remove_volume(small)
+    driver.delete_backup(b1)
+    check(env.pool_names(vol) == [], "images left: %s" % env.pool_names(vol))
+    env.remove_volume(vol)
+
+
+def adopted_service(env, blockback, catalog):
+    """A chain Cinder's Ceph driver started: ours refuses to continue it
+    until `blockback adopt` ran on the service's catalog, then continues
+    it; Cinder's driver restores ours, ours restores Cinder's, and ours
+    deletes all of it."""
+    import subprocess
+    ours, cinders = env.ours(), env.cinders()
+    vol, c1, d1 = cinders_chain(env, cinders, "adopted", 41)
+    env.scatter(vol, 42)
+    expect_error(env, ours, vol, None, "blockback adopt", "not adopted",
+                 parent=c1.id)
+    from cinder import exception
+    try:
+        ours.delete_backup(c1)
+    except exception.BackupOperationError as e:
+        check("blockback adopt" in str(e), "delete before adopt: %s" % e)
+    else:
+        raise AssertionError("the delete of a backup the service never saw passed")
+    check(env.pool_names(vol) == [base_of(c1)], "the refused delete changed the pool")
+    subprocess.run([blockback, "--quiet", "--store", "rbd:backups",
+                    "--ceph-conf", env.conf, "--ceph-id", "admin",
+                    "--catalog", catalog, "adopt", "--volume-pool", "volumes",
+                    "--volume-id", vol, "--checksums"], check=True)
+    o2, d2 = ours_continue(env, ours, cinders, vol, c1)
+    restored_equals(env, ours, c1, d1, "Cinder's, by ours")
+    restored_equals(env, ours, o2, d2, "ours, by ours", onto=vol)
+    for b in (o2, c1):
+        ours.delete_backup(b)
+    check(env.pool_names(vol) == [], "images left: %s" % env.pool_names(vol))
+    check(env.meta_objects([c1.id, o2.id]) == [], "metadata objects left")
+    env.remove_volume(vol)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main():
     scenario, conf, blockback, work = sys.argv[1:5]
     rest = sys.argv[5:]
     mode = "service" if scenario.endswith("service") else "cli"
-    env = Env(conf, blockback, work, mode, *rest)
-    {"lifecycle": lifecycle, "mixed": mixed, "errors-cli": errors_cli}[scenario](env)
+    env = Env(conf, blockback, work, mode, *rest[:2])
+    if scenario == "adopted-service":
+        adopted_service(env, blockback, rest[2])
+    else:
+        {"lifecycle": lifecycle, "mixed": mixed, "errors-cli": errors_cli,
+         "lifecycle-service": lifecycle,
+         "errors-service": errors_service}[scenario](env)
     print("ok %s" % scenario)
 
 

@@ -1,9 +1,9 @@
 //! /api/v1/backups: list, show, create, delete, restore.
 
 use super::views::{BackupView, JobView, Page};
-use super::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use super::{chosen_id, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::jobs::request::{label, BackupMode, RestoreTarget};
-use crate::state::{blocking, AppState, ServiceError};
+use crate::state::{blocking, AppState, Chosen, ServiceError};
 use axum::extract::State;
 use axum::http::StatusCode;
 use blockback_core::catalog::{BackupRecord, BackupStatus, VolumeRecord};
@@ -132,18 +132,29 @@ pub struct CreateBackup {
     /// Volume metadata stored with the backup and set on restored images.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The backup's id, when the client chooses it (a UUID; Cinder's
+    /// backup id) [default: a new one].
+    pub id: Option<String>,
+    /// The `backup.<id>.meta` object's JSON, stored as given (Cinder's
+    /// backup metadata, as its backup drivers write it) [default: one
+    /// made from the volume's name and `metadata`].
+    pub metadata_object: Option<String>,
 }
 
 /// Queues a backup of a registered volume; the job's `backup_id` is the
 /// id the backup will have.
 #[utoipa::path(post, path = "/api/v1/backups", tag = "backups", request_body = CreateBackup,
     responses((status = 202, body = JobView), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Json(body): Json<CreateBackup>,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let chosen = Chosen {
+        id: chosen_id("backup", body.id.as_deref())?,
+        metadata_object: body.metadata_object,
+    };
     let job = blocking(move || {
         let volume = find_volume(&state, &body.volume)?;
         let mut labels = BTreeMap::new();
@@ -153,7 +164,7 @@ pub async fn create(
         if let Some(d) = body.description {
             labels.insert(label::DESCRIPTION.to_string(), d);
         }
-        state.submit_backup(&volume, body.mode, labels, body.metadata)
+        state.submit_backup(&volume, body.mode, labels, body.metadata, chosen)
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(job.into())))

@@ -56,6 +56,19 @@ impl ApiError {
     }
 }
 
+/// An id a client chose for a new `what` (volume, backup): a UUID, else 400.
+pub fn chosen_id(what: &str, given: Option<&str>) -> ApiResult<Option<uuid::Uuid>> {
+    given
+        .map(|text| {
+            uuid::Uuid::parse_str(text).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{what} id {text:?} is not a UUID; give one like 8c4a32a5-2c4e-4b4e-9d6c-0f1b5e2a7d10, or none"
+                ))
+            })
+        })
+        .transpose()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {

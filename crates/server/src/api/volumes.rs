@@ -1,7 +1,7 @@
 //! /api/v1/volumes: registered volumes.
 
 use super::views::VolumeView;
-use super::{ApiError, ApiResult, ErrorBody, Json, Path};
+use super::{chosen_id, ApiError, ApiResult, ErrorBody, Json, Path};
 use crate::state::{blocking, AppState, NewVolume};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +14,9 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterVolume {
+    /// The volume's id, when the client chooses it (a UUID; Cinder's
+    /// volume id, which backup image names carry) [default: a new one].
+    pub id: Option<String>,
     /// A name for people and for Cinder clients' lookups by name.
     pub name: String,
     /// `rbd:POOL/IMAGE`, an image file or a block device.
@@ -45,6 +48,7 @@ pub async fn register(
         return Err(ApiError::bad_request("name and source must not be empty"));
     }
     let new = NewVolume {
+        id: chosen_id("volume", body.id.as_deref())?,
         name: body.name,
         source: body.source,
         cluster: body.cluster,

@@ -6,7 +6,7 @@ use super::fault::{Body, CinderResult, Fault};
 use super::list::{self, ListQuery};
 use super::views::{backup_detail, summary, BackupFacts};
 use crate::jobs::request::{label, BackupMode, RestoreTarget};
-use crate::state::{blocking, check_label, AppState, ServiceError};
+use crate::state::{blocking, check_label, AppState, Chosen, ServiceError};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -229,7 +229,7 @@ pub async fn create(
         let volume = state
             .registered_volume(volume_uuid)
             .map_err(|_| Fault::not_found(format!("Volume {volume_id} could not be found.")))?;
-        Ok(state.submit_backup(&volume, mode, labels, BTreeMap::new())?)
+        Ok(state.submit_backup(&volume, mode, labels, BTreeMap::new(), Chosen::default())?)
     })
     .await?;
     let id = job.backup_id.map(|b| b.to_string()).unwrap_or_default();

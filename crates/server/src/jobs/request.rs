@@ -56,6 +56,10 @@ pub enum JobRequest {
         labels: BTreeMap<String, String>,
         /// Volume metadata stored with the backup (`--meta`).
         metadata: BTreeMap<String, String>,
+        /// The `backup.<id>.meta` object's JSON, when the client gave it
+        /// (`--metadata-object`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata_object: Option<String>,
         /// The schedule run that queued it (absent: asked for by a client).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scheduled: Option<ScheduledRun>,

@@ -9,6 +9,7 @@ use crate::config::ServiceConfig;
 use crate::state::{Backend, Probed, ServiceError};
 use blockback_core::catalog::{BackupRecord, BackupStatus, Catalog, JobRecord, VolumeRecord};
 use blockback_core::engine::{unix_now, ChainMode};
+use blockback_core::metadata::BackupMetadata;
 use blockback_ops::{
     keys_from_files, BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError,
     RestoreOptions, Settings, StoreKeys, StoreLocation, TargetKind, Volume,
@@ -146,12 +147,18 @@ impl OpsRunner {
             mode,
             labels,
             metadata,
+            metadata_object,
             scheduled,
         } = request
         else {
             unreachable!("called for backups")
         };
         let volume = self.volume(job)?;
+        let metadata_object = metadata_object
+            .as_deref()
+            .map(|text| BackupMetadata::from_json(text.as_bytes()))
+            .transpose()
+            .map_err(|e| failure("invalid", format!("metadata_object: {e}")))?;
         let options = BackupOptions {
             id: Some(*backup_id),
             source: volume.source.clone(),
@@ -164,6 +171,7 @@ impl OpsRunner {
                 BackupMode::Incremental => ChainMode::Incremental,
             },
             keep_source_snapshots: self.config.jobs.keep_source_snapshots,
+            metadata_object,
             ..BackupOptions::default()
         };
         let result = self.with_ops(volume.cluster.as_deref(), progress, |ops| {

@@ -7,7 +7,7 @@
 
 use super::plan::Schedule;
 use crate::jobs::request::{label, JobRequest, ScheduledRun};
-use crate::state::{AppState, ServiceResult};
+use crate::state::{AppState, Chosen, ServiceResult};
 use blockback_core::catalog::{BackupRecord, JobFilter, JobKind, JobRecord, VolumeRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,9 +98,14 @@ impl Scheduler {
             slot,
             prune: schedule.prune,
         };
-        let job = self
-            .state
-            .submit_backup_run(volume, mode, labels, BTreeMap::new(), Some(run))?;
+        let job = self.state.submit_backup_run(
+            volume,
+            mode,
+            labels,
+            BTreeMap::new(),
+            Chosen::default(),
+            Some(run),
+        )?;
         tracing::info!(
             schedule = %schedule.name, volume_id = %volume.id, job_id = %job.id,
             slot, ?mode, "scheduled backup queued"

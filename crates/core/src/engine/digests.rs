@@ -143,11 +143,12 @@ impl DigestDir {
             .into_inner()
             .map_err(|e| self.io(&path, e.into_error()))?;
         tmp.as_file().sync_all().map_err(|e| self.io(&path, e))?;
-        match stream_file(tmp.path(), |_| Ok(())) {
-            Some((_, made)) if made == checksum => {}
-            _ => return Err(EngineError::Invalid(format!(
-                "the block digests of backup {backup} do not make its recorded checksum {checksum}"
-            ))),
+        let made = stream_file(tmp.path(), |_| Ok(())).map(|(_, sum)| sum);
+        if made.as_deref() != Some(checksum) {
+            let why = format!("they do not make its recorded checksum {checksum}");
+            return Err(EngineError::Invalid(format!(
+                "the block digests of backup {backup}: {why}"
+            )));
         }
         tmp.persist(&path).map_err(|e| self.io(&path, e.error))?;
         sync_dir(&self.dir);

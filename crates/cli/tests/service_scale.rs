@@ -215,8 +215,8 @@ fn restore_all_bit_exact(
     }
 }
 
-/// The RADOS lock objects of `volume` in the store's pool.
-fn lock_objects(conf: &Path, volume: &str) -> Vec<String> {
+/// The objects in the store's pool.
+fn backup_pool_objects(conf: &Path) -> Vec<String> {
     let out = std::process::Command::new("rados")
         .arg("-c")
         .arg(conf)
@@ -230,8 +230,15 @@ fn lock_objects(conf: &Path, volume: &str) -> Vec<String> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.starts_with("blockback.lock.") && l.contains(volume))
         .map(str::to_string)
+        .collect()
+}
+
+/// The RADOS lock objects of `volume` in the store's pool.
+fn lock_objects(conf: &Path, volume: &str) -> Vec<String> {
+    backup_pool_objects(conf)
+        .into_iter()
+        .filter(|l| l.starts_with("blockback.lock.") && l.contains(volume))
         .collect()
 }
 
@@ -496,17 +503,9 @@ fn a_killed_cli_keeps_the_volume_until_its_lease_and_the_refusal_says_so() {
 
 /// The digest segments (`backup.<id>.digests.<n>`) in the store's pool.
 fn digest_objects(conf: &Path) -> Vec<String> {
-    let out = std::process::Command::new("rados")
-        .arg("-c")
-        .arg(conf)
-        .args(["-p", "backups", "ls"])
-        .output()
-        .expect("rados CLI");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    backup_pool_objects(conf)
+        .into_iter()
         .filter(|l| l.starts_with("backup.") && l.contains(".digests."))
-        .map(str::to_string)
         .collect()
 }
 

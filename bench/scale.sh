@@ -10,14 +10,17 @@
 #                  through the API with max_running = CONCURRENCY per worker:
 #                  worker w1 alone  vs  w1 and w2 (requests split between
 #                  their APIs); throughput ratio two/one (target >= 1.0 on
-#                  this 2-core machine: correctness and no slowdown)
+#                  this 2-core machine: correctness and no slowdown). A
+#                  round's requests are all sent at once; its time is taken
+#                  from the job records, from the first job created to the
+#                  last one finished (so neither the requests nor the
+#                  polling are timed).
 #   checks         every job succeeded exactly once, never two at once on
 #                  one volume (from the jobs' start and end times)
 #
-# Both workers run on this host and share its state_dir (lock files and
-# block digests): a worker on another host cannot continue a chain another
-# host started with mode "incremental" yet (the digests are host-local;
-# see docs/benchmarks.md).
+# Both workers run on this host, each with its own state_dir, as on two
+# hosts: a worker continues a chain the other one grew by fetching the
+# parent's block digests from the store (docs/design.md).
 #
 # It starts its own throwaway Ceph cluster and PostgreSQL server under
 # BENCH_DIR and removes both at the end (bench clusters' OSD files never
@@ -85,7 +88,7 @@ start_worker() {
 listen = "127.0.0.1:$port"
 store = "rbd:$BACKUP_POOL"
 catalog = "$CATALOG_URL"
-state_dir = "$RUN_DIR/state"
+state_dir = "$RUN_DIR/$name/state"
 worker_id = "$name"
 [jobs]
 max_running = $CONCURRENCY
@@ -157,21 +160,55 @@ api() { curl -sS --fail-with-body -H "Authorization: Bearer $TOKEN" -H 'Content-
 
 json_field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 
-# submit WORKER N MODE: queues a backup of volume N through WORKER's API.
-submit() {
-    api -d "{\"volume\": \"bench-scale-$2\", \"mode\": \"$3\"}" "${URLS[$1]}/api/v1/backups" | json_field '["id"]'
+# submit_all MODE WORKERS...: queues a backup of every volume, round robin
+# through the workers' APIs, all requests at once; prints the job ids.
+submit_all() {
+    local mode=$1 workers=("${@:2}") i pids=() pid
+    rm -rf "$RUN_DIR/submit"
+    mkdir -p "$RUN_DIR/submit"
+    for i in $(seq 1 "$VOLUMES"); do
+        api -d "{\"volume\": \"bench-scale-$i\", \"mode\": \"$mode\"}" \
+            "${URLS[${workers[$(((i - 1) % ${#workers[@]}))]}]}/api/v1/backups" >"$RUN_DIR/submit/$i" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || { cat "$RUN_DIR"/submit/* >&2; echo "$SCRIPT: a backup request failed" >&2; exit 2; }
+    done
+    python3 -c 'import json, sys; [print(json.load(open(f))["id"]) for f in sys.argv[1:]]' "$RUN_DIR"/submit/*
 }
 
+# jobs_query FILE IDS...: what the job list in FILE says of the jobs IDS:
+# "failed", "done" (all succeeded) or "waiting"; with SPAN=1 instead the
+# seconds from the first one created to the last one finished.
+jobs_query() {
+    python3 - "$@" <<'PY'
+import json, os, sys
+jobs = json.load(open(sys.argv[1]))
+jobs = jobs["items"] if isinstance(jobs, dict) else jobs
+by_id = {j["id"]: j for j in jobs}
+mine = [by_id.get(i, {}) for i in sys.argv[2:]]
+states = [j.get("state") for j in mine]
+if os.environ.get("SPAN") == "1":
+    print("%.3f" % (max(j["finished_at"] for j in mine) - min(j["created_at"] for j in mine)))
+elif any(s in ("failed", "cancelled") for s in states):
+    print("failed")
+else:
+    print("done" if all(s == "succeeded" for s in states) else "waiting")
+PY
+}
+
+# wait_jobs IDS...: polls the job list (once a second: the timing comes
+# from the job records, not from here) until every job succeeded; leaves
+# the last list in $RUN_DIR/jobs-now.json.
 wait_jobs() {
-    local deadline=$((SECONDS + JOB_TIMEOUT)) id state
-    for id in "$@"; do
-        while :; do
-            state=$(api "${URLS[w1]}/api/v1/jobs/$id" | json_field '["state"]')
-            [[ $state == succeeded ]] && break
-            [[ $state == failed || $state == cancelled ]] && { api "${URLS[w1]}/api/v1/jobs/$id" >&2; exit 2; }
-            ((SECONDS < deadline)) || { echo "$SCRIPT: job $id did not finish in ${JOB_TIMEOUT}s" >&2; exit 2; }
-            sleep 0.2
-        done
+    local deadline=$((SECONDS + JOB_TIMEOUT)) state
+    while :; do
+        api "${URLS[w1]}/api/v1/jobs" >"$RUN_DIR/jobs-now.json"
+        state=$(jobs_query "$RUN_DIR/jobs-now.json" "$@")
+        [[ $state == done ]] && return 0
+        [[ $state == failed ]] && { cat "$RUN_DIR/jobs-now.json" >&2; echo "$SCRIPT: a job failed" >&2; exit 2; }
+        ((SECONDS < deadline)) || { echo "$SCRIPT: jobs did not finish in ${JOB_TIMEOUT}s" >&2; exit 2; }
+        sleep 1
     done
 }
 
@@ -204,21 +241,20 @@ change_all() {
 
 # ---- measurements -----------------------------------------------------------
 
-# round WORKERS...: a 2% change, then VOLUMES incrementals submitted round
-# robin through the given workers' APIs; appends the seconds and MiB/s.
+# round RUN LABEL WORKERS...: a 2% change, then VOLUMES incrementals sent
+# at once, round robin through the given workers' APIs; appends the
+# seconds (job records: first created to last finished) and MiB/s.
 round() {
-    local run=$1 label=$2 ids=() i start end secs workers=("${@:3}")
+    local run=$1 label=$2 ids=() secs workers=("${@:3}")
     change_all $((1000 + ROUND))
     ROUND=$((ROUND + 1))
     log "run $run/$RUNS: $VOLUMES incrementals with $label"
-    start=$(date +%s%N)
-    for i in $(seq 1 "$VOLUMES"); do
-        ids+=("$(submit "${workers[$(((i - 1) % ${#workers[@]}))]}" "$i" incremental)")
-    done
+    mapfile -t ids < <(submit_all incremental "${workers[@]}")
+    ((${#ids[@]} == VOLUMES)) || { echo "$SCRIPT: ${#ids[@]} jobs queued, not $VOLUMES" >&2; exit 2; }
     wait_jobs "${ids[@]}"
-    end=$(date +%s%N)
     printf '%s\n' "${ids[@]}" >>"$RUN_DIR/jobs-$label"
-    secs=$(awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')
+    secs=$(SPAN=1 jobs_query "$RUN_DIR/jobs-now.json" "${ids[@]}")
+    log "run $run/$RUNS: $label took $secs s"
     eval "T_$label+=($secs)"
     eval "R_$label+=($(awk -v b="$CHANGED" -v n="$VOLUMES" -v s="$secs" 'BEGIN { printf "%.1f", b * n / 1048576 / s }'))"
 }
@@ -265,7 +301,9 @@ report() {
     r_two=$(median "${R_two[@]}")
     r=$(awk -v a="$r_two" -v b="$r_one" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }')
     echo "Volumes: $VOLUMES x $SIZE (seed $SEED_BASE), $CHANGE_PERCENT% changed per round ($CHANGED B each);" \
-        "max_running = $CONCURRENCY per worker; medians of $RUNS runs; one PostgreSQL catalog, loopback test cluster."
+        "max_running = $CONCURRENCY per worker; medians of $RUNS runs; one PostgreSQL catalog, loopback test cluster;" \
+        "each round's requests sent at once and timed from the job records (first created to last finished);" \
+        "each worker has its own state_dir."
     echo "One worker: ${T_one[*]} s; two workers: ${T_two[*]} s."
     echo
     echo '| benchmark | one worker | two workers | ratio (two/one throughput) | target | verdict | notes |'
@@ -293,8 +331,8 @@ main() {
     start_worker w1
     make_volumes
     log "full backups of the $VOLUMES volumes (setup, not timed)"
-    local ids=() i run
-    for i in $(seq 1 "$VOLUMES"); do ids+=("$(submit w1 "$i" full)"); done
+    local ids=() run
+    mapfile -t ids < <(submit_all full w1)
     wait_jobs "${ids[@]}"
     T_one=() T_two=() R_one=() R_two=() ROUND=0
     : >"$RUN_DIR/jobs-one"

@@ -215,8 +215,8 @@ fn restore_all_bit_exact(
     }
 }
 
-/// The RADOS lock objects of `volume` in the store's pool.
-fn lock_objects(conf: &Path, volume: &str) -> Vec<String> {
+/// The objects in the store's pool.
+fn backup_pool_objects(conf: &Path) -> Vec<String> {
     let out = std::process::Command::new("rados")
         .arg("-c")
         .arg(conf)
@@ -230,8 +230,15 @@ fn lock_objects(conf: &Path, volume: &str) -> Vec<String> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.starts_with("blockback.lock.") && l.contains(volume))
         .map(str::to_string)
+        .collect()
+}
+
+/// The RADOS lock objects of `volume` in the store's pool.
+fn lock_objects(conf: &Path, volume: &str) -> Vec<String> {
+    backup_pool_objects(conf)
+        .into_iter()
+        .filter(|l| l.starts_with("blockback.lock.") && l.contains(volume))
         .collect()
 }
 
@@ -492,4 +499,78 @@ fn a_killed_cli_keeps_the_volume_until_its_lease_and_the_refusal_says_so() {
         .arg(&conf)
         .args(["rm", &spec])
         .output();
+}
+
+/// The digest segments (`backup.<id>.digests.<n>`) in the store's pool.
+fn digest_objects(conf: &Path) -> Vec<String> {
+    backup_pool_objects(conf)
+        .into_iter()
+        .filter(|l| l.starts_with("backup.") && l.contains(".digests."))
+        .collect()
+}
+
+#[test]
+fn a_chain_made_through_one_worker_continues_incrementally_through_the_other() {
+    let Some(conf) = cluster() else { return };
+    let Some(pg) = util::postgres::server() else {
+        return;
+    };
+    // Separate state_dirs, as on two hosts: only the catalog and the store
+    // are shared.
+    let (w, restores) = two_workers(&conf, &pg);
+    let image = unique("handover");
+    let spec = format!("volumes/{image}");
+    rbd(&conf, &["create", &spec, "--size", "8M"]);
+    scatter_writes(&conf, &spec, "2M");
+    let volume = w[0].register(&image, &format!("rbd:{spec}"));
+    let mut backups = vec![w[0].backup(&volume, "full")["backup_id"].clone()];
+    // Each worker continues the chain the other one just grew.
+    for i in 1..4 {
+        scatter_writes(&conf, &spec, "64K");
+        let job = w[i % 2].backup(&volume, "incremental");
+        let shown = w[0].get(&format!(
+            "/api/v1/backups/{}",
+            job["backup_id"].as_str().unwrap()
+        ));
+        assert_eq!(
+            (shown["kind"].as_str(), &shown["parent"]),
+            (Some("incremental"), &backups[i - 1]),
+            "{shown}"
+        );
+        let written = shown["bytes_written"].as_u64().unwrap();
+        assert!(
+            written <= 1024 * 1024,
+            "incremental {i} wrote {written} bytes for 64 KiB changed"
+        );
+        backups.push(job["backup_id"].clone());
+    }
+    for (worker, n) in [(&w[1], 2), (&w[0], 1)] {
+        let fetched = worker.log().matches("fetched the block digests").count();
+        assert_eq!(fetched, n, "{}", worker.log());
+    }
+    let target = restores.tmp.path().join("handover.img");
+    let last = backups[3].as_str().unwrap();
+    let (status, job) = w[1].post(
+        &format!("/api/v1/backups/{last}/restore"),
+        &json!({"path": target.display().to_string()}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let done = w[0].wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120));
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let expected = restores.tmp.path().join("handover.expected");
+    rbd(&conf, &["export", &spec, &expected.display().to_string()]);
+    assert_eq!(
+        sha256(&target),
+        sha256(&expected),
+        "the restore is not bit-exact"
+    );
+    cleanup(&conf, &w[1], &[image]);
+    let left: Vec<String> = digest_objects(&conf)
+        .into_iter()
+        .filter(|o| backups.iter().any(|b| o.contains(b.as_str().unwrap())))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "digest segments left after delete: {left:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! never kept -- each backup's volume checksum, so `verify` and restores
 //! check them from then on, and the newest backup's block digests, so the
 //! next backup of the volume continues the chain incrementally instead of
-//! starting a new one.
+//! starting a new one (on any host: they are published in the store too).
 //!
 //! A chain is read in snapshot order: its first backup whole, each later
 //! one only where it changed since the one before (the same derivation as
@@ -32,7 +32,7 @@ impl Engine<'_> {
         let mut parent: Option<usize> = None;
         let (mut read, mut summed) = (Vec::new(), Vec::new());
         for i in 0..chain.len() {
-            if self.has_digests(&chain[i]) {
+            if self.has_digests(store, &chain[i]) {
                 parent = Some(i);
                 continue;
             }
@@ -50,10 +50,14 @@ impl Engine<'_> {
             read.push(i);
             parent = Some(i);
         }
-        // Only the newest backup's digests serve a next incremental.
+        // Only the newest backup's digests serve a next incremental, on
+        // any host: they go to the store before the catalog records them.
         let newest = chain.len().saturating_sub(1);
         for &i in read.iter().filter(|&&i| i != newest) {
             self.digests.remove(chain[i].id)?;
+        }
+        if let Some(last) = chain.last() {
+            self.publish_digests(store, last.id)?;
         }
         Ok(summed)
     }
@@ -72,9 +76,13 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn has_digests(&self, record: &BackupRecord) -> bool {
-        let sum = record.checksum.as_deref();
-        sum.is_some_and(|s| self.digests.valid(record.id, s))
+    /// Whether `record`'s digests are at hand; a damaged copy in the store
+    /// is read again from the backup.
+    fn has_digests(&self, store: &dyn Pool, record: &BackupRecord) -> bool {
+        self.digests_at_hand(store, record).unwrap_or_else(|e| {
+            tracing::warn!("{e}; backup {} is read again", record.id);
+            false
+        })
     }
 
     fn digest_whole(&self, at: &dyn Image) -> EngineResult<(DigestWriter, String)> {

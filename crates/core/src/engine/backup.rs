@@ -196,8 +196,11 @@ impl Engine<'_> {
         };
         write_backup_metadata(store, &record.id.to_string(), &meta)?;
         let checksum = t.checksum.clone();
+        // Local file, then the store's copy, then the catalog: an
+        // available backup's digests are in its store for any host.
         if let Some(d) = t.digests {
             self.digests.commit(record.id, d)?;
+            self.publish_digests(store, record.id)?;
         }
         record.bytes_read = t.stats.bytes_read;
         record.bytes_written = t.stats.bytes_written;
@@ -246,7 +249,9 @@ impl Engine<'_> {
         if let Err(e) = undo_partial_backup(store, record) {
             message.push_str(&format!(" (cleanup also failed: {e})"));
         }
-        let _ = self.digests.remove(record.id);
+        if let Err(e) = self.remove_digests(store, record) {
+            message.push_str(&format!(" (its block digests were left: {e})"));
+        }
         record.status = BackupStatus::Error;
         record.error = Some(message);
         record.pid = None;

@@ -5,7 +5,8 @@
 //! snapshots the incremental transfers only what changed between the two
 //! source snapshots, so more must hold: the snapshot is still on the source,
 //! the base's HEAD is unchanged since it (`rbd import-diff` does not check
-//! this and silently diverges), and its block digests are at hand.
+//! this and silently diverges), and its block digests are at hand (this
+//! host's copy, or the one in the store: see [`super::digest_objects`]).
 
 use super::error::EngineResult;
 use super::Engine;
@@ -72,7 +73,7 @@ impl Engine<'_> {
         }
         let checked = match source_snaps {
             None => base_has_snapshot(store, &latest, false).map(|(base, snap_size)| {
-                let trackable = self.changes_trackable(base.as_ref(), snap_size, &latest);
+                let trackable = self.changes_trackable(store, base.as_ref(), snap_size, &latest);
                 (trackable, None)
             }),
             Some(snaps) => self
@@ -119,12 +120,18 @@ impl Engine<'_> {
     /// what it reuses), `latest`'s digests are valid, and the HEAD still
     /// equals `latest`'s snapshot. Otherwise everything is written, as
     /// before: slower, never wrong.
-    fn changes_trackable(&self, base: &dyn Image, snap_size: u64, latest: &BackupRecord) -> bool {
+    fn changes_trackable(
+        &self,
+        store: &dyn Pool,
+        base: &dyn Image,
+        snap_size: u64,
+        latest: &BackupRecord,
+    ) -> bool {
         if base.dedups_writes() {
             return false;
         }
-        let checksum = latest.checksum.as_deref().unwrap_or_default();
-        if !self.digests.valid(latest.id, checksum) {
+        if let Err(why) = self.parent_digests(store, latest) {
+            tracing::warn!("{why}: the whole volume is written again");
             return false;
         }
         match head_unchanged(base, snap_size, latest) {
@@ -153,11 +160,21 @@ impl Engine<'_> {
             ));
         }
         head_unchanged(base.as_ref(), snap_size, latest)?;
-        let checksum = latest.checksum.as_deref().unwrap_or_default();
-        if !self.digests.valid(latest.id, checksum) {
-            return Err(digests_missing(latest));
-        }
+        self.parent_digests(store, latest)?;
         Ok(base)
+    }
+
+    /// Puts `latest`'s block digests at hand (this host's copy, else the
+    /// store's), or says why they cannot be.
+    fn parent_digests(&self, store: &dyn Pool, latest: &BackupRecord) -> Result<(), String> {
+        match self.digests_at_hand(store, latest) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(digests_missing(latest)),
+            Err(e) => Err(format!(
+                "the block digests of the previous backup {} are not here and the store's copy cannot be used: {e}",
+                latest.id
+            )),
+        }
     }
 }
 

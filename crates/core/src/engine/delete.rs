@@ -1,6 +1,7 @@
 //! `backup delete`: removes the backup's snapshot from its chain's base, and
 //! the base once no backup snapshots remain; then the backup's snapshot on
-//! its source volume (no backup needs it any more) and its block digests.
+//! its source volume (no backup needs it any more) and its block digests
+//! (here and in the store).
 //! Only the backup's own recorded base is ever touched: never a fallback
 //! name that may belong to another backup. Any backup of a chain can go,
 //! in any order: each one is just a snapshot of the base.
@@ -99,6 +100,10 @@ impl Engine<'_> {
         }
         self.remove_source_snapshot(&record, source_snaps);
         self.digests.remove(record.id)?;
+        if let Err(e) = super::digest_objects::remove(store, &record) {
+            self.progress
+                .note(&format!("block digests of backup {} left: {e}", record.id));
+        }
         self.catalog.remove_backup(record.id)?;
         Ok(())
     }

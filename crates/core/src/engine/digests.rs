@@ -103,7 +103,7 @@ impl DigestDir {
 
     /// Whether `backup`'s file exists and makes `checksum`.
     pub fn valid(&self, backup: Uuid, checksum: &str) -> bool {
-        let made = self.stream(backup, |_| Ok(()));
+        let made = stream_file(&self.path_of(backup), |_| Ok(()));
         match made {
             Some((_, sum)) if sum == checksum => true,
             Some(_) => {
@@ -117,32 +117,42 @@ impl DigestDir {
         }
     }
 
-    /// Reads `backup`'s file through `each` (block digests in order);
-    /// returns its volume size and the checksum its digests make, or
-    /// `None` when it is missing or malformed.
-    fn stream(
+    /// Opens `backup`'s file as it is stored (to publish it elsewhere).
+    pub(super) fn open_file(&self, backup: Uuid) -> EngineResult<File> {
+        let path = self.path_of(backup);
+        File::open(&path).map_err(|e| self.io(&path, e))
+    }
+
+    /// Stores `bytes` (a digest file's content, in pieces, from elsewhere)
+    /// as `backup`'s file, durably, only when they make `checksum`: a wrong
+    /// or damaged copy is an error and leaves nothing behind.
+    pub(super) fn import(
         &self,
         backup: Uuid,
-        mut each: impl FnMut(&[u8; 32]) -> std::io::Result<()>,
-    ) -> Option<(u64, String)> {
-        let mut r = BufReader::new(File::open(self.path_of(backup)).ok()?);
-        let mut header = [0u8; 16];
-        r.read_exact(&mut header).ok()?;
-        if &header[..8] != MAGIC {
-            return None;
+        checksum: &str,
+        bytes: impl IntoIterator<Item = EngineResult<Vec<u8>>>,
+    ) -> EngineResult<()> {
+        let path = self.path_of(backup);
+        fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        let tmp = NamedTempFile::new_in(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        let mut out = BufWriter::new(tmp);
+        for piece in bytes {
+            out.write_all(&piece?).map_err(|e| self.io(&path, e))?;
         }
-        let size = u64::from_le_bytes(header[8..].try_into().ok()?);
-        let mut sum = VolumeChecksum::new(size);
-        let mut digest = [0u8; 32];
-        for _ in 0..block_count(size) {
-            r.read_exact(&mut digest).ok()?;
-            sum.push(&digest);
-            each(&digest).ok()?;
+        let tmp = out
+            .into_inner()
+            .map_err(|e| self.io(&path, e.into_error()))?;
+        tmp.as_file().sync_all().map_err(|e| self.io(&path, e))?;
+        let made = stream_file(tmp.path(), |_| Ok(())).map(|(_, sum)| sum);
+        if made.as_deref() != Some(checksum) {
+            let why = format!("they do not make its recorded checksum {checksum}");
+            return Err(EngineError::Invalid(format!(
+                "the block digests of backup {backup}: {why}"
+            )));
         }
-        if r.read(&mut [0u8; 1]).ok()? != 0 {
-            return None;
-        }
-        Some((size, sum.finish()?))
+        tmp.persist(&path).map_err(|e| self.io(&path, e.error))?;
+        sync_dir(&self.dir);
+        Ok(())
     }
 
     /// Writes the digests of a volume of `size` bytes that is `parent`'s
@@ -161,7 +171,7 @@ impl DigestDir {
         let mut merge = Merge::new(size, changes);
         let parent_path = self.path_of(parent);
         let mut failure = None;
-        let streamed = self.stream(parent, |old| {
+        let streamed = stream_file(&parent_path, |old| {
             if let Some(d) = merge.next(Some(old)) {
                 sum.push(&d);
                 writer.push(&d).inspect_err(|e| failure = Some(e.kind()))?;
@@ -295,6 +305,38 @@ impl<'c> Merge<'c> {
             None => zero_block_digest(CHECKSUM_BLOCK.min(self.size - offset)),
         })
     }
+}
+
+/// Reads the digest file at `path` through `each` (block digests in
+/// order); returns its volume size and the checksum its digests make, or
+/// `None` when it is missing or malformed.
+fn stream_file(
+    path: &Path,
+    mut each: impl FnMut(&[u8; 32]) -> std::io::Result<()>,
+) -> Option<(u64, String)> {
+    let mut r = BufReader::new(File::open(path).ok()?);
+    let mut header = [0u8; 16];
+    r.read_exact(&mut header).ok()?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let size = u64::from_le_bytes(header[8..].try_into().ok()?);
+    let mut sum = VolumeChecksum::new(size);
+    let mut digest = [0u8; 32];
+    for _ in 0..block_count(size) {
+        r.read_exact(&mut digest).ok()?;
+        sum.push(&digest);
+        each(&digest).ok()?;
+    }
+    if r.read(&mut [0u8; 1]).ok()? != 0 {
+        return None;
+    }
+    Some((size, sum.finish()?))
+}
+
+/// The length of the digest file of a volume of `size` bytes.
+pub(super) fn file_len(size: u64) -> u64 {
+    16 + 32 * block_count(size) as u64
 }
 
 /// Makes a rename in `dir` durable; best effort (some filesystems refuse).

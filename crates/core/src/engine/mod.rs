@@ -11,6 +11,7 @@ mod collect;
 pub mod conformance;
 pub mod copy;
 mod delete;
+mod digest_objects;
 mod digests;
 mod error;
 mod head;

@@ -8,11 +8,13 @@
 //! store (older in the chain, abandoned chains, failed attempts). Never
 //! touched: snapshots that are not backup snapshots, and those of backups
 //! this catalog does not know or that went to another store (those chains
-//! are counted and pruned on their own).
+//! are counted and pruned on their own). A backup whose source snapshot
+//! goes can no longer be a parent: its block digests go too, here and in
+//! the store.
 
 use super::Engine;
 use crate::catalog::{BackupRecord, BackupStatus};
-use crate::image::Snapshots;
+use crate::image::{Pool, Snapshots};
 use crate::naming::parse_backup_snap;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -22,11 +24,12 @@ impl Engine<'_> {
     /// (the backup is complete; the next one prunes again).
     pub(super) fn prune_source_snapshots(
         &self,
+        store: &dyn Pool,
         snaps: &dyn Snapshots,
         record: &BackupRecord,
         keep: usize,
     ) {
-        if let Err(e) = self.try_prune(snaps, record, keep.max(1)) {
+        if let Err(e) = self.try_prune(store, snaps, record, keep.max(1)) {
             self.progress
                 .note(&format!("could not prune old source snapshots: {e}"));
         }
@@ -34,6 +37,7 @@ impl Engine<'_> {
 
     fn try_prune(
         &self,
+        store: &dyn Pool,
         snaps: &dyn Snapshots,
         record: &BackupRecord,
         keep: usize,
@@ -49,12 +53,16 @@ impl Engine<'_> {
         for snap in snaps.list()? {
             let doomed = parse_backup_snap(&snap.name)
                 .and_then(|p| Uuid::parse_str(&p.backup_id).ok())
-                .is_some_and(|id| ours.contains(&id) && !keepers.contains(&id));
-            if !doomed {
+                .filter(|id| ours.contains(id) && !keepers.contains(id));
+            let Some(doomed) = doomed else {
                 continue;
-            }
+            };
             snaps.remove(&snap.name)?;
             tracing::info!("removed source snapshot {} (no longer needed)", snap.name);
+            // No incremental starts from that backup again, on any host.
+            if let Some(b) = same_store.iter().find(|b| b.id == doomed) {
+                super::digest_objects::remove(store, b)?;
+            }
         }
         for b in same_store.iter().filter(|b| !keepers.contains(&b.id)) {
             self.digests.remove(b.id)?;

@@ -74,7 +74,9 @@ impl Engine<'_> {
         let note = match was {
             BackupStatus::Creating => {
                 record.status = BackupStatus::Error;
-                match undo_partial_backup(store, &record) {
+                let undone = undo_partial_backup(store, &record)
+                    .and_then(|()| self.remove_digests(store, &record));
+                match undone {
                     Ok(()) => "backup was interrupted; its partial data was removed".to_string(),
                     Err(e) => {
                         format!("backup was interrupted; cleaning up its partial data failed: {e}")

@@ -119,7 +119,12 @@ impl Engine<'_> {
         std::thread::scope(|s| {
             let prune = s.spawn(|| {
                 timed(self.progress, "prune", || {
-                    self.prune_source_snapshots(snaps, &pruned, req.keep_source_snapshots)
+                    self.prune_source_snapshots(
+                        req.store,
+                        snaps,
+                        &pruned,
+                        req.keep_source_snapshots,
+                    )
                 })
             });
             let published = snapshot_base(transferred.base.as_ref(), record, self.progress)

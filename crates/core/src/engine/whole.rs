@@ -17,11 +17,11 @@ use super::backup::{snapshot_base, BackupRequest, Transferred};
 use super::chain::Chain;
 use super::copy::{copy_changed_to_sink, copy_to_sink, CopyOptions, CopyStats};
 use super::digests::DigestWriter;
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::unchanged::TargetDigests;
 use super::{Engine, TransferPlan};
 use crate::catalog::BackupRecord;
-use crate::image::{Image, ImageError};
+use crate::image::{Image, ImageError, Pool};
 use crate::progress::timed;
 
 impl Engine<'_> {
@@ -48,7 +48,7 @@ impl Engine<'_> {
             // The parent is no longer the chain's latest: no incremental
             // of this source starts from it again.
             Ok(()) => {
-                self.forget_parent_digests(record);
+                self.forget_parent_digests(req.store, record);
                 Ok(())
             }
             Err(cause) => Err(self.fail(req.store, record, cause, &[])),
@@ -155,11 +155,15 @@ impl Engine<'_> {
     /// Removes the digests of `record`'s parent (1/1024 of the volume),
     /// best effort: should `record` be deleted, an incremental from the
     /// parent writes everything again, as without digests.
-    fn forget_parent_digests(&self, record: &BackupRecord) {
-        if let Some(parent) = record.parent {
-            if let Err(e) = self.digests.remove(parent) {
-                tracing::warn!("{e}");
-            }
+    fn forget_parent_digests(&self, store: &dyn Pool, record: &BackupRecord) {
+        let Some(parent) = record.parent else { return };
+        let removed = self
+            .catalog
+            .backup(parent)
+            .map_err(EngineError::from)
+            .and_then(|p| self.remove_digests(store, &p));
+        if let Err(e) = removed {
+            tracing::warn!("block digests of backup {parent} left: {e}");
         }
     }
 }

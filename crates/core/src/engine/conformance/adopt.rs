@@ -3,6 +3,7 @@
 use super::support::{ensure, CheckResult, Ctx, How, MIB};
 use crate::catalog::{BackupKind, BackupRecord};
 use crate::checksum::checksum_of;
+use crate::engine::digest_objects::segment_name;
 use crate::engine::ChainMode;
 
 fn s<E: std::fmt::Display>(e: E) -> String {
@@ -48,8 +49,16 @@ pub fn with_checksums_continues_the_chain(ctx: &Ctx<'_>) -> CheckResult {
             "an incremental after adopting without checksums gave {other:?}, expected a refusal naming `adopt --checksums`"
         )),
     }
+    // As if the digests in the store were lost too: adopting publishes them.
+    let first_segment = segment_name(b2.id, 0);
+    store.remove_object(&first_segment).map_err(s)?;
     let report = fresh.engine().adopt(store, &label, &source_of, true, None);
     let report = report.map_err(s)?;
+    ensure!(
+        store.get_object(&first_segment).map_err(s)?.is_some(),
+        "adopt --checksums did not publish the digests of {}",
+        b2.id
+    );
     for b in [&b1, &b2] {
         let got = &adopted(&report.adopted, b)?.checksum;
         ensure!(

@@ -12,7 +12,11 @@ fn s<E: std::fmt::Display>(e: E) -> String {
 }
 
 /// A backup that must succeed with `kind`.
-fn expect_backup(ctx: &Ctx<'_>, vol: &Vol, kind: BackupKind) -> Result<BackupRecord, String> {
+pub(super) fn expect_backup(
+    ctx: &Ctx<'_>,
+    vol: &Vol,
+    kind: BackupKind,
+) -> Result<BackupRecord, String> {
     let b = ctx.backup(vol).map_err(s)?;
     ensure!(
         b.kind == kind,
@@ -31,7 +35,7 @@ fn expect_backup(ctx: &Ctx<'_>, vol: &Vol, kind: BackupKind) -> Result<BackupRec
 }
 
 /// A restore into a new empty volume must be differential and exact.
-fn expect_restores(ctx: &Ctx<'_>, b: &BackupRecord, expected: &[u8]) -> CheckResult {
+pub(super) fn expect_restores(ctx: &Ctx<'_>, b: &BackupRecord, expected: &[u8]) -> CheckResult {
     let (report, target) = ctx.restore_new(b).map_err(s)?;
     ensure!(
         report.differential,

@@ -10,6 +10,7 @@
 mod adopt;
 mod backup;
 mod delete;
+mod digests;
 mod faults;
 mod restore;
 mod retention;
@@ -142,6 +143,18 @@ const CHECKS: &[Check] = &[
     check(
         "metadata_object_written_once_and_deleted",
         delete::metadata_object,
+    ),
+    check(
+        "incremental_continues_from_the_stores_digests",
+        digests::continues_from_the_stores_digests,
+    ),
+    check(
+        "damaged_digests_in_the_store_are_not_used",
+        digests::damaged_copy_is_not_used,
+    ),
+    check(
+        "delete_removes_the_digest_segments",
+        digests::delete_removes_the_segments,
     ),
     check(
         "adopt_with_checksums_continues_the_chain",

@@ -86,6 +86,12 @@ timed_bb() {
 
 read_all() { cat "$1" >/dev/null; }
 
+# CPU time in clock ticks: the whole machine's busy time (all cores: user,
+# nice, system, irq, softirq), and a process's user + system (all threads).
+cpu_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+proc_cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+ticks_to_secs() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'; }
+
 du_bytes() { du -sb "$1" | cut -f1; }
 
 json_id() {

@@ -9,8 +9,14 @@
 #                    through the API at once with max_running = 4  vs  the
 #                    same 8 backups one after another with the CLI
 #                    (target <= 0.5x the time)
-#   API latency      200 concurrent list/show requests (curl --parallel)
-#                    while 4 backups run: p99 < 50 ms, no errors
+#   API latency      200 concurrent list/show requests (bench/service-client.py,
+#                    all in flight at once) while 4 backups run: p99 < 50 ms,
+#                    no errors
+#
+# Each API round submits its 8 requests at once and is timed from the jobs'
+# own records (first created -> last finished); the CLI round is the wall
+# time of the 8 processes. Per round the notes give the CPU time of the
+# service (or the CLI processes) and of the whole machine (/proc/stat).
 #   service RSS      peak RSS of the service with 4 running jobs <= 512 MiB
 #
 # Environment: CEPH_CONF (required), CEPH_ID, POOL, BACKUP_POOL, BENCH_DIR,
@@ -64,6 +70,8 @@ cleanup() {
 
 # ---- the service ------------------------------------------------------------
 
+client() { python3 "$ROOT/bench/service-client.py" "$URL" "$TOKEN" "$@"; }
+
 api() { curl -sS --fail-with-body -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
 
 start_service() {
@@ -76,6 +84,8 @@ store = "rbd:$BACKUP_POOL"
 catalog = "$RUN_DIR/catalog.sqlite"
 [jobs]
 max_running = $CONCURRENCY
+[logging]
+filter = "info,blockback_server::jobs::progress=debug"
 [auth]
 tokens_file = "$RUN_DIR/tokens"
 [clusters.default]
@@ -95,22 +105,18 @@ EOF
 
 json_field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
 
-# Submits a backup of volume N (mode MODE); prints the job id.
-submit() { api -d "{\"volume\": \"bench-svc-$1\", \"mode\": \"$2\"}" "$URL/api/v1/backups" | json_field '["id"]'; }
+# submit_all MODE N...: backups of volumes N... (mode MODE), sent at once;
+# sets IDS to the job ids.
+submit_all() {
+    local mode=$1 i specs=()
+    shift
+    for i in "$@"; do specs+=("bench-svc-$i:$mode"); done
+    mapfile -t IDS < <(client submit "${specs[@]}")
+    ((${#IDS[@]} == $#)) || { echo "$SCRIPT: submitting backups failed" >&2; exit 2; }
+}
 
 # Waits until the given jobs are final; fails the run when one did not succeed.
-wait_jobs() {
-    local deadline=$((SECONDS + JOB_TIMEOUT)) id state
-    for id in "$@"; do
-        while :; do
-            state=$(api "$URL/api/v1/jobs/$id" | json_field '["state"]')
-            [[ $state == succeeded ]] && break
-            [[ $state == failed || $state == cancelled ]] && { api "$URL/api/v1/jobs/$id" >&2; exit 2; }
-            ((SECONDS < deadline)) || { echo "$SCRIPT: job $id did not finish" >&2; exit 2; }
-            sleep 0.2
-        done
-    done
-}
+wait_jobs() { client wait "$JOB_TIMEOUT" "$@" || exit 2; }
 
 # ---- volumes and changes ----------------------------------------------------
 
@@ -142,54 +148,80 @@ change_all() {
 # ---- measurements -----------------------------------------------------------
 
 through_api() {
-    local run=$1 ids=() i start end
+    local run=$1 svc machine t start
     change_all $((1000 + 2 * run))
     log "run $run/$RUNS: $VOLUMES incrementals through the API, $CONCURRENCY at once"
+    svc=$(proc_cpu_ticks "$SERVICE_PID")
+    machine=$(cpu_busy_ticks)
     start=$(date +%s%N)
-    for i in $(seq 1 "$VOLUMES"); do ids+=("$(submit "$i" incremental)"); done
-    wait_jobs "${ids[@]}"
-    end=$(date +%s%N)
-    T_API+=("$(awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')")
+    submit_all incremental $(seq 1 "$VOLUMES")
+    wait_jobs "${IDS[@]}"
+    printf '%s\n' "${IDS[@]}" >>"$RUN_DIR/api-jobs"
+    t=$(client round "${IDS[@]}")
+    T_API+=("$t")
+    CPU_API+=("$t s (window $(awk -v ns=$(($(date +%s%N) - start)) 'BEGIN { printf "%.1f", ns / 1e9 }') s): service $(ticks_to_secs $(($(proc_cpu_ticks "$SERVICE_PID") - svc))) s CPU, machine $(ticks_to_secs $(($(cpu_busy_ticks) - machine))) s")
+    log "API round: ${CPU_API[-1]}"
 }
 
 with_cli() {
-    local run=$1 i start end
+    local run=$1 i start end machine
     change_all $((1001 + 2 * run))
     log "run $run/$RUNS: $VOLUMES incrementals with the CLI, one after another"
+    : >"$RUN_DIR/cli-cpu"
+    machine=$(cpu_busy_ticks)
     start=$(date +%s%N)
     for i in $(seq 1 "$VOLUMES"); do
-        "$BLOCKBACK" --quiet --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.sqlite" \
-            --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID" backup create --incremental "rbd:$POOL/bench-svc-$i" >/dev/null
+        /usr/bin/time -a -o "$RUN_DIR/cli-cpu" -f '%U %S' \
+            "$BLOCKBACK" --quiet --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.sqlite" \
+            --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID" --json backup create --incremental "rbd:$POOL/bench-svc-$i" >>"$RUN_DIR/cli-json"
     done
     end=$(date +%s%N)
     T_CLI+=("$(awk -v ns=$((end - start)) 'BEGIN { printf "%.3f", ns / 1e9 }')")
+    CPU_CLI+=("${T_CLI[-1]} s: CLI $(awk '{ s += $1 + $2 } END { printf "%.1f", s }' "$RUN_DIR/cli-cpu") s CPU, machine $(ticks_to_secs $(($(cpu_busy_ticks) - machine))) s")
+    log "CLI round: ${CPU_CLI[-1]}"
 }
 
 # 200 list/show requests at once while 4 full backups run; sets P99_MS,
 # ERRORS, and SERVICE_RSS_KIB (the service's peak RSS, VmHWM).
 latency_under_load() {
-    local ids=() i backup
+    local backup line
     log "API latency: $REQUESTS concurrent requests while $CONCURRENCY backups run"
-    for i in $(seq 1 "$CONCURRENCY"); do ids+=("$(submit "$i" full)"); done
-    for _ in $(seq 1 600); do
-        [[ $(api "$URL/api/v1/jobs?state=running" | json_field '.__len__()') -ge $CONCURRENCY ]] && break
-        sleep 0.1
-    done
+    submit_all full $(seq 1 "$CONCURRENCY")
+    client running "$CONCURRENCY" 60 || exit 2
     backup=$(api "$URL/api/v1/backups?limit=1" | json_field '["items"][0]["id"]')
-    : >"$RUN_DIR/curl.cfg"
-    for i in $(seq 1 "$REQUESTS"); do
-        if ((i % 2)); then echo "url = \"$URL/api/v1/backups?limit=50\""; else echo "url = \"$URL/api/v1/backups/$backup\""; fi >>"$RUN_DIR/curl.cfg"
-        echo 'output = "/dev/null"' >>"$RUN_DIR/curl.cfg"
-    done
-    curl -s --parallel --parallel-immediate --parallel-max "$REQUESTS" -H "Authorization: Bearer $TOKEN" \
-        -w '%{http_code} %{time_total}\n' -K "$RUN_DIR/curl.cfg" >"$RUN_DIR/latencies" || true
+    line=$(client latency "$REQUESTS" "/api/v1/backups?limit=50" "/api/v1/backups/$backup")
+    log "latency: $line"
     RUNNING_DURING=$(api "$URL/api/v1/jobs?state=running" | json_field '.__len__()')
     SERVICE_RSS_KIB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status")
-    ERRORS=$(awk '$1 != 200 { n++ } END { print n + 0 }' "$RUN_DIR/latencies")
-    ANSWERS=$(wc -l <"$RUN_DIR/latencies")
-    P99_MS=$(awk '{ print $2 * 1000 }' "$RUN_DIR/latencies" | sort -g |
-        awk '{ v[NR] = $1 } END { i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; printf "%.1f", v[i] }')
-    wait_jobs "${ids[@]}"
+    ANSWERS=$(sed -n 's/.*answers=\([0-9]*\).*/\1/p' <<<"$line")
+    ERRORS=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+    P50_MS=$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+    P99_MS=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+    wait_jobs "${IDS[@]}"
+}
+
+# Seconds per engine phase summed over all timed backups: the service's
+# from its debug log (the incremental rounds' jobs), the CLI's from --json.
+phase_sums() {
+    python3 - "$RUN_DIR" <<'PY'
+import collections, json, re, sys
+run = sys.argv[1]
+def show(sums):
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(sums.items(), key=lambda kv: -kv[1]))
+jobs = set(open(f"{run}/api-jobs").read().split())
+api = collections.Counter()
+for line in open(f"{run}/serve.log"):
+    m = re.search(r'job_id=([0-9a-f-]+).*phase done phase="?([a-z_ -]+?)"? seconds=([0-9.e-]+)', line)
+    if m and m.group(1) in jobs:
+        api[m.group(2)] += float(m.group(3))
+cli = collections.Counter()
+text, at, decoder = open(f"{run}/cli-json").read(), 0, json.JSONDecoder()
+while text[at:].strip():
+    shown, at = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+    for k, v in shown.get("phases", {}).items():
+        cli[k] += v
+print(f"Engine phases, s summed over the timed backups (API jobs run 4 at once): API: {show(api)}; CLI: {show(cli)}.")
+PY
 }
 
 report() {
@@ -199,6 +231,10 @@ report() {
     echo "Volumes: $VOLUMES x $SIZE (seed $SEED_BASE), $CHANGE_PERCENT% changed per round;" \
         "service max_running = $CONCURRENCY; medians of $RUNS runs; loopback test cluster."
     echo "API runs: ${T_API[*]} s; CLI runs: ${T_CLI[*]} s."
+    echo "CPU per round (API, first created -> last finished): $(IFS=';'; echo "${CPU_API[*]}")."
+    echo "CPU per round (CLI, wall): $(IFS=';'; echo "${CPU_CLI[*]}")."
+    phase_sums || echo "(phase sums unavailable)"
+    echo "Machine: $(nproc) cores, load at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     echo '| benchmark | baseline | blockback serve | ratio | target | verdict | notes |'
     echo '|---|---|---|---|---|---|---|'
@@ -206,9 +242,9 @@ report() {
     printf '| %s incrementals, API with %s at once | CLI one after another %s s | %s s | %s | <= %s | %s | - |\n' \
         "$VOLUMES" "$CONCURRENCY" "$cli" "$api" "$r" "$TARGET_CONCURRENT" "$(verdict "$r" "$TARGET_CONCURRENT")"
     r=$(ratio "$P99_MS" "$P99_LIMIT_MS")
-    printf '| p99 of %s concurrent list/show, %s jobs running | limit %s ms | %s ms | %s | <= 1.0 | %s | %s answers, %s errors |\n' \
+    printf '| p99 of %s concurrent list/show, %s jobs running | limit %s ms | %s ms | %s | <= 1.0 | %s | %s answers, %s errors, p50 %s ms |\n' \
         "$REQUESTS" "$RUNNING_DURING" "$P99_LIMIT_MS" "$P99_MS" "$r" \
-        "$( [[ $(verdict "$r" 1.0) == PASS && $ERRORS == 0 && $ANSWERS == "$REQUESTS" ]] && echo PASS || echo FAIL)" "$ANSWERS" "$ERRORS"
+        "$( [[ $(verdict "$r" 1.0) == PASS && $ERRORS == 0 && $ANSWERS == "$REQUESTS" ]] && echo PASS || echo FAIL)" "$ANSWERS" "$ERRORS" "$P50_MS"
     r=$(ratio "$SERVICE_RSS_KIB" "$SERVICE_RSS_LIMIT_KIB")
     printf '| peak RSS of the service, %s running jobs | limit 512 MiB | %s | %s | <= 1.0 | %s | - |\n' \
         "$CONCURRENCY" "$(mib $((SERVICE_RSS_KIB * 1024)))" "$r" "$(verdict "$r" 1.0)"
@@ -226,11 +262,14 @@ main() {
     start_service
     make_volumes
     log "full backups of the $VOLUMES volumes (setup, not timed)"
-    local ids=() i run
-    for i in $(seq 1 "$VOLUMES"); do ids+=("$(submit "$i" full)"); done
-    wait_jobs "${ids[@]}"
+    local run
+    submit_all full $(seq 1 "$VOLUMES")
+    wait_jobs "${IDS[@]}"
     T_API=()
     T_CLI=()
+    CPU_API=()
+    CPU_CLI=()
+    LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
     for run in $(seq 1 "$RUNS"); do in_turn "$run" with_cli through_api; done
     latency_under_load
     report | tee "$BENCH_DIR/results-service.md" >/dev/null

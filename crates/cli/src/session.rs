@@ -37,6 +37,7 @@ impl Session {
             catalog: self.catalog.as_ref(),
             connections: &self.connections,
             progress: &self.progress,
+            buffers: None,
         }
     }
 

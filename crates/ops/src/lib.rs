@@ -44,7 +44,7 @@ pub use store::StoreHandle;
 pub use volume::Volume;
 
 use blockback_core::catalog::{resolve_backup, BackupRecord, Catalog};
-use blockback_core::engine::{DigestDir, Engine, LockDir};
+use blockback_core::engine::{DigestDir, Engine, LockDir, TransferBuffers};
 use blockback_core::progress::Progress;
 pub use blockback_rbd::DEFAULT_LOCK_LEASE;
 
@@ -55,6 +55,9 @@ pub struct Ops<'a> {
     pub catalog: &'a dyn Catalog,
     pub connections: &'a Connections,
     pub progress: &'a dyn Progress,
+    /// A bound on transfer buffers shared with other callers' jobs (the
+    /// service's); `None`: each transfer's workers keep their own (the CLI).
+    pub buffers: Option<&'a TransferBuffers>,
 }
 
 impl<'a> Ops<'a> {
@@ -65,12 +68,14 @@ impl<'a> Ops<'a> {
             self.settings.store_ceph.clone(),
             self.settings.lock_lease,
         );
-        Engine::new(
+        let mut engine = Engine::new(
             self.catalog,
             locks,
             DigestDir::new(self.settings.digest_dir()),
             self.progress,
-        )
+        );
+        engine.copy.buffers = self.buffers;
+        engine
     }
 
     /// Opens the configured store (an RBD one with the configured layout

@@ -144,6 +144,15 @@ pub struct JobsConfig {
     pub keep_source_snapshots: usize,
     /// Seconds between retries while a backup image is busy on delete.
     pub delete_retry_delay_secs: f64,
+    /// Requests kept in flight on each RBD image a job opens (the CLI's
+    /// --rbd-queue-depth), 1 to 256.
+    pub rbd_queue_depth: usize,
+    /// The nice value of job threads (0 to 19): jobs yield the CPU to the
+    /// API's requests.
+    pub nice: i32,
+    /// Memory for transfer buffers, shared by all running jobs (MiB, at
+    /// least 4: one 4 MiB segment in flight). Bounds the service's RSS.
+    pub transfer_memory_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +241,9 @@ impl Default for ServiceConfig {
                 heartbeat_secs: 1.0,
                 keep_source_snapshots: 1,
                 delete_retry_delay_secs: 5.0,
+                rbd_queue_depth: blockback_rbd::DEFAULT_QUEUE_DEPTH,
+                nice: 10,
+                transfer_memory_mib: 128,
             },
             logging: LoggingConfig {
                 format: LogFormat::Text,
@@ -292,6 +304,21 @@ impl ServiceConfig {
             return bad(
                 "jobs.lease_secs must be at least 3 heartbeats (jobs.heartbeat_secs)".into(),
             );
+        }
+        if !(1..=256).contains(&self.jobs.rbd_queue_depth) {
+            return bad(format!(
+                "jobs.rbd_queue_depth = {}: give 1 to 256",
+                self.jobs.rbd_queue_depth
+            ));
+        }
+        if !(0..=19).contains(&self.jobs.nice) {
+            return bad(format!("jobs.nice = {}: give 0 to 19", self.jobs.nice));
+        }
+        if !(4..=65536).contains(&self.jobs.transfer_memory_mib) {
+            return bad(format!(
+                "jobs.transfer_memory_mib = {}: give 4 to 65536",
+                self.jobs.transfer_memory_mib
+            ));
         }
         if self.jobs.keep_source_snapshots == 0 {
             return bad("jobs.keep_source_snapshots: give at least 1".into());
@@ -421,6 +448,54 @@ mod tests {
             let path = write(jail.directory(), "[jobs]\nmax_running = 0\n");
             let err = ServiceConfig::load(Some(&path)).unwrap_err().to_string();
             assert!(err.contains("jobs.max_running"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn job_resources_come_from_the_environment_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            let c = ServiceConfig::load(None).unwrap();
+            assert_eq!(
+                (
+                    c.jobs.rbd_queue_depth,
+                    c.jobs.nice,
+                    c.jobs.transfer_memory_mib
+                ),
+                (blockback_rbd::DEFAULT_QUEUE_DEPTH, 10, 128)
+            );
+            jail.set_env("BLOCKBACK_JOBS__RBD_QUEUE_DEPTH", "32");
+            jail.set_env("BLOCKBACK_JOBS__NICE", "5");
+            jail.set_env("BLOCKBACK_JOBS__TRANSFER_MEMORY_MIB", "64");
+            let c = ServiceConfig::load(None).unwrap();
+            assert_eq!(
+                (
+                    c.jobs.rbd_queue_depth,
+                    c.jobs.nice,
+                    c.jobs.transfer_memory_mib
+                ),
+                (32, 5, 64)
+            );
+            for (var, value, key) in [
+                (
+                    "BLOCKBACK_JOBS__RBD_QUEUE_DEPTH",
+                    "0",
+                    "jobs.rbd_queue_depth",
+                ),
+                ("BLOCKBACK_JOBS__NICE", "20", "jobs.nice"),
+                (
+                    "BLOCKBACK_JOBS__TRANSFER_MEMORY_MIB",
+                    "1",
+                    "jobs.transfer_memory_mib",
+                ),
+            ] {
+                jail.set_env(var, value);
+                let err = ServiceConfig::load(None).unwrap_err().to_string();
+                assert!(err.contains(key), "{err}");
+                jail.set_env("BLOCKBACK_JOBS__RBD_QUEUE_DEPTH", "32");
+                jail.set_env("BLOCKBACK_JOBS__NICE", "5");
+                jail.set_env("BLOCKBACK_JOBS__TRANSFER_MEMORY_MIB", "64");
+            }
             Ok(())
         });
     }

@@ -12,6 +12,7 @@ pub mod cinder;
 pub mod config;
 pub mod exports;
 pub mod jobs;
+mod listen;
 pub mod metrics;
 pub mod schedule;
 pub mod server;
@@ -38,8 +39,8 @@ pub fn serve(config_file: Option<&Path>) -> Result<(), String> {
     let runner = Arc::new(OpsRunner::new(config.clone(), catalog.clone())?);
     server::recover(catalog.as_ref(), &config.worker(), || runner.recover())
         .map_err(|e| e.to_string())?;
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let listener =
+        listen::bind(config.listen).map_err(|e| format!("listen {}: {e}", config.listen))?;
     let service =
         server::Service::new(config, catalog, runner.clone(), runner).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

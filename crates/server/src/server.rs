@@ -66,6 +66,7 @@ impl Service {
             lease: Duration::from_secs(config.jobs.lease_secs),
             heartbeat: Duration::from_secs_f64(config.jobs.heartbeat_secs),
             shutdown_grace: Duration::from_secs(config.shutdown_timeout_secs),
+            nice: config.jobs.nice,
         };
         let worker = Worker::new(catalog.clone(), runner, settings, metrics.clone());
         let state = Arc::new(AppState {

@@ -147,7 +147,7 @@ impl Engine<'_> {
         src: &dyn Image,
         dst: &dyn Image,
         plan: &TransferPlan,
-        opts: CopyOptions,
+        opts: CopyOptions<'_>,
     ) -> EngineResult<CopyStats> {
         self.run_copy_to_sink(label, src, dst, plan, opts, None)
     }
@@ -172,7 +172,7 @@ impl Engine<'_> {
         src: &dyn Image,
         dst: &dyn Image,
         plan: &TransferPlan,
-        opts: CopyOptions,
+        opts: CopyOptions<'_>,
         sink: Option<&'s mut DigestSink<'s>>,
     ) -> EngineResult<CopyStats> {
         self.transfer_phase(label, plan.size, || {

@@ -6,6 +6,7 @@
 //! compression (inside the store) and writes overlap across workers. The
 //! collector puts block digests back in volume order.
 
+use super::buffers::{Buffers, TransferBuffers};
 use super::collect::{Collector, Digests};
 use super::plan::{Segment, TransferPlan, SEGMENT};
 use super::unchanged::{changed_pieces, unchanged_ranges, TargetDigests};
@@ -19,7 +20,7 @@ use std::sync::Mutex;
 
 /// How to write the target.
 #[derive(Debug, Clone, Copy)]
-pub struct CopyOptions {
+pub struct CopyOptions<'b> {
     pub threads: usize,
     /// The target reads as zeros everywhere (new or empty): zeros are skipped.
     pub target_is_zero: bool,
@@ -28,9 +29,12 @@ pub struct CopyOptions {
     /// Return the digests of every checksum block the plan touches, even
     /// when it does not cover the volume (incremental transfers).
     pub block_digests: bool,
+    /// A pool shared with other transfers that bounds the buffers in
+    /// flight (the service's); without one each worker keeps its own.
+    pub buffers: Option<&'b TransferBuffers>,
 }
 
-impl Default for CopyOptions {
+impl Default for CopyOptions<'_> {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         CopyOptions {
@@ -38,6 +42,7 @@ impl Default for CopyOptions {
             target_is_zero: false,
             compare_target: false,
             block_digests: false,
+            buffers: None,
         }
     }
 }
@@ -67,7 +72,7 @@ struct Counters {
 struct Job<'a> {
     src: &'a dyn Image,
     dst: &'a dyn Image,
-    opts: CopyOptions,
+    opts: CopyOptions<'a>,
     unit: u64,
     size: u64,
     hash: bool,
@@ -82,7 +87,7 @@ pub fn copy(
     src: &dyn Image,
     dst: &dyn Image,
     plan: &TransferPlan,
-    opts: CopyOptions,
+    opts: CopyOptions<'_>,
     progress: &dyn Progress,
 ) -> Result<CopyStats> {
     copy_to_sink(src, dst, plan, opts, progress, None)
@@ -93,7 +98,7 @@ pub fn copy_to_sink<'s>(
     src: &dyn Image,
     dst: &dyn Image,
     plan: &TransferPlan,
-    opts: CopyOptions,
+    opts: CopyOptions<'_>,
     progress: &dyn Progress,
     sink: Option<&'s mut DigestSink<'s>>,
 ) -> Result<CopyStats> {
@@ -106,7 +111,7 @@ pub fn copy_changed(
     src: &dyn Image,
     dst: &dyn Image,
     plan: &TransferPlan,
-    opts: CopyOptions,
+    opts: CopyOptions<'_>,
     progress: &dyn Progress,
     held: &dyn TargetDigests,
 ) -> Result<CopyStats> {
@@ -124,7 +129,7 @@ pub fn copy_changed_to_sink<'s>(
     src: &dyn Image,
     dst: &dyn Image,
     plan: &TransferPlan,
-    opts: CopyOptions,
+    opts: CopyOptions<'_>,
     progress: &dyn Progress,
     sink: &'s mut DigestSink<'s>,
     held: &dyn TargetDigests,
@@ -136,7 +141,7 @@ fn run_copy<'s>(
     src: &dyn Image,
     dst: &dyn Image,
     plan: &TransferPlan,
-    opts: CopyOptions,
+    opts: CopyOptions<'_>,
     progress: &dyn Progress,
     sink: Option<&'s mut DigestSink<'s>>,
     held: Option<&dyn TargetDigests>,
@@ -180,7 +185,7 @@ fn run_workers(
     std::thread::scope(|scope| {
         for _ in 0..job.opts.threads.max(1) {
             scope.spawn(|| {
-                let mut bufs = Buffers::default();
+                let mut own = Buffers::default();
                 while !failed.load(Ordering::Relaxed) {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(seg) = segments.get(index) else {
@@ -188,7 +193,10 @@ fn run_workers(
                     };
                     let result = match job.progress.is_cancelled() {
                         true => Err(cancelled(&job.dst.describe())),
-                        false => copy_segment(job, seg, &mut bufs),
+                        false => match job.opts.buffers {
+                            Some(pool) => copy_segment(job, seg, &mut pool.take()),
+                            None => copy_segment(job, seg, &mut own),
+                        },
                     };
                     let result = result.and_then(|d| match job.hash {
                         true => lock(&collector).add(index, d),
@@ -215,16 +223,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-#[derive(Default)]
-struct Buffers {
-    data: Vec<u8>,
-    target: Vec<u8>,
-}
-
 /// Reads, hashes and writes one segment; returns the digests of the
 /// checksum blocks it touches (none when not hashing).
 fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Digests> {
-    bufs.data.resize(SEGMENT as usize, 0);
+    if bufs.data.len() != SEGMENT as usize {
+        // Zeroed by the allocator (calloc: fresh pages, not written), so
+        // only the parts a transfer reads into become resident.
+        bufs.data = vec![0u8; SEGMENT as usize];
+    }
     let digests = if job.hash {
         read_blocks(job, seg, &mut bufs.data)?
     } else {
@@ -551,5 +557,44 @@ mod tests {
         let mut back = vec![0u8; data.len()];
         a.read_at(0, &mut back).unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn copies_sharing_a_pool_hold_no_more_buffers_than_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 6 * SEGMENT;
+        let data: Vec<u8> = (0..size as u32 / 3).map(|i| (i % 249) as u8 + 1).collect();
+        let pool = TransferBuffers::with_bytes(2 * SEGMENT);
+        let copies: Vec<_> = (0..3)
+            .map(|i| {
+                let name = format!("src{i}");
+                let src = image_with(dir.path(), &name, size, &[(i * 1000, &data)]);
+                let dst = FileImage::create(dir.path().join(format!("dst{i}")), size).unwrap();
+                (src, dst)
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for (src, dst) in &copies {
+                let pool = &pool;
+                s.spawn(move || {
+                    let plan = TransferPlan::full(src).unwrap();
+                    let opts = CopyOptions {
+                        threads: 8,
+                        target_is_zero: true,
+                        buffers: Some(pool),
+                        ..CopyOptions::default()
+                    };
+                    copy(src, dst, &plan, opts, &NoProgress).unwrap();
+                });
+            }
+        });
+        for (src, dst) in &copies {
+            assert_eq!(contents(dst), contents(src));
+        }
+        assert!(
+            (1..=2).contains(&pool.peak_lent()),
+            "24 workers over 3 copies, at most 2 buffers at once: {}",
+            pool.peak_lent()
+        );
     }
 }

@@ -4,6 +4,7 @@
 mod adopt;
 mod adopt_checksums;
 mod backup;
+mod buffers;
 mod chain;
 mod clock;
 mod collect;
@@ -31,6 +32,7 @@ pub mod zero;
 
 pub use adopt::AdoptReport;
 pub use backup::{volume_metadata, BackupRequest, DISPLAY_DESCRIPTION, DISPLAY_NAME};
+pub use buffers::TransferBuffers;
 pub use chain::ChainMode;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use copy::{copy, copy_changed, copy_to_sink, CopyOptions, CopyStats, DigestSink};
@@ -63,7 +65,7 @@ pub struct Engine<'a> {
     /// Block digests of the backups incrementals may continue from.
     pub digests: DigestDir,
     pub progress: &'a dyn Progress,
-    pub copy: CopyOptions,
+    pub copy: CopyOptions<'a>,
     pub retry: RetryPolicy,
     /// The time new backups record.
     pub clock: &'a dyn Clock,

@@ -8,7 +8,7 @@ use super::worker::{JobFailure, JobOutcome, JobRunner};
 use crate::config::ServiceConfig;
 use crate::state::{Backend, Probed, ServiceError};
 use blockback_core::catalog::{BackupRecord, BackupStatus, Catalog, JobRecord, VolumeRecord};
-use blockback_core::engine::{unix_now, ChainMode};
+use blockback_core::engine::{unix_now, ChainMode, TransferBuffers};
 use blockback_core::metadata::BackupMetadata;
 use blockback_ops::{
     keys_from_files, BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError,
@@ -26,6 +26,10 @@ pub struct OpsRunner {
     /// Credentials of an encrypted local store (key_file, passphrase_file).
     keys: StoreKeys,
     connections: Connections,
+    /// Transfer buffers shared by every running job: the service's
+    /// transfer memory stays under `jobs.transfer_memory_mib` however many
+    /// jobs run.
+    buffers: TransferBuffers,
     /// Exports of backups over NBD, when `[nbd] listen` is set.
     exports: Option<crate::exports::NbdExports>,
 }
@@ -54,13 +58,16 @@ impl OpsRunner {
         catalog_location
             .check_store(&store)
             .map_err(|e| e.to_string())?;
+        let connections = Connections::with_queue_depth(config.jobs.rbd_queue_depth);
+        let buffers = TransferBuffers::with_bytes(config.jobs.transfer_memory_mib << 20);
         Ok(OpsRunner {
             config,
             catalog,
             store,
             catalog_location,
             keys,
-            connections: Connections::default(),
+            connections,
+            buffers,
             exports,
         })
     }
@@ -106,6 +113,7 @@ impl OpsRunner {
             catalog: self.catalog.as_ref(),
             connections: &self.connections,
             progress,
+            buffers: Some(&self.buffers),
         };
         op(&ops).map_err(|e| {
             let kind = match progress.is_cancelled() {

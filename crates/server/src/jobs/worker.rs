@@ -1,5 +1,5 @@
 //! The worker: claims jobs from the catalog while it has free slots, runs
-//! each on a blocking thread, heartbeats its progress and lease, and
+//! each on a thread of its own at `jobs.nice`, heartbeats its progress and lease, and
 //! records how it ended. Concurrency is bounded by a semaphore of
 //! `max_running` permits; one job per volume is the catalog's claim rule.
 
@@ -36,7 +36,7 @@ pub struct JobFailure {
     pub message: String,
 }
 
-/// Runs one claimed job to its end, on a blocking thread.
+/// Runs one claimed job to its end, on the job's own thread.
 pub trait JobRunner: Send + Sync + 'static {
     fn run(&self, job: &JobRecord, progress: &JobProgress) -> Result<JobOutcome, JobFailure>;
 
@@ -56,6 +56,8 @@ pub struct WorkerSettings {
     pub heartbeat: Duration,
     /// How long running jobs may go on after shutdown begins.
     pub shutdown_grace: Duration,
+    /// The nice value of job threads.
+    pub nice: i32,
 }
 
 pub struct Worker {
@@ -236,18 +238,20 @@ impl Worker {
     ) -> Result<JobOutcome, JobFailure> {
         let (runner, claimed, p) = (self.runner.clone(), job.clone(), progress.clone());
         let span = tracing::Span::current();
-        let mut run = tokio::task::spawn_blocking(move || {
+        let name = format!("job-{}", &job.id.simple().to_string()[..8]);
+        let run = super::thread::spawn_job(name, self.settings.nice, move || {
             let _entered = span.enter();
             runner.run(&claimed, &p)
         });
+        tokio::pin!(run);
         let mut tick = tokio::time::interval(self.settings.heartbeat);
         tick.tick().await;
         loop {
             tokio::select! {
                 done = &mut run => {
-                    return done.unwrap_or_else(|e| Err(JobFailure {
+                    return done.unwrap_or_else(|message| Err(JobFailure {
                         kind: "internal",
-                        message: format!("the job's thread failed: {e}"),
+                        message,
                     }));
                 }
                 _ = tick.tick() => self.beat(job.id, progress).await,

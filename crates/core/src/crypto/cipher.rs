@@ -80,27 +80,6 @@ impl Cipher {
         Ok(out)
     }
 
-    /// Authenticates and decrypts a sealed message into `out` (cleared
-    /// first). Fails without a hint of why: a wrong key and tampering look
-    /// the same.
-    pub fn open_into(
-        &self,
-        key: &[u8; 32],
-        ad: &[u8],
-        sealed: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), AuthFailed> {
-        let n = self.nonce_len();
-        if sealed.len() < n + TAG_LEN {
-            return Err(AuthFailed);
-        }
-        let (nonce, rest) = sealed.split_at(n);
-        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-        out.clear();
-        out.extend_from_slice(body);
-        self.decrypt(key, nonce, ad, out, tag)
-    }
-
     /// Authenticates and decrypts a sealed message where it lies, and
     /// returns the plaintext inside `sealed`: no copy of the body, which on
     /// a restore is every byte read.
@@ -120,10 +99,14 @@ impl Cipher {
         Ok(body)
     }
 
+    /// `open_in_place` on a copy: fails without a hint of why, as a wrong
+    /// key and tampering look the same.
     pub fn open(&self, key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AuthFailed> {
-        let mut out = Vec::new();
-        self.open_into(key, ad, sealed, &mut out)?;
-        Ok(out)
+        let mut buf = sealed.to_vec();
+        let plain_len = self.open_in_place(key, ad, &mut buf)?.len();
+        buf.truncate(self.nonce_len() + plain_len);
+        buf.drain(..self.nonce_len());
+        Ok(buf)
     }
 
     fn encrypt(&self, key: &[u8; 32], nonce: &[u8], ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {

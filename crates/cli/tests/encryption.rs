@@ -644,8 +644,40 @@ fn a_store_sealed_by_the_rustcrypto_build_restores() {
         let out = enc.restore(record, &format!("restored-{}", id_of(record)));
         assert_eq!(sha256(&out), sha256(expected), "{record}");
     }
-    // A new backup sealed by this build lands beside the old ones.
-    let again = enc.backup(&incremental);
+    // A new backup sealed by this build lands beside the old ones, in a
+    // pack with the new footer; the keyless check reads both kinds.
+    let old_packs = pack_footer_magics(&enc.dir.store());
+    assert!(old_packs.iter().all(|m| m == b"BBPKENC1"), "{old_packs:?}");
+    let fresh = enc.dir.path("fresh.img");
+    make_image(&fresh, FIXTURE_SIZE, FIXTURE_EXTENTS, 12);
+    let again = enc.backup(&fresh);
     let out = enc.restore(&again, "restored-again");
-    assert_eq!(sha256(&out), sha256(&incremental));
+    assert_eq!(sha256(&out), sha256(&fresh));
+    let magics = pack_footer_magics(&enc.dir.store());
+    assert!(magics.iter().any(|m| m == b"BBPKENC2"), "{magics:?}");
+    let keyless = enc.dir.ok(&["verify", "--stored-only"]);
+    assert!(keyless.contains("checked without the key"), "{keyless}");
+    // Damage in a pack with the old BLAKE3 footer is still found.
+    let old_pack = files_by_size(&enc.dir.store().join("packs"))
+        .into_iter()
+        .map(|(_, path)| path)
+        .find(|path| footer_magic(path) == *b"BBPKENC1")
+        .unwrap();
+    let mut data = std::fs::read(&old_pack).unwrap();
+    data[100] ^= 0x40;
+    std::fs::write(&old_pack, data).unwrap();
+    let err = enc.dir.fails(&["verify", "--stored-only"]);
+    assert!(err.contains("damaged file"), "{err}");
+}
+
+fn footer_magic(pack: &Path) -> [u8; 8] {
+    let data = std::fs::read(pack).unwrap();
+    data[data.len() - 8..].try_into().unwrap()
+}
+
+fn pack_footer_magics(store: &Path) -> Vec<[u8; 8]> {
+    files_by_size(&store.join("packs"))
+        .into_iter()
+        .map(|(_, path)| footer_magic(&path))
+        .collect()
 }

@@ -329,8 +329,8 @@ fn claims_through_two_connections_are_exclusive() {
     let claim_all = |cat: &SqliteCatalog, worker: &str| {
         let claim = JobClaim {
             worker: worker.into(),
-            now: 1.0,
-            lease_until: 2.0,
+            lease_secs: 1.0,
+            clock: || 1.0,
         };
         std::iter::from_fn(|| cat.claim_job(&claim).unwrap())
             .map(|j| j.id)

@@ -163,8 +163,8 @@ fn claim_until_idle(cat: &PgCatalog, name: &str) -> Vec<JobRecord> {
     while idle < 50 {
         let claim = JobClaim {
             worker: name.into(),
-            now: 100.0,
-            lease_until: 130.0,
+            lease_secs: 30.0,
+            clock: || 100.0,
         };
         let Some(job) = cat.claim_job(&claim).unwrap() else {
             idle += 1;

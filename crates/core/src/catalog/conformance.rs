@@ -122,11 +122,23 @@ fn job(kind: JobKind, volume: Uuid, at: f64) -> JobRecord {
     )
 }
 
+thread_local! {
+    /// The time the claims made on this thread read.
+    static CLAIM_TIME: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+fn claim_time() -> f64 {
+    CLAIM_TIME.with(|t| t.get())
+}
+
+/// A claim at `now` with a 30 s lease (the backends read the clock on the
+/// calling thread).
 fn claim(worker: &str, now: f64) -> JobClaim {
+    CLAIM_TIME.with(|t| t.set(now));
     JobClaim {
         worker: worker.into(),
-        now,
-        lease_until: now + 30.0,
+        lease_secs: 30.0,
+        clock: claim_time,
     }
 }
 

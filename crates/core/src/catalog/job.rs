@@ -131,11 +131,16 @@ impl JobFilter {
 }
 
 /// A worker's claim on the next job it may run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JobClaim {
     pub worker: String,
-    pub now: f64,
-    pub lease_until: f64,
+    /// How long the claim holds without a heartbeat.
+    pub lease_secs: f64,
+    /// Read by the backend once it has picked the job, inside its
+    /// transaction: a clock read before the claim began could date the
+    /// start before the end of the job on the same volume that it waited
+    /// for, and the records would show two jobs of one volume at once.
+    pub clock: fn() -> f64,
 }
 
 /// A running job's progress, reported with each heartbeat.
@@ -194,11 +199,12 @@ impl LostJobs {
 impl JobRecord {
     /// Takes the job for `claim.worker`.
     pub fn claim(&mut self, claim: &JobClaim) {
+        let now = (claim.clock)();
         self.state = JobState::Running;
         self.worker = Some(claim.worker.clone());
-        self.lease_until = Some(claim.lease_until);
-        self.started_at = Some(claim.now);
-        self.updated_at = claim.now;
+        self.lease_until = Some(now + claim.lease_secs);
+        self.started_at = Some(now);
+        self.updated_at = now;
         self.phase = "starting".into();
     }
 

@@ -97,8 +97,9 @@ pub trait Catalog: Send + Sync {
     /// Jobs matching `filter`, oldest first.
     fn list_jobs(&self, filter: &JobFilter) -> CatalogResult<Vec<JobRecord>>;
     /// Atomically takes the oldest queued job whose volume has no running
-    /// job: it becomes running, owned by `claim.worker` until
-    /// `claim.lease_until`. `None` when no job may start.
+    /// job: it becomes running, owned by `claim.worker` for
+    /// `claim.lease_secs` from the time `claim.clock` gives once the job is
+    /// picked. `None` when no job may start.
     fn claim_job(&self, claim: &JobClaim) -> CatalogResult<Option<JobRecord>>;
     /// Records a running job's progress and extends its lease, if `worker`
     /// still owns it.

@@ -165,11 +165,10 @@ impl Worker {
     }
 
     async fn claim(&self) -> CatalogResult<Option<JobRecord>> {
-        let now = unix_now();
         let claim = JobClaim {
             worker: self.settings.name.clone(),
-            now,
-            lease_until: now + self.settings.lease.as_secs_f64(),
+            lease_secs: self.settings.lease.as_secs_f64(),
+            clock: unix_now,
         };
         let catalog = self.catalog.clone();
         blocking(move || catalog.claim_job(&claim)).await

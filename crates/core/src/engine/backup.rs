@@ -13,7 +13,7 @@ use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, CatalogError, VolumeRecord};
-use crate::image::{ExtentKind, Image, Pool};
+use crate::image::{ExtentKind, Image, Pool, Snapshots};
 use crate::metadata::{remove_backup_metadata, write_backup_metadata, BackupMetadata};
 use crate::naming;
 use crate::progress::{timed, Progress};
@@ -79,9 +79,27 @@ impl Engine<'_> {
                     .volume_busy(&id, &req.store_label, &req.source_label)
             })?;
         let _watching = self.watch(&lock);
-        let snaps = req.source.snapshots().filter(|_| req.snapshot_source);
+        let id = req.id.unwrap_or_else(Uuid::new_v4);
+        if let Some(snaps) = req.source.snapshots().filter(|_| req.snapshot_source) {
+            return self.backup_snapshotted(req, &volume, id, snaps);
+        }
+        let chain = self.checked_chain(req, volume.id, None)?;
+        let mut record = new_record(req, &volume, id, &chain, self.clock.now())?;
+        self.catalog.insert_backup(&record)?;
+        self.backup_whole(req, &chain, &mut record)?;
+        Ok(record)
+    }
+
+    /// The chain check, timed; in [`ChainMode::Incremental`] a chain that
+    /// cannot continue is an error.
+    pub(super) fn checked_chain(
+        &self,
+        req: &BackupRequest<'_>,
+        volume: Uuid,
+        snaps: Option<&dyn Snapshots>,
+    ) -> EngineResult<Chain> {
         let chain = timed(self.progress, "chain check", || {
-            self.choose_chain(volume.id, req.store, &req.store_label, req.mode, snaps)
+            self.choose_chain(volume, req.store, &req.store_label, req.mode, snaps)
         })?;
         if let Chain::New {
             reason: Some(reason),
@@ -94,14 +112,7 @@ impl Engine<'_> {
                 "starting a new chain with a full backup: {reason}"
             ));
         }
-        let id = req.id.unwrap_or_else(Uuid::new_v4);
-        let mut record = new_record(req, &volume, id, &chain, self.clock.now())?;
-        self.catalog.insert_backup(&record)?;
-        match snaps {
-            Some(snaps) => self.backup_snapshotted(req, snaps, chain, &mut record)?,
-            None => self.backup_whole(req, &chain, &mut record)?,
-        }
-        Ok(record)
+        Ok(chain)
     }
 
     /// The catalog's volume of the request's source. A caller-chosen id
@@ -263,7 +274,7 @@ impl Engine<'_> {
     }
 }
 
-fn new_record(
+pub(super) fn new_record(
     req: &BackupRequest<'_>,
     volume: &VolumeRecord,
     id: Uuid,

@@ -9,7 +9,7 @@
 //! same name. When an incremental transfer fails, exactly what this run
 //! created is removed and a full backup into a new chain is made instead.
 
-use super::backup::{snapshot_base, BackupRequest, Transferred};
+use super::backup::{new_record, snapshot_base, BackupRequest, Transferred};
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
 use super::digests::DigestWriter;
@@ -17,29 +17,101 @@ use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
 use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
-use crate::catalog::{BackupKind, BackupRecord};
+use crate::catalog::{BackupKind, BackupRecord, VolumeRecord};
 use crate::checksum::CHECKSUM_BLOCK;
 use crate::image::{Extent, Image, Pool, Snapshots};
 use crate::naming;
 use crate::progress::timed;
+use uuid::Uuid;
 
 impl Engine<'_> {
     pub(super) fn backup_snapshotted(
         &self,
         req: &BackupRequest<'_>,
+        volume: &VolumeRecord,
+        id: Uuid,
         snaps: &dyn Snapshots,
-        mut chain: Chain,
-        record: &mut BackupRecord,
-    ) -> EngineResult<()> {
+    ) -> EngineResult<BackupRecord> {
+        // Recorded before the source is snapshotted, so that recovery finds
+        // the snapshot through it; recorded as a new chain (whose base name
+        // no image has yet) until the chain check, which runs while the
+        // snapshot is made, says the chain continues: should the backup
+        // die before that, its cleanup cannot touch the old chain's base.
+        let new = Chain::New { reason: None };
+        let mut record = new_record(req, volume, id, &new, self.clock.now())?;
+        self.catalog.insert_backup(&record)?;
+        let (chain, snapped) = std::thread::scope(|s| {
+            let snapping = s.spawn(|| self.snapshot_source(snaps, &record));
+            let chain = self.checked_chain(req, volume.id, Some(snaps));
+            let snapped = snapping
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (chain, snapped)
+        });
+        if let Err(cause) = snapped {
+            drop(chain);
+            return Err(self.fail(req.store, &mut record, cause, &[]));
+        }
+        let mut chain = match chain {
+            Ok(chain) => chain,
+            Err(cause) => return Err(self.abandon(req.store, snaps, &mut record, cause)),
+        };
+        if let Chain::Continue { parent, .. } = &chain {
+            self.continue_chain(&mut record, parent)?;
+        }
         let base = match &mut chain {
             Chain::Continue { base, .. } => base.take(),
             Chain::New { .. } => None,
         };
-        if let Err(cause) = self.snapshot_source(snaps, record) {
-            drop(base);
-            return Err(self.fail(req.store, record, cause, &[]));
+        self.transfer_with_fallback(req, snaps, &chain, base, &mut record)?;
+        Ok(record)
+    }
+
+    /// Undoes a backup whose chain check failed after its source snapshot
+    /// was made. A chain that may not continue (an incremental was asked
+    /// for) leaves no record when the snapshot is gone: the refusal
+    /// changed nothing.
+    fn abandon(
+        &self,
+        store: &dyn Pool,
+        snaps: &dyn Snapshots,
+        record: &mut BackupRecord,
+        cause: EngineError,
+    ) -> EngineError {
+        let notes = self.undo_attempt(store, snaps, record);
+        if matches!(cause, EngineError::ChainBroken(_)) && notes.is_empty() {
+            match self.catalog.remove_backup(record.id) {
+                Ok(()) => return cause,
+                Err(e) => tracing::warn!("could not remove the record of {}: {e}", record.id),
+            }
         }
-        let first = self.transfer_chain(req, snaps, &chain, base, record);
+        self.fail(store, record, cause, &notes)
+    }
+
+    /// Turns the provisional first backup of a new chain into the next
+    /// backup of `parent`'s chain.
+    fn continue_chain(&self, record: &mut BackupRecord, parent: &BackupRecord) -> EngineResult<()> {
+        record.image = parent.image.clone();
+        record.parent = Some(parent.id);
+        record.kind = BackupKind::Incremental;
+        record.created_base = false;
+        record.updated_at = unix_now();
+        self.catalog.update_backup(record)?;
+        Ok(())
+    }
+
+    /// Transfers into `chain`; when an incremental transfer fails, exactly
+    /// what it created is removed and a full backup into a new chain is
+    /// made instead (unless an incremental was asked for).
+    fn transfer_with_fallback(
+        &self,
+        req: &BackupRequest<'_>,
+        snaps: &dyn Snapshots,
+        chain: &Chain,
+        base: Option<Box<dyn Image>>,
+        record: &mut BackupRecord,
+    ) -> EngineResult<()> {
+        let first = self.transfer_chain(req, snaps, chain, base, record);
         let cause = match first {
             Ok(()) => return Ok(()),
             Err(cause) => cause,

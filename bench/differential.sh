@@ -19,7 +19,7 @@
 #                  the reference's are estimated by its timed `rbd snap create`
 #                  (counted twice: source snapshot and import-diff's end snapshot)
 #   no change      a further backup with nothing changed: blockback's time
-#                  beyond its two snapshot creations (target: under 0.2 s)
+#                  beyond its two snapshot creations (target: under 0.15 s)
 #   transfer       bytes blockback wrote to the base / bytes changed (<= 1.2)
 #   diff. restore  blockback backup restore ID rbd:POOL/new  vs  rbd create +
 #                  rbd export-diff BASE@s2 - | rbd import-diff - POOL/new
@@ -38,9 +38,9 @@ SCRIPT=differential.sh
 source "$ROOT/bench/lib.sh"
 TARGET_INCREMENTAL=0.67
 TARGET_DATA=0.5
-TARGET_NO_CHANGE_SECS=0.2
+TARGET_NO_CHANGE_SECS=0.15
 TARGET_TRANSFER=1.2
-TARGET_RESTORE=0.67
+TARGET_RESTORE=0.5
 
 remove_bench_images() {
     local i

@@ -29,8 +29,9 @@ pub struct CopyOptions<'b> {
     /// Return the digests of every checksum block the plan touches, even
     /// when it does not cover the volume (incremental transfers).
     pub block_digests: bool,
-    /// A pool shared with other transfers that bounds the buffers in
-    /// flight (the service's); without one each worker keeps its own.
+    /// A pool shared with other transfers that bounds the segment buffers
+    /// in flight (the service's); without one the transfer has its own of
+    /// [`OWN_BUFFER_BYTES`].
     pub buffers: Option<&'b TransferBuffers>,
 }
 
@@ -46,6 +47,17 @@ impl Default for CopyOptions<'_> {
         }
     }
 }
+
+/// The segment buffers of a transfer without a shared pool: 16 segments
+/// in flight, whatever the queue depth (deeper queues serve small reads
+/// and writes, which use small buffers: [`SMALL_WINDOW`]).
+pub const OWN_BUFFER_BYTES: u64 = 16 * SEGMENT;
+
+/// A segment reading at most this much uses its worker's own small buffer
+/// instead of a segment buffer from the pool: the scattered small changes
+/// of an incremental keep every queue slot busy while a worker's resident
+/// memory stays small (64 workers hold 16 MiB).
+const SMALL_WINDOW: u64 = 256 * 1024;
 
 /// What a transfer did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,6 +92,8 @@ struct Job<'a> {
     progress: &'a dyn Progress,
     /// What the target holds: unchanged blocks are not written.
     held: Option<&'a dyn TargetDigests>,
+    /// Lends the buffers of segments that read more than [`SMALL_WINDOW`].
+    pool: &'a TransferBuffers,
 }
 
 /// Copies `plan` from `src` to `dst`. The first error stops every worker.
@@ -152,10 +166,19 @@ fn run_copy<'s>(
         threads: opts.threads.max(depth),
         ..opts
     };
+    let own_pool;
+    let pool = match opts.buffers {
+        Some(shared) => shared,
+        None => {
+            own_pool = TransferBuffers::with_bytes(OWN_BUFFER_BYTES);
+            &own_pool
+        }
+    };
     let job = Job {
         src,
         dst,
         opts,
+        pool,
         unit: dst.io_granularity().max(1),
         size: plan.size,
         hash: plan.covers_volume || opts.block_digests || sink.is_some(),
@@ -193,10 +216,7 @@ fn run_workers(
                     };
                     let result = match job.progress.is_cancelled() {
                         true => Err(cancelled(&job.dst.describe())),
-                        false => match job.opts.buffers {
-                            Some(pool) => copy_segment(job, seg, &mut pool.take()),
-                            None => copy_segment(job, seg, &mut own),
-                        },
+                        false => copy_segment(job, seg, &mut own),
                     };
                     let result = result.and_then(|d| match job.hash {
                         true => lock(&collector).add(index, d),
@@ -224,18 +244,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Reads, hashes and writes one segment; returns the digests of the
-/// checksum blocks it touches (none when not hashing).
-fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Digests> {
-    if bufs.data.len() != SEGMENT as usize {
+/// checksum blocks it touches (none when not hashing). `own`: the worker's
+/// small buffer, for segments that read little.
+fn copy_segment(job: &Job<'_>, seg: &Segment, own: &mut Buffers) -> Result<Digests> {
+    let blocks = match job.hash {
+        true => touched_blocks(seg, job.size),
+        false => Vec::new(),
+    };
+    let window = read_window(job, seg, &blocks);
+    let mut lent = None;
+    let (bufs, capacity) = match window.len <= SMALL_WINDOW {
+        true => (own, SMALL_WINDOW),
+        false => (&mut **lent.insert(job.pool.take()), SEGMENT),
+    };
+    if bufs.data.len() < capacity as usize {
         // Zeroed by the allocator (calloc: fresh pages, not written), so
         // only the parts a transfer reads into become resident.
-        bufs.data = vec![0u8; SEGMENT as usize];
+        bufs.data = vec![0u8; capacity as usize];
     }
-    let digests = if job.hash {
-        read_blocks(job, seg, &mut bufs.data)?
-    } else {
-        read_parts(job, seg, &mut bufs.data)?;
-        Vec::new()
+    let digests = match job.hash {
+        true => read_blocks(job, &blocks, window.start, &mut bufs.data)?,
+        false => {
+            read_parts(job, seg, window.start, &mut bufs.data)?;
+            Vec::new()
+        }
     };
     let unchanged = match job.held {
         Some(held) => unchanged_ranges(held, &digests, job.size)?,
@@ -243,23 +275,58 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, bufs: &mut Buffers) -> Result<Dige
     };
     for part in &seg.parts {
         for piece in changed_pieces(*part, &unchanged) {
-            write_piece(job, seg, piece, &digests, bufs)?;
+            write_piece(job, window.start, piece, &digests, bufs)?;
         }
         job.progress.advance(part.len);
     }
     Ok(digests)
 }
 
+/// The bytes a segment reads, from the first to the last: its data parts,
+/// or the checksum blocks they touch when hashing. Its buffer holds them
+/// from `start`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    start: u64,
+    len: u64,
+}
+
+fn read_window(job: &Job<'_>, seg: &Segment, blocks: &[TouchedBlock]) -> Window {
+    let read: Vec<(u64, u64)> = match job.hash {
+        true => blocks
+            .iter()
+            .filter(|b| !b.all_zero)
+            .map(|b| (b.offset, b.end))
+            .collect(),
+        false => seg
+            .parts
+            .iter()
+            .filter(|p| p.kind == ExtentKind::Data)
+            .map(|p| (p.offset, p.end()))
+            .collect(),
+    };
+    match (read.first(), read.last()) {
+        (Some(first), Some(last)) => Window {
+            start: first.0,
+            len: last.1 - first.0,
+        },
+        _ => Window {
+            start: seg.offset,
+            len: 0,
+        },
+    }
+}
+
 fn write_piece(
     job: &Job<'_>,
-    seg: &Segment,
+    base: u64,
     piece: Extent,
     digests: &Digests,
     bufs: &mut Buffers,
 ) -> Result<()> {
-    let rel = (piece.offset - seg.offset) as usize..(piece.end() - seg.offset) as usize;
     match piece.kind {
         ExtentKind::Data => {
+            let rel = (piece.offset - base) as usize..(piece.end() - base) as usize;
             let hashed = Hashed { digests };
             write_data(
                 job,
@@ -273,22 +340,28 @@ fn write_piece(
     }
 }
 
-/// Reads the data parts of a segment into `buf` (not hashing).
-fn read_parts(job: &Job<'_>, seg: &Segment, buf: &mut [u8]) -> Result<()> {
+/// Reads the data parts of a segment into `buf`, which starts at `base`
+/// (not hashing).
+fn read_parts(job: &Job<'_>, seg: &Segment, base: u64, buf: &mut [u8]) -> Result<()> {
     for part in seg.parts.iter().filter(|p| p.kind == ExtentKind::Data) {
-        let rel = (part.offset - seg.offset) as usize..(part.end() - seg.offset) as usize;
+        let rel = (part.offset - base) as usize..(part.end() - base) as usize;
         job.src.read_at(part.offset, &mut buf[rel])?;
         job.counters.read.fetch_add(part.len, Ordering::Relaxed);
     }
     Ok(())
 }
 
-/// Reads every checksum block the segment's parts touch, whole, into `buf`
-/// and returns their digests. Blocks lying wholly inside zero parts are
-/// neither read nor hashed (they get the precomputed zero digest); a block
-/// only partly changed is read whole, since its digest covers all of it.
-fn read_blocks(job: &Job<'_>, seg: &Segment, buf: &mut [u8]) -> Result<Digests> {
-    let blocks = touched_blocks(seg, job.size);
+/// Reads every checksum block in `blocks` whole into `buf`, which starts
+/// at `base`, and returns their digests. Blocks lying wholly inside zero
+/// parts are neither read nor hashed (they get the precomputed zero
+/// digest); a block only partly changed is read whole, since its digest
+/// covers all of it.
+fn read_blocks(
+    job: &Job<'_>,
+    blocks: &[TouchedBlock],
+    base: u64,
+    buf: &mut [u8],
+) -> Result<Digests> {
     let mut i = 0;
     while i < blocks.len() {
         if blocks[i].all_zero {
@@ -301,7 +374,7 @@ fn read_blocks(job: &Job<'_>, seg: &Segment, buf: &mut [u8]) -> Result<Digests> 
             i += 1;
             end = blocks[i].end;
         }
-        let rel = (start - seg.offset) as usize..(end - seg.offset) as usize;
+        let rel = (start - base) as usize..(end - base) as usize;
         job.src.read_at(start, &mut buf[rel])?;
         job.counters.read.fetch_add(end - start, Ordering::Relaxed);
         i += 1;
@@ -312,7 +385,7 @@ fn read_blocks(job: &Job<'_>, seg: &Segment, buf: &mut [u8]) -> Result<Digests> 
             let digest = if b.all_zero {
                 zero_block_digest(b.end - b.offset)
             } else {
-                let rel = (b.offset - seg.offset) as usize..(b.end - seg.offset) as usize;
+                let rel = (b.offset - base) as usize..(b.end - base) as usize;
                 block_digest(&buf[rel])
             };
             (b.offset, digest)
@@ -596,5 +669,63 @@ mod tests {
             "24 workers over 3 copies, at most 2 buffers at once: {}",
             pool.peak_lent()
         );
+    }
+
+    #[test]
+    fn segments_that_read_little_use_no_pool_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8 * SEGMENT;
+        let small: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let big: Vec<u8> = vec![7; 3 * SEGMENT as usize / 2];
+        // A small change at the end of each of six segments (a window of
+        // two checksum blocks, far from the segment start), then one large.
+        let mut writes: Vec<(u64, &[u8])> = (0..6)
+            .map(|i| ((i + 1) * SEGMENT - 50_000, &small[..]))
+            .collect();
+        writes.push((6 * SEGMENT + 100, &big[..SEGMENT as usize - 200]));
+        let src = image_with(dir.path(), "src", size, &writes);
+        let dst = FileImage::create(dir.path().join("dst"), size).unwrap();
+        let extents: Vec<Extent> = writes
+            .iter()
+            .map(|(at, d)| Extent::data(*at, d.len() as u64))
+            .collect();
+        let plan = TransferPlan {
+            size,
+            extents,
+            covers_volume: false,
+        };
+        let pool = TransferBuffers::with_bytes(SEGMENT);
+        let opts = CopyOptions {
+            threads: 8,
+            target_is_zero: true,
+            block_digests: true,
+            buffers: Some(&pool),
+            ..CopyOptions::default()
+        };
+        let stats = copy(&src, &dst, &plan, opts, &NoProgress).unwrap();
+        assert_eq!(contents(&dst), contents(&src));
+        assert_eq!(
+            pool.peak_lent(),
+            1,
+            "only the large change took a segment buffer"
+        );
+        let blocks_of = |at: u64, len: u64| {
+            let first = at - at % CHECKSUM_BLOCK;
+            (at + len).div_ceil(CHECKSUM_BLOCK) * CHECKSUM_BLOCK - first
+        };
+        let hashed: usize = writes
+            .iter()
+            .map(|(at, d)| (blocks_of(*at, d.len() as u64) / CHECKSUM_BLOCK) as usize)
+            .sum();
+        assert_eq!(
+            stats.digests.len(),
+            hashed,
+            "every touched block hashed once"
+        );
+        for (at, digest) in &stats.digests {
+            let mut block = vec![0u8; CHECKSUM_BLOCK as usize];
+            src.read_at(*at, &mut block).unwrap();
+            assert_eq!(*digest, block_digest(&block), "digest of the block at {at}");
+        }
     }
 }

@@ -50,6 +50,14 @@ pub struct BackupRequest<'r> {
     pub volume_metadata: Option<BackupMetadata>,
 }
 
+/// What the record of a snapshotted backup takes from its transfer.
+pub(super) struct Published {
+    /// The base HEAD, just snapshotted.
+    pub base: Box<dyn Image>,
+    pub stats: CopyStats,
+    pub checksum: Option<String>,
+}
+
 /// What a finished transfer leaves for the record.
 pub(super) struct Transferred {
     /// The base HEAD written, to be snapshotted through the same handle.
@@ -200,30 +208,60 @@ impl Engine<'_> {
         t: Transferred,
     ) -> EngineResult<()> {
         let start = std::time::Instant::now();
-        let store = req.store;
+        self.store_backup_objects(req, record, t.digests)?;
+        let done = Published {
+            base: t.base,
+            stats: t.stats,
+            checksum: t.checksum,
+        };
+        self.record_available(req, record, done)?;
+        self.progress
+            .phase_done("publish", start.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The backup's objects beside its base: the volume metadata, and the
+    /// block digests (the local file, then the store's copy, then the
+    /// catalog: an available backup's digests are in its store for any
+    /// host). They need nothing of the base snapshot, so they may be
+    /// written while it is made; a failed backup removes them.
+    pub(super) fn store_backup_objects(
+        &self,
+        req: &BackupRequest<'_>,
+        record: &BackupRecord,
+        digests: Option<DigestWriter>,
+    ) -> EngineResult<()> {
         let meta = match &req.volume_metadata {
             Some(given) => given.clone(),
             None => volume_metadata(record),
         };
-        write_backup_metadata(store, &record.id.to_string(), &meta)?;
-        let checksum = t.checksum.clone();
-        // Local file, then the store's copy, then the catalog: an
-        // available backup's digests are in its store for any host.
-        if let Some(d) = t.digests {
+        write_backup_metadata(req.store, &record.id.to_string(), &meta)?;
+        if let Some(d) = digests {
             self.digests.commit(record.id, d)?;
-            self.publish_digests(store, record.id)?;
+            self.publish_digests(req.store, record.id)?;
         }
-        record.bytes_read = t.stats.bytes_read;
-        record.bytes_written = t.stats.bytes_written;
-        record.bytes_stored = match store.usage().ok().flatten() {
+        Ok(())
+    }
+
+    /// Records the snapshotted backup, whose objects are stored, as
+    /// available.
+    pub(super) fn record_available(
+        &self,
+        req: &BackupRequest<'_>,
+        record: &mut BackupRecord,
+        done: Published,
+    ) -> EngineResult<()> {
+        record.bytes_read = done.stats.bytes_read;
+        record.bytes_written = done.stats.bytes_written;
+        record.bytes_stored = match req.store.usage().ok().flatten() {
             Some(after) => after.saturating_sub(record.bytes_stored),
             // A figure only: never worth failing a finished backup for.
-            None => added_data(t.base.as_ref(), record).unwrap_or_else(|e| {
+            None => added_data(done.base.as_ref(), record).unwrap_or_else(|e| {
                 tracing::warn!("cannot tell what backup {} added: {e}", record.id);
                 0
             }),
         };
-        record.checksum = checksum;
+        record.checksum = done.checksum;
         record.status = BackupStatus::Available;
         record.pid = None;
         record.completed_at = Some(unix_now());
@@ -232,8 +270,6 @@ impl Engine<'_> {
         // lease ran out may be someone else's by now).
         self.check_leases()?;
         self.catalog.update_backup(record)?;
-        self.progress
-            .phase_done("publish", start.elapsed().as_secs_f64());
         Ok(())
     }
 

@@ -9,12 +9,12 @@
 //! same name. When an incremental transfer fails, exactly what this run
 //! created is removed and a full backup into a new chain is made instead.
 
-use super::backup::{new_record, snapshot_base, BackupRequest, Transferred};
+use super::backup::{new_record, snapshot_base, BackupRequest, Published, Transferred};
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
-use super::plan::overlay_data;
+use super::plan::{any_extent, overlay_data};
 use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, VolumeRecord};
@@ -156,6 +156,70 @@ impl Engine<'_> {
         base: Option<Box<dyn Image>>,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
+        let transferred =
+            match self.unchanged_parent(req.source, snaps, chain, base.as_deref(), record)? {
+                Some(parent) => carry_forward(self, base, parent, record)?,
+                None => self.transfer_snapshot(req, snaps, chain, base, record)?,
+            };
+        // Pruning the source's old snapshots needs nothing of what follows
+        // and each removal is a chain of round trips: it runs while the base
+        // is snapshotted and the backup published. Should those fail, the
+        // parent's source snapshot may be gone already; that costs the next
+        // backup a full copy (as the fallback below makes one anyway), never
+        // data: the parent's backup stays whole in the store.
+        let pruned = record.clone();
+        let Transferred {
+            base,
+            stats,
+            checksum,
+            digests,
+        } = transferred;
+        std::thread::scope(|s| {
+            let prune = s.spawn(|| {
+                timed(self.progress, "prune", || {
+                    self.prune_source_snapshots(
+                        req.store,
+                        snaps,
+                        &pruned,
+                        req.keep_source_snapshots,
+                    )
+                })
+            });
+            // The metadata object and the digests, a round trip or two
+            // each, go while the base is snapshotted.
+            let objects = s.spawn(|| self.store_backup_objects(req, &pruned, digests));
+            let snapped = snapshot_base(base.as_ref(), record, self.progress);
+            let stored = objects
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let start = std::time::Instant::now();
+            let published = snapped.and(stored).and_then(|()| {
+                let done = Published {
+                    base,
+                    stats,
+                    checksum,
+                };
+                self.record_available(req, record, done)
+            });
+            self.progress
+                .phase_done("publish", start.elapsed().as_secs_f64());
+            if let Err(panic) = prune.join() {
+                std::panic::resume_unwind(panic);
+            }
+            published
+        })
+    }
+
+    /// Reads the new source snapshot: the changes since the parent's
+    /// snapshot into the chain's base, or all of it into a new base.
+    fn transfer_snapshot(
+        &self,
+        req: &BackupRequest<'_>,
+        snaps: &dyn Snapshots,
+        chain: &Chain,
+        base: Option<Box<dyn Image>>,
+        record: &mut BackupRecord,
+    ) -> EngineResult<Transferred> {
         let source = snaps.open_snapshot(&record.snapshot)?;
         let size = source.size()?;
         if size == 0 {
@@ -168,44 +232,56 @@ impl Engine<'_> {
                 .insert("volume.size".into(), size.to_string());
             self.catalog.update_backup(record)?;
         }
-        let transferred = match chain {
+        match chain {
             Chain::Continue {
                 parent,
                 digests: true,
                 ..
-            } => self.transfer_changes(req.store, source.as_ref(), base, parent, record)?,
-            Chain::Continue { digests: false, .. } => {
-                return Err(EngineError::Invalid(
-                    "an incremental of a source with snapshots needs its parent's digests".into(),
-                ))
-            }
-            Chain::New { .. } => self.transfer_all(req.store, source.as_ref(), record)?,
+            } => self.transfer_changes(req.store, source.as_ref(), base, parent, record),
+            Chain::Continue { digests: false, .. } => Err(EngineError::Invalid(
+                "an incremental of a source with snapshots needs its parent's digests".into(),
+            )),
+            Chain::New { .. } => self.transfer_all(req.store, source.as_ref(), record),
+        }
+    }
+
+    /// The parent, when the chain continues from a source unchanged since
+    /// the parent's snapshot: the new snapshot has the parent's size, the
+    /// base has no known damage, and the source's HEAD shows no change
+    /// since the parent's snapshot (a diff to HEAD covers every later
+    /// snapshot, the new one among them). Then the snapshot is neither
+    /// opened nor read: each open costs dozens of round trips.
+    fn unchanged_parent<'c>(
+        &self,
+        head: &dyn Image,
+        snaps: &dyn Snapshots,
+        chain: &'c Chain,
+        base: Option<&dyn Image>,
+        record: &BackupRecord,
+    ) -> EngineResult<Option<&'c BackupRecord>> {
+        let (
+            Chain::Continue {
+                parent,
+                digests: true,
+                ..
+            },
+            Some(base),
+        ) = (chain, base)
+        else {
+            return Ok(None);
         };
-        // Pruning the source's old snapshots needs nothing of what follows
-        // and each removal is a chain of round trips: it runs while the base
-        // is snapshotted and the backup published. Should those fail, the
-        // parent's source snapshot may be gone already; that costs the next
-        // backup a full copy (as the fallback below makes one anyway), never
-        // data: the parent's backup stays whole in the store.
-        let pruned = record.clone();
-        std::thread::scope(|s| {
-            let prune = s.spawn(|| {
-                timed(self.progress, "prune", || {
-                    self.prune_source_snapshots(
-                        req.store,
-                        snaps,
-                        &pruned,
-                        req.keep_source_snapshots,
-                    )
-                })
-            });
-            let published = snapshot_base(transferred.base.as_ref(), record, self.progress)
-                .and_then(|()| self.publish(req, record, transferred));
-            if let Err(panic) = prune.join() {
-                std::panic::resume_unwind(panic);
-            }
-            published
-        })
+        let made = snaps
+            .list()?
+            .into_iter()
+            .find(|s| s.name == record.snapshot);
+        let same_size = made.is_some_and(|s| s.size == parent.size) && record.size == parent.size;
+        if !same_size || !base.known_damage()?.is_empty() {
+            return Ok(None);
+        }
+        let changed = timed(self.progress, "diff", || {
+            any_extent(head, Some(&parent.snapshot), |_| true)
+        })?;
+        Ok((!changed).then_some(parent.as_ref()))
     }
 
     /// A new chain: the whole snapshot into a new base.
@@ -296,6 +372,10 @@ impl Engine<'_> {
         if let Err(e) = super::backup::undo_partial_backup(store, record) {
             notes.push(format!("cleanup of {} failed: {e}", record.image));
         }
+        // Stored beside the base snapshot, which may have failed after.
+        if let Err(e) = self.remove_digests(store, record) {
+            notes.push(format!("its block digests were left: {e}"));
+        }
         match snaps.remove(&record.snapshot) {
             Err(e) if !e.is_not_found() => {
                 notes.push(format!("source snapshot {} left: {e}", record.snapshot))
@@ -342,5 +422,24 @@ fn changes_plan(
         size,
         extents,
         covers_volume: false,
+    })
+}
+
+/// The next backup of a source unchanged since `parent`: the base's HEAD,
+/// which the chain check proved equal to the parent's snapshot, is the new
+/// backup as it is; the digests and checksum carry over.
+fn carry_forward(
+    engine: &Engine<'_>,
+    base: Option<Box<dyn Image>>,
+    parent: &BackupRecord,
+    record: &BackupRecord,
+) -> EngineResult<Transferred> {
+    let base = base.ok_or_else(|| EngineError::Invalid("no base to continue".into()))?;
+    let (digests, checksum) = engine.digests.derive(parent.id, record.size, &[])?;
+    Ok(Transferred {
+        base,
+        stats: CopyStats::default(),
+        checksum: Some(checksum),
+        digests: Some(digests),
     })
 }

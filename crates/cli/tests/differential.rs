@@ -70,6 +70,7 @@ fn rbd_volume_chain_into_another_pool() {
     assert_eq!(same["kind"], "incremental", "{same}");
     assert_eq!(same["bytes_read"], 0, "{same}");
     assert_eq!(same["bytes_written"], 0, "{same}");
+    assert_eq!(same["bytes_stored"], 0, "{same}");
     assert!(same["phases"].get("transfer").is_none(), "{same}");
     assert_eq!(same["checksum"], second["checksum"]);
     let same_file = dir.path("same.img");

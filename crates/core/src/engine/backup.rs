@@ -56,6 +56,9 @@ pub(super) struct Published {
     pub base: Box<dyn Image>,
     pub stats: CopyStats,
     pub checksum: Option<String>,
+    /// What the backup added to its base, when known without a diff of
+    /// the base (nothing, for a source unchanged since its parent).
+    pub added: Option<u64>,
 }
 
 /// What a finished transfer leaves for the record.
@@ -213,6 +216,7 @@ impl Engine<'_> {
             base: t.base,
             stats: t.stats,
             checksum: t.checksum,
+            added: None,
         };
         self.record_available(req, record, done)?;
         self.progress
@@ -256,9 +260,11 @@ impl Engine<'_> {
         record.bytes_stored = match req.store.usage().ok().flatten() {
             Some(after) => after.saturating_sub(record.bytes_stored),
             // A figure only: never worth failing a finished backup for.
-            None => added_data(done.base.as_ref(), record).unwrap_or_else(|e| {
-                tracing::warn!("cannot tell what backup {} added: {e}", record.id);
-                0
+            None => done.added.unwrap_or_else(|| {
+                added_data(done.base.as_ref(), record).unwrap_or_else(|e| {
+                    tracing::warn!("cannot tell what backup {} added: {e}", record.id);
+                    0
+                })
             }),
         };
         record.checksum = done.checksum;

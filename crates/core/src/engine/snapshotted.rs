@@ -156,11 +156,11 @@ impl Engine<'_> {
         base: Option<Box<dyn Image>>,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
-        let transferred =
-            match self.unchanged_parent(req.source, snaps, chain, base.as_deref(), record)? {
-                Some(parent) => carry_forward(self, base, parent, record)?,
-                None => self.transfer_snapshot(req, snaps, chain, base, record)?,
-            };
+        let unchanged = self.unchanged_parent(req.source, snaps, chain, base.as_deref(), record)?;
+        let transferred = match unchanged {
+            Some(parent) => carry_forward(self, base, parent, record)?,
+            None => self.transfer_snapshot(req, snaps, chain, base, record)?,
+        };
         // Pruning the source's old snapshots needs nothing of what follows
         // and each removal is a chain of round trips: it runs while the base
         // is snapshotted and the backup published. Should those fail, the
@@ -198,6 +198,7 @@ impl Engine<'_> {
                     base,
                     stats,
                     checksum,
+                    added: unchanged.map(|_| 0),
                 };
                 self.record_available(req, record, done)
             });

@@ -79,7 +79,13 @@ impl Ops<'_> {
             volume_id: options.volume_id,
             volume_metadata: options.metadata_object.clone(),
         };
-        Ok(self.engine().backup(&request)?)
+        let engine = self.engine();
+        let record = engine.backup(&request);
+        // The source closes while the engine finishes closing the base.
+        drop(request);
+        drop(source);
+        drop(engine);
+        Ok(record?)
     }
 
     /// The backup's record metadata: the user's keys, and the volume's

@@ -274,6 +274,7 @@ impl Engine<'_> {
         record.updated_at = unix_now();
         // Published only under a lock still held (a cluster lock whose
         // lease ran out may be someone else's by now).
+        self.close_later(done.base);
         self.check_leases()?;
         self.catalog.update_backup(record)?;
         Ok(())

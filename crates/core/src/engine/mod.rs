@@ -72,6 +72,9 @@ pub struct Engine<'a> {
     /// The leases of the locks running operations hold, checked before
     /// a backup is published.
     leases: Mutex<Vec<Lease>>,
+    /// Images being closed on threads of their own (see
+    /// [`Engine::close_later`]); joined when the engine is dropped.
+    closing: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl<'a> Engine<'a> {
@@ -90,6 +93,26 @@ impl<'a> Engine<'a> {
             retry: RetryPolicy::default(),
             clock: &SystemClock,
             leases: Mutex::new(Vec::new()),
+            closing: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Closes `image` on a thread of its own: a close that releases an
+    /// RBD exclusive lock waits for round trips, which then overlap with
+    /// whatever the caller closes next. Finished by the time the engine is
+    /// dropped.
+    pub(crate) fn close_later(&self, image: Box<dyn crate::image::Image>) {
+        let closing = std::thread::Builder::new()
+            .name("close".into())
+            .spawn(move || drop(image));
+        match closing {
+            Ok(handle) => self
+                .closing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle),
+            // No thread to be had: the image was dropped, i.e. closed, here.
+            Err(e) => tracing::debug!("closing an image on this thread: {e}"),
         }
     }
 
@@ -141,4 +164,15 @@ pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Drop for Engine<'_> {
+    fn drop(&mut self) {
+        let closing = std::mem::take(self.closing.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for handle in closing {
+            if handle.join().is_err() {
+                tracing::error!("closing an image panicked");
+            }
+        }
+    }
 }

@@ -196,6 +196,10 @@ impl Image for RbdImage {
         diff::changed_extents(self, from_snap, range, visit)
     }
 
+    fn changed_since(&self, from: &str) -> Result<bool> {
+        diff::changed_since(self, from)
+    }
+
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.check(offset, data.len())?;

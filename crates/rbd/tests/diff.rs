@@ -95,6 +95,46 @@ fn check_incremental(
     ext
 }
 
+/// `changed_since` of a fresh snapshot, then of one written after, then
+/// of an older snapshot across a newer one (the backup's case: the
+/// parent's snapshot, the new snapshot, then HEAD).
+fn check_changed_since(pool: &RbdPool, opts: &CreateOptions, tag: &str) {
+    let name = unique(tag);
+    pool.create_with(&name, SIZE, opts).unwrap();
+    let img = TempImage::adopt(pool, name);
+    let h = img.open();
+    h.write_at(5 * MIB, &pattern(3, 4096)).unwrap();
+    let snaps = h.snapshots().unwrap();
+    snaps.create("s1").unwrap();
+    assert!(!h.changed_since("s1").unwrap(), "nothing written since s1");
+    h.write_at(9 * MIB, b"x").unwrap();
+    h.flush().unwrap();
+    snaps.create("s2").unwrap();
+    assert!(!h.changed_since("s2").unwrap(), "nothing written since s2");
+    assert!(
+        h.changed_since("s1").unwrap(),
+        "a byte written between s1 and s2"
+    );
+    h.write_zeroes(5 * MIB, 4096).unwrap();
+    h.flush().unwrap();
+    assert!(h.changed_since("s2").unwrap(), "zeros written since s2");
+    assert!(matches!(
+        h.changed_since("nope"),
+        Err(ImageError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn changed_since_with_and_without_fast_diff() {
+    let Some(pool) = pool() else { return };
+    check_changed_since(&pool, &CreateOptions::default(), "dsince");
+    let exact = CreateOptions {
+        features: Some(features::LAYERING),
+        ..CreateOptions::default()
+    };
+    check_changed_since(&pool, &exact, "dsincex");
+}
+
 #[test]
 fn incremental_hybrid_is_exact_inside_changed_objects() {
     let Some(pool) = pool() else { return };

@@ -1,6 +1,7 @@
 //! What a transfer must do: which extents of the volume to copy or zero.
 
-use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
+pub use crate::image::any_extent;
+use crate::image::{Extent, ExtentKind, Image, Result};
 
 /// Work unit of a transfer: reads and writes of at most this many bytes,
 /// aligned so that no store chunk or checksum block straddles two units.
@@ -111,29 +112,6 @@ pub fn fill_gaps(data: &[Extent], size: u64) -> Vec<Extent> {
         out.push(Extent::zero(pos, size - pos));
     }
     out
-}
-
-/// Whether `image` reports, since `from_snap`, an extent matching `pred`;
-/// stops at the first one.
-pub fn any_extent(
-    image: &dyn Image,
-    from_snap: Option<&str>,
-    pred: impl Fn(&Extent) -> bool,
-) -> Result<bool> {
-    const FOUND: &str = "stop: an extent matched";
-    let size = image.size()?;
-    let walk = image.changed_extents(from_snap, 0..size, &mut |e| match pred(&e) {
-        true => Err(ImageError::Invalid {
-            what: String::new(),
-            why: FOUND.into(),
-        }),
-        false => Ok(()),
-    });
-    match walk {
-        Err(ImageError::Invalid { why, .. }) if why == FOUND => Ok(true),
-        Err(e) => Err(e),
-        Ok(()) => Ok(false),
-    }
 }
 
 /// `extents` (ascending, non-overlapping) with `data` laid over them:

@@ -14,7 +14,7 @@ use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
 use super::digests::DigestWriter;
 use super::error::{EngineError, EngineResult};
-use super::plan::{any_extent, overlay_data};
+use super::plan::overlay_data;
 use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, VolumeRecord};
@@ -280,7 +280,7 @@ impl Engine<'_> {
             return Ok(None);
         }
         let changed = timed(self.progress, "diff", || {
-            any_extent(head, Some(&parent.snapshot), |_| true)
+            head.changed_since(&parent.snapshot)
         })?;
         Ok((!changed).then_some(parent.as_ref()))
     }

@@ -103,6 +103,13 @@ pub trait Image: Send + Sync {
     fn dedups_writes(&self) -> bool {
         false
     }
+    /// Whether the image may differ from its snapshot `from`: `false` only
+    /// when nothing changed since. Backends with a cheap coarse answer
+    /// (RBD: the fast-diff object maps, whole objects) give it instead of
+    /// a byte-exact diff.
+    fn changed_since(&self, from: &str) -> Result<bool> {
+        any_extent(self, Some(from), |_| true)
+    }
     /// Extents whose stored data is known to be bad (a content-addressed
     /// store whose only copy of a chunk this point uses was quarantined or
     /// lies in an unreadable pack): a writer that keeps the rest as it is
@@ -202,5 +209,28 @@ pub fn check_range(what: &dyn Fn() -> String, offset: u64, len: u64, size: u64) 
             what: what(),
             why: format!("range {offset}+{len} is beyond the image size {size}"),
         }),
+    }
+}
+
+/// Whether `image` reports, since `from_snap`, an extent matching `pred`;
+/// stops at the first one.
+pub fn any_extent<I: Image + ?Sized>(
+    image: &I,
+    from_snap: Option<&str>,
+    pred: impl Fn(&Extent) -> bool,
+) -> Result<bool> {
+    const FOUND: &str = "stop: an extent matched";
+    let size = image.size()?;
+    let walk = image.changed_extents(from_snap, 0..size, &mut |e| match pred(&e) {
+        true => Err(ImageError::Invalid {
+            what: String::new(),
+            why: FOUND.into(),
+        }),
+        false => Ok(()),
+    });
+    match walk {
+        Err(ImageError::Invalid { why, .. }) if why == FOUND => Ok(true),
+        Err(e) => Err(e),
+        Ok(()) => Ok(false),
     }
 }

@@ -70,7 +70,7 @@ pub(crate) fn changed_extents(
         from: from.as_deref(),
         from_name: from_snap,
         exact_window: round_up(EXACT_WINDOW, set),
-        threads: img.queue_depth.max(1),
+        threads: exact_passes_in_flight(img.queue_depth),
     };
     if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
         let slices = windows(range.start..end, set.saturating_mul(SLICE_SETS));
@@ -89,6 +89,14 @@ pub(crate) fn changed_extents(
         walker.exact_pieces(items, visit)?;
     }
     Ok(())
+}
+
+/// Exact passes run at once for an image of queue depth `depth`: four per
+/// slot, at most 256. A pass holds only the extents it finds, no data, so
+/// unlike reads and writes its depth costs no memory; each waits one round
+/// trip (`list_snaps` of one object).
+fn exact_passes_in_flight(depth: usize) -> usize {
+    depth.saturating_mul(4).clamp(1, 256)
 }
 
 /// Whether anything may have changed since `from_snap`: with fast-diff,
@@ -344,6 +352,14 @@ pub(crate) fn normalize(mut extents: Vec<Extent>) -> Vec<Extent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_passes_are_four_per_slot_within_bounds() {
+        assert_eq!(exact_passes_in_flight(0), 1);
+        assert_eq!(exact_passes_in_flight(16), 64);
+        assert_eq!(exact_passes_in_flight(64), 256);
+        assert_eq!(exact_passes_in_flight(usize::MAX), 256);
+    }
 
     #[test]
     fn normalize_sorts_merges_and_trims() {

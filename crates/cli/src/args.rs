@@ -83,9 +83,10 @@ pub struct CephArgs {
     /// Keyring for the volume's cluster [default: the store's].
     #[arg(long, global = true)]
     pub volume_keyring: Option<PathBuf>,
-    /// Requests kept in flight on each RBD image (reads, writes, diffs),
-    /// 1 to 256; each holds up to 4 MiB of data in memory. A networked
-    /// cluster answers in 0.2-2 ms per request, so depth decides speed.
+    /// Requests kept in flight on each RBD image (reads, writes; four diff
+    /// passes per slot), 1 to 256. A networked cluster answers in 0.2-2 ms
+    /// per request, so depth decides speed; a transfer's data buffers stay
+    /// within 64 MiB of 4 MiB segments however deep.
     #[arg(
         long,
         global = true,

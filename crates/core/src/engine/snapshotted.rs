@@ -57,7 +57,7 @@ impl Engine<'_> {
             Err(cause) => return Err(self.abandon(req.store, snaps, &mut record, cause)),
         };
         if let Chain::Continue { parent, .. } = &chain {
-            self.continue_chain(&mut record, parent)?;
+            self.set_chain(&mut record, Some(parent))?;
         }
         let base = match &mut chain {
             Chain::Continue { base, .. } => base.take(),
@@ -88,13 +88,24 @@ impl Engine<'_> {
         self.fail(store, record, cause, &notes)
     }
 
-    /// Turns the provisional first backup of a new chain into the next
-    /// backup of `parent`'s chain.
-    fn continue_chain(&self, record: &mut BackupRecord, parent: &BackupRecord) -> EngineResult<()> {
-        record.image = parent.image.clone();
-        record.parent = Some(parent.id);
-        record.kind = BackupKind::Incremental;
-        record.created_base = false;
+    /// Records `record` as the next backup of `parent`'s chain, or
+    /// (`None`) as the first backup of a new chain of its own.
+    fn set_chain(
+        &self,
+        record: &mut BackupRecord,
+        parent: Option<&BackupRecord>,
+    ) -> EngineResult<()> {
+        let (vid, id) = (record.volume_id.to_string(), record.id.to_string());
+        record.image = match parent {
+            Some(p) => p.image.clone(),
+            None => naming::chain_base_name(&vid, &id),
+        };
+        record.parent = parent.map(|p| p.id);
+        record.kind = match parent {
+            Some(_) => BackupKind::Incremental,
+            None => BackupKind::Full,
+        };
+        record.created_base = parent.is_none();
         record.updated_at = unix_now();
         self.catalog.update_backup(record)?;
         Ok(())
@@ -124,7 +135,7 @@ impl Engine<'_> {
         self.progress.note(&format!(
             "incremental transfer failed ({cause}); falling back to a full backup"
         ));
-        self.restart_as_full(record)?;
+        self.set_chain(record, None)?;
         let second = self.snapshot_source(snaps, record).and_then(|()| {
             let new = Chain::New { reason: None };
             self.transfer_chain(req, snaps, &new, None, record)
@@ -384,18 +395,6 @@ impl Engine<'_> {
             _ => {}
         }
         notes
-    }
-
-    /// Turns `record` into the first backup of a new chain.
-    fn restart_as_full(&self, record: &mut BackupRecord) -> EngineResult<()> {
-        let (vid, id) = (record.volume_id.to_string(), record.id.to_string());
-        record.image = naming::chain_base_name(&vid, &id);
-        record.parent = None;
-        record.kind = BackupKind::Full;
-        record.created_base = true;
-        record.updated_at = unix_now();
-        self.catalog.update_backup(record)?;
-        Ok(())
     }
 }
 

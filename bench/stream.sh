@@ -107,7 +107,7 @@ main() {
     setup
     [[ -f $BENCH_DIR/v1.img && $(stat -c %s "$BENCH_DIR/v1.img") == $(numfmt --from=iec "$SIZE") ]] ||
         "$BENCH_GEN" base "$BENCH_DIR/v1.img" --size "$SIZE" --seed "$SEED_BASE" >&2
-    declare -ga T_CAT T_EXPORT T_RBD_IMPORT T_BB_IMPORT T_RBD_CHANGE T_BB_CHANGE
+    declare -ga T_CAT=() T_EXPORT=() T_RBD_IMPORT=() T_BB_IMPORT=() T_RBD_CHANGE=() T_BB_CHANGE=()
     for ((run = 1; run <= RUNS; run++)); do one_run "$run"; done
     report | tee "$BENCH_DIR/results-stream.md"
     [[ $KEEP == 1 ]] || rm -rf "$RUN_DIR"

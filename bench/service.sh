@@ -229,7 +229,7 @@ report() {
     api=$(median "${T_API[@]}")
     cli=$(median "${T_CLI[@]}")
     echo "Volumes: $VOLUMES x $SIZE (seed $SEED_BASE), $CHANGE_PERCENT% changed per round;" \
-        "service max_running = $CONCURRENCY; medians of $RUNS runs; loopback test cluster."
+        "service max_running = $CONCURRENCY; medians of $RUNS runs; $(latency_note)."
     echo "API runs: ${T_API[*]} s; CLI runs: ${T_CLI[*]} s."
     echo "CPU per round (API, first created -> last finished): $(IFS=';'; echo "${CPU_API[*]}")."
     echo "CPU per round (CLI, wall): $(IFS=';'; echo "${CPU_CLI[*]}")."

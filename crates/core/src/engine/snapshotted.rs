@@ -384,10 +384,7 @@ impl Engine<'_> {
         if let Err(e) = super::backup::undo_partial_backup(store, record) {
             notes.push(format!("cleanup of {} failed: {e}", record.image));
         }
-        // Stored beside the base snapshot, which may have failed after.
-        if let Err(e) = self.remove_digests(store, record) {
-            notes.push(format!("its block digests were left: {e}"));
-        }
+
         match snaps.remove(&record.snapshot) {
             Err(e) if !e.is_not_found() => {
                 notes.push(format!("source snapshot {} left: {e}", record.snapshot))

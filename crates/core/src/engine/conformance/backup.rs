@@ -1,6 +1,7 @@
 //! Backup checks: chains, broken chains, fallback, pruning.
 
 use super::faults::{is_injected, Faulty};
+use super::store_faults::SnapFailingPool;
 use super::support::{contents, ensure, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, Catalog};
 use crate::checksum::checksum_of;
@@ -306,6 +307,43 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     );
     noted(ctx, "falling back to a full backup")?;
     expect_restores(ctx, &b, &vol.mirror)
+}
+
+/// The base snapshot of an incremental fails after its transfer, with the
+/// metadata object and the digests already stored beside it: the attempt's
+/// traces go, and the full fallback (same backup id) stores its own.
+pub fn failed_base_snapshot_falls_back(ctx: &Ctx<'_>) -> CheckResult {
+    let (vol, first) = changed_after_backup(ctx)?;
+    let [(store, label), _] = ctx.fx.stores();
+    let faulty = SnapFailingPool::new(store, 1);
+    let b = ctx
+        .backup_into(vol.head.as_ref(), &vol, How::default(), &faulty, label)
+        .map_err(s)?;
+    ensure!(faulty.left() == 0, "no base snapshot failed");
+    ensure!(
+        b.kind == BackupKind::Full,
+        "fallback recorded as {}",
+        b.kind
+    );
+    let own_base = chain_base_name(&b.volume_id.to_string(), &b.id.to_string());
+    ensure!(b.image == own_base, "fallback went to {}", b.image);
+    ensure!(
+        ctx.base_snaps(0, &first.image) == [first.snapshot.clone()],
+        "old base: {:?}",
+        ctx.base_snaps(0, &first.image)
+    );
+    noted(ctx, "falling back to a full backup")?;
+    expect_restores(ctx, &b, &vol.mirror)?;
+    // The next incremental continues from the fallback, with its digests.
+    let mut vol = vol;
+    vol.scribble(3 * MIB, 10_000, 12)?;
+    let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    ensure!(
+        next.parent == Some(b.id),
+        "next continues {:?}",
+        next.parent
+    );
+    expect_restores(ctx, &next, &vol.mirror)
 }
 
 pub fn failed_fallback_first_cause(ctx: &Ctx<'_>) -> CheckResult {

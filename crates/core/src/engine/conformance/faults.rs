@@ -4,7 +4,7 @@ use crate::image::{ExtentVisitor, Image, ImageError, Result, SnapshotInfo, Snaps
 use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
-const INJECTED: &str = "injected read failure";
+pub(super) const INJECTED: &str = "injected read failure";
 
 /// Whether an error message carries the injected failure.
 pub(super) fn is_injected(message: &str) -> bool {

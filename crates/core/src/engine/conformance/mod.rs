@@ -14,6 +14,7 @@ mod digests;
 mod faults;
 mod restore;
 mod retention;
+mod store_faults;
 mod support;
 
 pub use retention::run_retention_days;
@@ -80,6 +81,10 @@ const CHECKS: &[Check] = &[
     check(
         "failed_fallback_reports_the_first_cause",
         backup::failed_fallback_first_cause,
+    ),
+    check(
+        "failed_base_snapshot_falls_back_to_full",
+        backup::failed_base_snapshot_falls_back,
     ),
     check(
         "failed_read_among_many_in_flight_leaves_nothing",

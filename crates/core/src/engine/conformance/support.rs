@@ -208,6 +208,19 @@ impl<'f> Ctx<'f> {
     ) -> EngineResult<BackupRecord> {
         let [first, second] = self.fx.stores();
         let (store, store_label) = if how.store == 0 { first } else { second };
+        self.backup_into(source, vol, how, store, store_label)
+    }
+
+    /// [`Self::backup_with`] into `store` (a wrapper around one of the
+    /// fixture's), recorded as `store_label`.
+    pub fn backup_into(
+        &self,
+        source: &dyn Image,
+        vol: &Vol,
+        how: How,
+        store: &dyn Pool,
+        store_label: String,
+    ) -> EngineResult<BackupRecord> {
         self.engine().backup(&BackupRequest {
             source,
             snapshot_source: how.snapshots,

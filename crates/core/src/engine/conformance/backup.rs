@@ -284,10 +284,9 @@ fn changed_after_backup(ctx: &Ctx<'_>) -> Result<(Vol, BackupRecord), String> {
     Ok((vol, first))
 }
 
-pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
-    let (vol, first) = changed_after_backup(ctx)?;
-    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 1, 0);
-    let b = ctx.backup_with(&faulty, &vol, How::default()).map_err(s)?;
+/// `b` is the full first backup of a chain of its own, and `first`'s base
+/// kept only `first`'s snapshot.
+fn fell_back_to_own_chain(ctx: &Ctx<'_>, b: &BackupRecord, first: &BackupRecord) -> CheckResult {
     ensure!(
         b.kind == BackupKind::Full,
         "fallback recorded as {}",
@@ -300,6 +299,14 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
         "old base: {:?}",
         ctx.base_snaps(0, &first.image)
     );
+    Ok(())
+}
+
+pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
+    let (vol, first) = changed_after_backup(ctx)?;
+    let faulty = Faulty::snapshots_failing(vol.head.as_ref(), 1, 0);
+    let b = ctx.backup_with(&faulty, &vol, How::default()).map_err(s)?;
+    fell_back_to_own_chain(ctx, &b, &first)?;
     ensure!(
         vol.backup_snaps() == [b.snapshot.clone()],
         "source keeps {:?}",
@@ -320,18 +327,7 @@ pub fn failed_base_snapshot_falls_back(ctx: &Ctx<'_>) -> CheckResult {
         .backup_into(vol.head.as_ref(), &vol, How::default(), &faulty, label)
         .map_err(s)?;
     ensure!(faulty.left() == 0, "no base snapshot failed");
-    ensure!(
-        b.kind == BackupKind::Full,
-        "fallback recorded as {}",
-        b.kind
-    );
-    let own_base = chain_base_name(&b.volume_id.to_string(), &b.id.to_string());
-    ensure!(b.image == own_base, "fallback went to {}", b.image);
-    ensure!(
-        ctx.base_snaps(0, &first.image) == [first.snapshot.clone()],
-        "old base: {:?}",
-        ctx.base_snaps(0, &first.image)
-    );
+    fell_back_to_own_chain(ctx, &b, &first)?;
     noted(ctx, "falling back to a full backup")?;
     expect_restores(ctx, &b, &vol.mirror)?;
     // The next incremental continues from the fallback, with its digests.

@@ -2,7 +2,8 @@
 //! at once with the limit at 4 (never more than 4 running, never two on
 //! one volume, all complete), cancel during the transfer, and kill -9 of
 //! the service mid-job (the job is failed at the next start, the next
-//! backup succeeds, nothing leaks).
+//! backup succeeds, nothing leaks); librados' threads run at the jobs'
+//! nice value.
 
 mod util;
 use serde_json::{json, Value};
@@ -157,4 +158,61 @@ fn kill_9_mid_job_then_restart() {
         "only the new backup's source snapshot: {snaps:?}"
     );
     cleanup(&conf, &s, &[image]);
+}
+
+/// The thread name and nice value in a /proc stat line
+/// ("tid (name) state ...", the nice value its 19th field).
+fn name_and_nice(stat: &str) -> (String, i32) {
+    let (head, fields) = stat.rsplit_once(')').expect("a stat line");
+    let name = head.split_once('(').expect("a thread name").1.to_string();
+    let nice = fields.split_whitespace().nth(16).expect("a nice field");
+    (name, nice.parse().expect("a numeric nice value"))
+}
+
+/// The name and nice value of each thread of process `pid`.
+fn thread_priorities(pid: u32) -> Vec<(String, i32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the service's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| name_and_nice(&stat))
+        .collect()
+}
+
+/// librados' threads (messenger workers, finishers) do the I/O of every
+/// job: they run at the jobs' nice value, the API's threads at the
+/// service's own, so requests are answered while backups run.
+#[test]
+fn cluster_threads_run_at_the_jobs_nice_value() {
+    let Some(conf) = cluster() else { return };
+    let s = Service::start(
+        &config(&conf, 4).replacen("[jobs]\n", "[jobs]\nnice = 13\n", 1),
+        Some("rbd:backups"),
+    );
+    let (status, body) = s.call("GET", "/api/v1/health/ready", util::service::ADMIN, None);
+    assert_eq!(status, 200, "{body}");
+    let threads = thread_priorities(s.pid());
+    let messengers: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("msgr-worker"))
+        .collect();
+    assert!(
+        !messengers.is_empty(),
+        "no librados messenger thread: {threads:?}"
+    );
+    for (name, nice) in &messengers {
+        assert_eq!(*nice, 13, "{name} runs at nice {nice}: {threads:?}");
+    }
+    let own = std::fs::read_to_string(format!("/proc/{}/stat", s.pid())).unwrap();
+    let (_, started_at) = name_and_nice(&own);
+    let api: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name == "blockback-serve")
+        .collect();
+    assert!(!api.is_empty(), "no API thread: {threads:?}");
+    for (name, nice) in &api {
+        assert_eq!(
+            *nice, started_at,
+            "{name} runs at nice {nice}, the service at {started_at}"
+        );
+    }
 }

@@ -5,11 +5,16 @@ use crate::error::OpsResult;
 use blockback_rbd::{Cluster, ClusterConfig, RbdPool, DEFAULT_QUEUE_DEPTH};
 use std::sync::{Arc, Mutex};
 
+/// How a cluster is connected: the service connects on a thread of lower
+/// CPU priority, whose priority librados' own threads then inherit.
+pub type Connector = dyn Fn(&ClusterConfig) -> OpsResult<Arc<Cluster>> + Send + Sync;
+
 /// The connections of one command, or of a service's whole life.
 pub struct Connections {
     open: Mutex<Vec<(ClusterConfig, Arc<Cluster>)>>,
     /// Requests kept in flight on each RBD image opened through these.
     queue_depth: usize,
+    connect: Box<Connector>,
 }
 
 impl Default for Connections {
@@ -21,9 +26,15 @@ impl Default for Connections {
 impl Connections {
     /// Connections whose RBD images keep `depth` requests in flight (at least 1).
     pub fn with_queue_depth(depth: usize) -> Self {
+        Connections::connecting_with(depth, Box::new(|config| Ok(Cluster::connect(config)?)))
+    }
+
+    /// Connections that connect clusters through `connect`.
+    pub fn connecting_with(depth: usize, connect: Box<Connector>) -> Self {
         Connections {
             open: Mutex::default(),
             queue_depth: depth.max(1),
+            connect,
         }
     }
 
@@ -35,7 +46,7 @@ impl Connections {
         if let Some((_, cluster)) = open.iter().find(|(c, _)| c == config) {
             return Ok(cluster.clone());
         }
-        let cluster = Cluster::connect(config)?;
+        let cluster = (self.connect)(config)?;
         open.push((config.clone(), cluster.clone()));
         Ok(cluster)
     }

@@ -30,7 +30,7 @@ pub mod volume;
 pub use address::Address;
 pub use backup::BackupOptions;
 pub use catalog::CatalogLocation;
-pub use connections::Connections;
+pub use connections::{Connections, Connector};
 pub use delete::{DeleteOptions, Deleted};
 pub use error::{OpsError, OpsResult};
 pub use export::{BackupExport, ExportClosed, ExportEnd, ExportOptions};

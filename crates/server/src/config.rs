@@ -147,8 +147,8 @@ pub struct JobsConfig {
     /// Requests kept in flight on each RBD image a job opens (the CLI's
     /// --rbd-queue-depth), 1 to 256.
     pub rbd_queue_depth: usize,
-    /// The nice value of job threads (0 to 19): jobs yield the CPU to the
-    /// API's requests.
+    /// The nice value of job threads and of librados' threads (0 to 19):
+    /// jobs yield the CPU to the API's requests.
     pub nice: i32,
     /// Memory for transfer buffers, shared by all running jobs (MiB, at
     /// least 4: one 4 MiB segment in flight). Bounds the service's RSS.

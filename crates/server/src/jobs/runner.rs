@@ -14,6 +14,7 @@ use blockback_ops::{
     keys_from_files, BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError,
     RestoreOptions, Settings, StoreKeys, StoreLocation, TargetKind, Volume,
 };
+use blockback_rbd::Cluster;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +59,13 @@ impl OpsRunner {
         catalog_location
             .check_store(&store)
             .map_err(|e| e.to_string())?;
-        let connections = Connections::with_queue_depth(config.jobs.rbd_queue_depth);
+        let nice = config.jobs.nice;
+        let connections = Connections::connecting_with(
+            config.jobs.rbd_queue_depth,
+            Box::new(move |cluster| {
+                super::thread::run_niced(nice, || Ok(Cluster::connect(cluster)?))
+            }),
+        );
         let buffers = TransferBuffers::with_bytes(config.jobs.transfer_memory_mib << 20);
         Ok(OpsRunner {
             config,

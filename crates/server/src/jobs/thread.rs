@@ -29,6 +29,25 @@ pub fn spawn_job<T: Send + 'static>(
     }
 }
 
+/// Runs `work` on a scoped thread at nice value `nice` and waits for it.
+/// The service connects to Ceph this way: librados starts its messenger
+/// and finisher threads from the connecting thread, and they inherit its
+/// priority, so the I/O of jobs does not compete with the API's threads.
+pub fn run_niced<T: Send>(nice: i32, work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            if let Err(e) = lower_priority(nice) {
+                tracing::warn!("setting the connecting thread's nice value to {nice}: {e}");
+            }
+            work()
+        });
+        match thread.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Sets this thread's nice value to `nice` unless it is already higher
 /// (raising priority back would need privileges the service lacks).
 fn lower_priority(nice: i32) -> std::io::Result<()> {
@@ -84,6 +103,17 @@ mod tests {
         let current = thread_nice().unwrap();
         let job = spawn_job("job-test".into(), current - 1, || thread_nice().unwrap());
         assert_eq!(job.await.unwrap(), current);
+    }
+
+    #[test]
+    fn run_niced_runs_at_the_nice_value_and_threads_it_starts_inherit_it() {
+        let caller = thread_nice().unwrap();
+        let (own, started) = run_niced(18, || {
+            let started = std::thread::spawn(|| thread_nice().unwrap());
+            (thread_nice().unwrap(), started.join().unwrap())
+        });
+        assert_eq!((own, started), (18, 18));
+        assert_eq!(thread_nice().unwrap(), caller, "the caller's is unchanged");
     }
 
     #[tokio::test]

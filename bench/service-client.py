@@ -5,16 +5,11 @@
   service-client.py URL TOKEN wait TIMEOUT ID...      until all are final
   service-client.py URL TOKEN round ID...             created -> finished, s
   service-client.py URL TOKEN running N TIMEOUT       until N jobs run
-  service-client.py URL TOKEN latency N PATH...       N GETs in flight at once
 
 submit sends all its requests at once; round reads the jobs' own records,
-so the time counts neither this script nor its polling. latency opens N
-connections, sends N requests (cycling through PATHs) together and prints
-one line: answers, errors, p50/p99/max in ms (each request timed from its
-connect to the end of its answer).
+so the time counts neither this script nor its polling.
 """
 
-import asyncio
 import concurrent.futures
 import json
 import sys
@@ -78,44 +73,6 @@ def running(url, token, count, timeout):
         time.sleep(0.05)
 
 
-async def get(host, port, token, path, start):
-    await start.wait()
-    began = time.perf_counter()
-    try:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        answer = await reader.read()
-        writer.close()
-        status = int(answer.split(b" ", 2)[1])
-    except (OSError, ValueError, IndexError):
-        status = 0
-    return status, (time.perf_counter() - began) * 1000
-
-
-async def latency(url, token, count, paths):
-    parts = urllib.parse.urlsplit(url)
-    start = asyncio.Event()
-    tasks = [
-        asyncio.create_task(get(parts.hostname, parts.port, token, paths[i % len(paths)], start))
-        for i in range(int(count))
-    ]
-    await asyncio.sleep(0.05)
-    start.set()
-    results = await asyncio.gather(*tasks)
-    times = sorted(ms for _, ms in results)
-    errors = sum(1 for status, _ in results if status != 200)
-
-    def pct(p):
-        return times[max(0, min(len(times) - 1, int(len(times) * p + 0.999) - 1))]
-
-    print(f"answers={len(results)} errors={errors} p50_ms={pct(0.50):.1f} "
-          f"p99_ms={pct(0.99):.1f} max_ms={times[-1]:.1f}")
-
-
 def main(argv):
     if len(argv) < 4:
         sys.exit(__doc__)
@@ -128,8 +85,6 @@ def main(argv):
         round_time(url, token, args)
     elif command == "running":
         running(url, token, args[0], args[1])
-    elif command == "latency":
-        asyncio.run(latency(url, token, args[0], args[1:]))
     else:
         sys.exit(__doc__)
 

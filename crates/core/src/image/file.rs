@@ -195,6 +195,30 @@ impl FileImage {
 
     /// One `lseek`; the fd's position is not used by positional I/O, so
     /// moving it here is harmless even with concurrent callers.
+    /// Starts writing `len` bytes at `offset` to the disk without waiting.
+    /// A restore writes a whole volume and then flushes: left to the
+    /// kernel, most of it is still dirty then and the flush writes it
+    /// after the transfer (0.3 s of a 1.4 s restore of 1 GiB); started
+    /// here, the disk writes overlap the reads. Best effort: the flush
+    /// still makes it durable, so an error here changes nothing.
+    fn start_writeback(&self, offset: u64, len: usize) {
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return;
+        };
+        // SAFETY: a plain syscall on a descriptor this image owns.
+        unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+
     fn lseek(&self, pos: u64, whence: libc::c_int) -> Result<SeekTo> {
         // SAFETY: lseek only takes integers; the fd is ours.
         let rc = unsafe { libc::lseek(self.file.as_raw_fd(), to_off(pos)?, whence) };
@@ -263,7 +287,9 @@ impl Image for FileImage {
         self.check_range(offset, data.len() as u64)?;
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.start_writeback(offset, data.len());
+        Ok(())
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

@@ -26,7 +26,12 @@ impl Default for Connections {
 impl Connections {
     /// Connections whose RBD images keep `depth` requests in flight (at least 1).
     pub fn with_queue_depth(depth: usize) -> Self {
-        Connections::connecting_with(depth, Box::new(|config| Ok(Cluster::connect(config)?)))
+        Connections::connecting_with(depth, Box::new(Connections::connect))
+    }
+
+    /// Connects `config` on the calling thread: what [`Connector`]s call.
+    pub fn connect(config: &ClusterConfig) -> OpsResult<Arc<Cluster>> {
+        Ok(Cluster::connect(config)?)
     }
 
     /// Connections that connect clusters through `connect`.

@@ -193,8 +193,6 @@ impl FileImage {
         Ok(())
     }
 
-    /// One `lseek`; the fd's position is not used by positional I/O, so
-    /// moving it here is harmless even with concurrent callers.
     /// Starts writing `len` bytes at `offset` to the disk without waiting.
     /// A restore writes a whole volume and then flushes: left to the
     /// kernel, most of it is still dirty then and the flush writes it
@@ -219,6 +217,8 @@ impl FileImage {
         }
     }
 
+    /// One `lseek`; the fd's position is not used by positional I/O, so
+    /// moving it here is harmless even with concurrent callers.
     fn lseek(&self, pos: u64, whence: libc::c_int) -> Result<SeekTo> {
         // SAFETY: lseek only takes integers; the fd is ours.
         let rc = unsafe { libc::lseek(self.file.as_raw_fd(), to_off(pos)?, whence) };

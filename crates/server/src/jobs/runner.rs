@@ -14,7 +14,6 @@ use blockback_ops::{
     keys_from_files, BackupOptions, CatalogLocation, Connections, DeleteOptions, Ops, OpsError,
     RestoreOptions, Settings, StoreKeys, StoreLocation, TargetKind, Volume,
 };
-use blockback_rbd::Cluster;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +62,7 @@ impl OpsRunner {
         let connections = Connections::connecting_with(
             config.jobs.rbd_queue_depth,
             Box::new(move |cluster| {
-                super::thread::run_niced(nice, || Ok(Cluster::connect(cluster)?))
+                super::thread::run_niced(nice, || Connections::connect(cluster))
             }),
         );
         let buffers = TransferBuffers::with_bytes(config.jobs.transfer_memory_mib << 20);

@@ -128,9 +128,10 @@ impl Cluster {
             },
             // The cache makes librbd copy every written buffer and, in its
             // writearound mode, acknowledge writes before the OSD has them;
-            // a backup writes each byte once and flushes anyway. Without
-            // it librbd sends our buffers as they are (~10% less client
-            // CPU on a full backup, which the OSD gets on a small machine).
+            // a backup writes each byte once and flushes anyway (~10% less
+            // client CPU on a full backup without it, which the OSD gets on
+            // a small machine). librbd still copies each aio write's buffer
+            // while `rbd_disable_zero_copy_writes` keeps its default.
             OptionDefault {
                 option: "rbd_cache",
                 builtin: "true",

@@ -13,6 +13,7 @@
 mod row;
 mod schema;
 
+mod backups;
 mod jobs;
 mod pg;
 mod readers;
@@ -20,8 +21,8 @@ mod readers;
 pub use pg::{is_postgres_url, redact_url, PgCatalog, PG_SCHEMA_VERSION};
 
 use blockback_core::catalog::{
-    BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd, JobFilter,
-    JobRecord, Lease, LostJobs, PolicyScope, VolumeRecord,
+    BackupPage, BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd,
+    JobFilter, JobRecord, Lease, LostJobs, PolicyScope, VolumeRecord,
 };
 use blockback_core::retention::Policy;
 use row::{RawRow, BACKUP_ASSIGNMENTS, BACKUP_COLUMNS, BACKUP_PLACEHOLDERS, VOLUME_COLUMNS};
@@ -404,6 +405,19 @@ impl Catalog for SqliteCatalog {
                 self.query(&sql, [v.to_string()], row::backup_from_row)
             }
         }
+    }
+
+    fn backups_page(&self, page: &BackupPage) -> CatalogResult<Vec<BackupRecord>> {
+        if let Some((sql, args)) = backups::marker_query(page) {
+            let found = self.query(&sql, params_from_iter(args), |_| Ok(()))?;
+            if found.is_empty() {
+                return Err(CatalogError::BackupNotFound(
+                    page.after.map(|a| a.to_string()).unwrap_or_default(),
+                ));
+            }
+        }
+        let (sql, args) = backups::page_query(page);
+        self.query(&sql, params_from_iter(args), row::backup_from_row)
     }
 
     fn set_protected(&self, id: Uuid, protected: bool) -> CatalogResult<()> {

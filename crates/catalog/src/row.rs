@@ -60,7 +60,7 @@ impl RawRow {
 /// Reads typed columns out of a [`RawRow`], naming the column on failure.
 struct Cols {
     values: std::vec::IntoIter<Value>,
-    names: std::str::Split<'static, &'static str>,
+    names: std::str::Split<'static, char>,
     /// The column last read, for messages.
     current: &'static str,
 }
@@ -69,7 +69,7 @@ impl Cols {
     fn new(raw: RawRow, names: &'static str) -> Self {
         Cols {
             values: raw.0.into_iter(),
-            names: names.split(", "),
+            names: names.split(','),
             current: "",
         }
     }

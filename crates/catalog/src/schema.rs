@@ -76,6 +76,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX jobs_state ON jobs (state);
     CREATE INDEX jobs_volume_id ON jobs (volume_id);",
+    // 5: backups in list order, so that a page reads only its own rows
+    // (the index holds the rowid, the order's tie-break).
+    "CREATE INDEX backups_created_at ON backups (created_at);",
 ];
 
 /// The schema version this build writes.

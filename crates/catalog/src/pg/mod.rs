@@ -17,13 +17,13 @@
 mod schema;
 mod value;
 
-use crate::jobs;
 use crate::row::{
     self, BACKUP_ASSIGNMENTS, BACKUP_COLUMNS, BACKUP_PLACEHOLDERS, JOB_COLUMNS, VOLUME_COLUMNS,
 };
+use crate::{backups, jobs};
 use blockback_core::catalog::{
-    BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd, JobFilter,
-    JobRecord, JobState, Lease, LostJobs, PolicyScope, VolumeRecord,
+    BackupPage, BackupRecord, Catalog, CatalogError, CatalogResult, JobBeat, JobClaim, JobEnd,
+    JobFilter, JobRecord, JobState, Lease, LostJobs, PolicyScope, VolumeRecord,
 };
 use blockback_core::retention::Policy;
 use postgres::{GenericClient, NoTls};
@@ -375,6 +375,19 @@ impl Catalog for PgCatalog {
                 self.query(&sql, &texts([v.to_string()]), row::backup_from_row)
             }
         }
+    }
+
+    fn backups_page(&self, page: &BackupPage) -> CatalogResult<Vec<BackupRecord>> {
+        let params = |args: Vec<Value>| args.into_iter().map(Param).collect::<Vec<_>>();
+        if let Some((sql, args)) = backups::marker_query(page) {
+            if self.query(&sql, &params(args), |_| Ok(()))?.is_empty() {
+                return Err(CatalogError::BackupNotFound(
+                    page.after.map(|a| a.to_string()).unwrap_or_default(),
+                ));
+            }
+        }
+        let (sql, args) = backups::page_query(page);
+        self.query(&sql, &params(args), row::backup_from_row)
     }
 
     fn set_protected(&self, id: Uuid, protected: bool) -> CatalogResult<()> {

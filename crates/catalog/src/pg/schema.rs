@@ -78,6 +78,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX jobs_state ON jobs (state);
     CREATE INDEX jobs_volume_id ON jobs (volume_id);",
+    // 2: backups in list order, so that a page reads only its own rows.
+    "CREATE INDEX backups_created_at ON backups (created_at, seq);",
 ];
 
 /// The schema version this build writes.

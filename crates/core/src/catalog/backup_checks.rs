@@ -2,7 +2,9 @@
 //! replace, unknown ids are not found, lists are oldest first, prefixes
 //! resolve.
 
-use super::{resolve_backup, BackupKind, BackupRecord, BackupStatus, Catalog, CatalogError};
+use super::{
+    resolve_backup, BackupKind, BackupPage, BackupRecord, BackupStatus, Catalog, CatalogError,
+};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -101,6 +103,68 @@ pub(super) fn backups_listed_oldest_first(cat: &dyn Catalog) {
         vec![tie_second.id, late.id]
     );
     assert!(cat.list_backups(Some(Uuid::new_v4())).unwrap().is_empty());
+}
+
+/// Pages follow the list's order, filter by volume and status, continue
+/// after a marker, and refuse a marker the filter does not select.
+pub(super) fn backups_paged_after_a_marker(cat: &dyn Catalog) {
+    let (v, w) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut made = Vec::new();
+    for (i, volume) in [v, w, v, v, w, v].into_iter().enumerate() {
+        let mut b = full(volume, 10.0 + (i / 2) as f64);
+        b.status = if i == 3 {
+            BackupStatus::Error
+        } else {
+            BackupStatus::Available
+        };
+        cat.insert_backup(&b).unwrap();
+        made.push(b);
+    }
+    let ids = |list: Vec<BackupRecord>| list.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    let all = ids(cat.list_backups(None).unwrap());
+    let page = |volume_id, status, after, limit| {
+        cat.backups_page(&BackupPage {
+            volume_id,
+            status,
+            after,
+            limit,
+        })
+    };
+    assert_eq!(ids(page(None, None, None, 100).unwrap()), all);
+    assert_eq!(ids(page(None, None, None, 2).unwrap()), all[..2]);
+    // Continues across the tie at 10.0 in insertion order.
+    assert_eq!(ids(page(None, None, Some(all[0]), 3).unwrap()), all[1..4]);
+    assert!(page(None, None, Some(all[5]), 3).unwrap().is_empty());
+    let of_v: Vec<Uuid> = made
+        .iter()
+        .filter(|b| b.volume_id == v)
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(
+        ids(page(Some(v), None, Some(of_v[0]), 2).unwrap()),
+        of_v[1..3]
+    );
+    let available_v: Vec<Uuid> = of_v
+        .iter()
+        .copied()
+        .filter(|id| *id != made[3].id)
+        .collect();
+    let ok = Some(BackupStatus::Available);
+    assert_eq!(ids(page(Some(v), ok, None, 10).unwrap()), available_v);
+    assert_eq!(
+        ids(page(None, Some(BackupStatus::Error), None, 10).unwrap()),
+        [made[3].id]
+    );
+    for bad in [Uuid::new_v4(), made[1].id] {
+        match page(Some(v), None, Some(bad), 2) {
+            Err(CatalogError::BackupNotFound(id)) => assert_eq!(id, bad.to_string()),
+            other => panic!("marker {bad} outside the filter: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        page(None, ok, Some(made[3].id), 2),
+        Err(CatalogError::BackupNotFound(_))
+    ));
 }
 
 pub(super) fn prefixes_resolve_when_unique(cat: &dyn Catalog) {

@@ -57,6 +57,10 @@ pub fn run_catalog_suite(fresh: &dyn Fn() -> Box<dyn Catalog>) {
             super::backup_checks::backups_listed_oldest_first,
         ),
         (
+            "backups_paged_after_a_marker",
+            super::backup_checks::backups_paged_after_a_marker,
+        ),
+        (
             "prefixes_resolve_when_unique",
             super::backup_checks::prefixes_resolve_when_unique,
         ),

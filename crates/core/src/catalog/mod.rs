@@ -75,6 +75,26 @@ pub trait Catalog: Send + Sync {
     fn backup(&self, id: Uuid) -> CatalogResult<BackupRecord>;
     /// Backups, oldest first; only those of `volume` when given.
     fn list_backups(&self, volume: Option<Uuid>) -> CatalogResult<Vec<BackupRecord>>;
+    /// One page of the backups `page` selects, oldest first, in the order
+    /// of [`Self::list_backups`]; [`CatalogError::BackupNotFound`] when
+    /// `page.after` is not one of them. This default filters the whole
+    /// list; SQL backends read only the page (a service lists often, and
+    /// a catalog grows with every backup).
+    fn backups_page(&self, page: &BackupPage) -> CatalogResult<Vec<BackupRecord>> {
+        let matching: Vec<BackupRecord> = self
+            .list_backups(page.volume_id)?
+            .into_iter()
+            .filter(|b| page.matches(b))
+            .collect();
+        let start = match page.after {
+            None => 0,
+            Some(after) => match matching.iter().position(|b| b.id == after) {
+                Some(i) => i + 1,
+                None => return Err(CatalogError::BackupNotFound(after.to_string())),
+            },
+        };
+        Ok(matching.into_iter().skip(start).take(page.limit).collect())
+    }
 
     /// Protects a backup from retention and `backup delete`, or lifts that;
     /// [`CatalogError::BackupNotFound`] for an unknown backup. Kept apart
@@ -118,6 +138,25 @@ pub trait Catalog: Send + Sync {
     /// operations that only read skip their bookkeeping writes.
     fn is_read_only(&self) -> bool {
         false
+    }
+}
+
+/// Which backups [`Catalog::backups_page`] reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupPage {
+    pub volume_id: Option<Uuid>,
+    pub status: Option<BackupStatus>,
+    /// The last backup of the previous page; it must match the filter.
+    pub after: Option<Uuid>,
+    /// At most this many backups.
+    pub limit: usize,
+}
+
+impl BackupPage {
+    /// Whether `backup` passes the filter (`after` and `limit` aside).
+    pub fn matches(&self, backup: &BackupRecord) -> bool {
+        self.volume_id.is_none_or(|v| backup.volume_id == v)
+            && self.status.is_none_or(|s| backup.status == s)
     }
 }
 

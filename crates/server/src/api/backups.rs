@@ -6,7 +6,7 @@ use crate::jobs::request::{label, BackupMode, RestoreTarget};
 use crate::state::{blocking, AppState, Chosen, ServiceError};
 use axum::extract::State;
 use axum::http::StatusCode;
-use blockback_core::catalog::{BackupRecord, BackupStatus, VolumeRecord};
+use blockback_core::catalog::{BackupPage, BackupStatus, CatalogError, VolumeRecord};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,18 +50,34 @@ pub async fn list(
         })?),
         None => None,
     };
-    let (all, protected) = blocking(move || {
-        Ok((
-            state.catalog.list_backups(q.volume_id)?,
-            state.catalog.protected_backups()?,
-        ))
+    let page = BackupPage {
+        volume_id: q.volume_id,
+        status,
+        after: q.marker,
+        // One more than asked: whether another page follows.
+        limit: limit + 1,
+    };
+    let marker = q.marker;
+    let (mut items, protected) = blocking(move || {
+        let items = match state.catalog.backups_page(&page) {
+            Err(CatalogError::BackupNotFound(_)) if marker.is_some() => {
+                return Err(ServiceError::Invalid(format!(
+                    "marker {} is not in this list",
+                    marker.unwrap_or_default()
+                )))
+            }
+            other => other?,
+        };
+        Ok((items, state.catalog.protected_backups()?))
     })
     .await?;
-    let matching: Vec<BackupRecord> = all
-        .into_iter()
-        .filter(|b| status.is_none_or(|s| b.status == s))
-        .collect();
-    let (items, next_marker) = page(matching, q.marker, limit, |b| b.id)?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_marker = if more {
+        items.last().map(|b| b.id)
+    } else {
+        None
+    };
     Ok(Json(Page {
         items: items
             .into_iter()
@@ -72,31 +88,6 @@ pub async fn list(
             .collect(),
         next_marker,
     }))
-}
-
-/// The page after `marker` of `items`; an unknown marker is a bad request.
-pub fn page<T>(
-    items: Vec<T>,
-    marker: Option<Uuid>,
-    limit: usize,
-    id: impl Fn(&T) -> Uuid,
-) -> ApiResult<(Vec<T>, Option<Uuid>)> {
-    let start = match marker {
-        None => 0,
-        Some(m) => match items.iter().position(|i| id(i) == m) {
-            Some(p) => p + 1,
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "marker {m} is not in this list"
-                )))
-            }
-        },
-    };
-    let rest: Vec<T> = items.into_iter().skip(start).collect();
-    let more = rest.len() > limit;
-    let items: Vec<T> = rest.into_iter().take(limit).collect();
-    let next = if more { items.last().map(&id) } else { None };
-    Ok((items, next))
 }
 
 /// One backup.

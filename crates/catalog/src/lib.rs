@@ -154,7 +154,7 @@ impl SqliteCatalog {
                 known: schema::VERSION,
             });
         }
-        if found < schema::VERSION {
+        if found < schema::READABLE_FROM {
             return Err(db_err(format!(
                 "schema version {found} needs migrating to {}; open it once where it is writable",
                 schema::VERSION
@@ -404,6 +404,18 @@ impl Catalog for SqliteCatalog {
                 let sql = format!("{all} WHERE volume_id = ?1 {order}");
                 self.query(&sql, [v.to_string()], row::backup_from_row)
             }
+        }
+    }
+
+    fn change_mark(&self) -> CatalogResult<Option<u64>> {
+        // data_version counts up from an arbitrary start; it never repeats
+        // within the life of the connection.
+        match &self.readers {
+            Some(readers) => readers
+                .data_version()
+                .map(|v| Some(v as u64))
+                .map_err(|e| self.err(e)),
+            None => Ok(None),
         }
     }
 

@@ -19,6 +19,9 @@ pub(crate) struct Readers {
     path: PathBuf,
     slots: Vec<Mutex<Option<Connection>>>,
     next: AtomicUsize,
+    /// A connection that only ever reads `PRAGMA data_version`: its value
+    /// changes with every commit of any other connection, ours included.
+    watch: Mutex<Option<Connection>>,
 }
 
 /// A reader slot, locked; `conn()` opens its connection on first use.
@@ -33,7 +36,20 @@ impl Readers {
             path: path.to_path_buf(),
             slots: (0..READERS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            watch: Mutex::new(None),
         }
+    }
+
+    /// SQLite's `data_version` on the watch connection (opened on first
+    /// use): the same number until some connection, of this process or
+    /// another, commits a change.
+    pub(crate) fn data_version(&self) -> rusqlite::Result<i64> {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        if watch.is_none() {
+            *watch = Some(open(&self.path)?);
+        }
+        let conn = watch.as_ref().expect("opened above");
+        conn.pragma_query_value(None, "data_version", |r| r.get(0))
     }
 
     /// A free slot if there is one, else the next in turn (waited for).

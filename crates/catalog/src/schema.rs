@@ -84,6 +84,10 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The oldest schema this build reads without migrating it (a read-only
+/// catalog): the migrations since only added indexes.
+pub const READABLE_FROM: i64 = 4;
+
 /// What went wrong while preparing a connection.
 pub enum SetupError {
     Sql(rusqlite::Error),

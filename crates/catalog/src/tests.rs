@@ -366,3 +366,30 @@ fn a_read_only_open_reads_and_refuses_writes_naming_why() {
     assert!(SqliteCatalog::open_read_only(&missing).is_err());
     assert!(!missing.exists(), "a read-only open creates nothing");
 }
+
+#[test]
+fn change_mark_sees_commits_of_another_handle() {
+    let (_dir, cat) = catalog();
+    let other = SqliteCatalog::open(cat.path()).unwrap();
+    let before = cat.change_mark().unwrap().expect("SQLite has a mark");
+    assert_eq!(cat.change_mark().unwrap(), Some(before));
+    other.insert_backup(&backup(Uuid::new_v4(), 1.0)).unwrap();
+    assert_ne!(cat.change_mark().unwrap(), Some(before));
+}
+
+#[test]
+fn a_schema_4_catalog_opens_read_only() {
+    // Schema 5 added only an index: reads of an older catalog on
+    // read-only media work without it.
+    let (_dir, cat) = catalog();
+    let b = backup(Uuid::new_v4(), 1.0);
+    cat.insert_backup(&b).unwrap();
+    let path = cat.path().to_path_buf();
+    drop(cat);
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("DROP INDEX backups_created_at; PRAGMA user_version = 4")
+        .unwrap();
+    drop(conn);
+    let ro = SqliteCatalog::open_read_only(&path).unwrap();
+    assert_eq!(ro.list_backups(None).unwrap(), vec![b]);
+}

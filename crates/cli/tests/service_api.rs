@@ -653,3 +653,57 @@ fn json_logs_carry_the_request_id() {
         .iter()
         .all(|l| l["span"]["path"] == "/api/v1/volumes"));
 }
+
+/// List and show answers are kept while the catalog is unchanged; a change
+/// by another process on the same catalog (the CLI) shows at once.
+#[test]
+fn answers_follow_changes_made_by_another_process() {
+    let s = Service::start("", None);
+    let src = s.dir.path("disk.img");
+    make_image(&src, 8 * MIB, &[(0, MIB)], 3);
+    s.register("disk", &src.display().to_string());
+    let id = s.backup("disk", "full")["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let show = format!("/api/v1/backups/{id}");
+    for _ in 0..3 {
+        assert_eq!(s.get(&show)["protected"], false);
+        assert_eq!(s.get("/api/v1/backups")["items"][0]["protected"], false);
+    }
+    let store = s.dir.store().display().to_string();
+    let out = s.cli(&store, &["backup", "protect", &id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.get(&show)["protected"], true, "show kept a stale answer");
+    assert_eq!(
+        s.get("/api/v1/backups")["items"][0]["protected"],
+        true,
+        "list kept a stale answer"
+    );
+    let out = s.cli(&store, &["backup", "delete", &id]).output().unwrap();
+    assert!(!out.status.success(), "a protected backup was deleted");
+    let out = s
+        .cli(&store, &["backup", "unprotect", &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cli(&store, &["backup", "delete", &id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.call("GET", &show, ADMIN, None).0, 404);
+    assert!(s.get("/api/v1/backups")["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

@@ -14,6 +14,7 @@ pub mod exports;
 pub mod jobs;
 mod listen;
 pub mod metrics;
+mod read_cache;
 pub mod schedule;
 pub mod server;
 pub mod state;

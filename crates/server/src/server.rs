@@ -76,6 +76,7 @@ impl Service {
             metrics,
             tokens,
             backend,
+            read_cache: Default::default(),
         });
         Ok(Service { state })
     }

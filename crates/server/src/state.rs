@@ -55,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tokens: Tokens,
     pub backend: Arc<dyn Backend>,
+    /// Answers of list and show requests while the catalog is unchanged.
+    pub read_cache: crate::read_cache::ReadCache,
 }
 
 /// A request the service refuses, or a failure behind it.

@@ -167,6 +167,31 @@ pub(super) fn backups_paged_after_a_marker(cat: &dyn Catalog) {
     ));
 }
 
+/// The change mark, where the backend has one, stays while nothing
+/// changes and moves with every committed change.
+pub(super) fn change_mark_moves_with_changes(cat: &dyn Catalog) {
+    let Some(before) = cat.change_mark().unwrap() else {
+        return;
+    };
+    let v = Uuid::new_v4();
+    let _ = cat.list_backups(None).unwrap();
+    assert_eq!(cat.change_mark().unwrap(), Some(before), "a read moved it");
+    let mut b = full(v, 1.0);
+    cat.insert_backup(&b).unwrap();
+    let inserted = cat.change_mark().unwrap();
+    assert_ne!(inserted, Some(before), "an insert did not move it");
+    b.status = BackupStatus::Available;
+    cat.update_backup(&b).unwrap();
+    let updated = cat.change_mark().unwrap();
+    assert_ne!(updated, inserted, "an update did not move it");
+    cat.set_protected(b.id, true).unwrap();
+    assert_ne!(
+        cat.change_mark().unwrap(),
+        updated,
+        "protecting did not move it"
+    );
+}
+
 pub(super) fn prefixes_resolve_when_unique(cat: &dyn Catalog) {
     let a = full(Uuid::new_v4(), 1.0);
     cat.insert_backup(&a).unwrap();

@@ -61,6 +61,10 @@ pub fn run_catalog_suite(fresh: &dyn Fn() -> Box<dyn Catalog>) {
             super::backup_checks::backups_paged_after_a_marker,
         ),
         (
+            "change_mark_moves_with_changes",
+            super::backup_checks::change_mark_moves_with_changes,
+        ),
+        (
             "prefixes_resolve_when_unique",
             super::backup_checks::prefixes_resolve_when_unique,
         ),

@@ -134,6 +134,15 @@ pub trait Catalog: Send + Sync {
     /// releasing their volumes; returns them as they were.
     fn fail_lost_jobs(&self, lost: &LostJobs) -> CatalogResult<Vec<JobRecord>>;
 
+    /// A mark that stays the same until a change is committed to the
+    /// catalog, by this process or any other sharing it, and then differs
+    /// from every mark returned before: what was read after taking a mark
+    /// may be reused while the mark is unchanged. `None` when the backend
+    /// cannot tell cheaply; then nothing read may be reused.
+    fn change_mark(&self) -> CatalogResult<Option<u64>> {
+        Ok(None)
+    }
+
     /// True for a catalog opened read-only (e.g. on read-only media):
     /// operations that only read skip their bookkeeping writes.
     fn is_read_only(&self) -> bool {

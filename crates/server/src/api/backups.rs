@@ -3,9 +3,11 @@
 use super::views::{BackupView, JobView, Page};
 use super::{chosen_id, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::jobs::request::{label, BackupMode, RestoreTarget};
+use crate::read_cache::cached_json;
 use crate::state::{blocking, AppState, Chosen, ServiceError};
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use blockback_core::catalog::{BackupPage, BackupStatus, CatalogError, VolumeRecord};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,7 +37,7 @@ pub struct BackupQuery {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(q): Query<BackupQuery>,
-) -> ApiResult<Json<Page<BackupView>>> {
+) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(MAX_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -57,37 +59,37 @@ pub async fn list(
         // One more than asked: whether another page follows.
         limit: limit + 1,
     };
-    let marker = q.marker;
-    let (mut items, protected) = blocking(move || {
-        let items = match state.catalog.backups_page(&page) {
-            Err(CatalogError::BackupNotFound(_)) if marker.is_some() => {
+    let key = format!("list {page:?}");
+    let answer = cached_json(state, key, move |state| {
+        let mut items = match state.catalog.backups_page(&page) {
+            Err(CatalogError::BackupNotFound(_)) if page.after.is_some() => {
                 return Err(ServiceError::Invalid(format!(
                     "marker {} is not in this list",
-                    marker.unwrap_or_default()
+                    page.after.unwrap_or_default()
                 )))
             }
             other => other?,
         };
-        Ok((items, state.catalog.protected_backups()?))
-    })
-    .await?;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_marker = if more {
-        items.last().map(|b| b.id)
-    } else {
-        None
-    };
-    Ok(Json(Page {
-        items: items
-            .into_iter()
-            .map(|b| {
-                let p = protected.contains(&b.id);
-                BackupView::new(b, p)
-            })
-            .collect(),
-        next_marker,
-    }))
+        let protected = state.catalog.protected_backups()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_marker = if more {
+            items.last().map(|b| b.id)
+        } else {
+            None
+        };
+        Ok(Page {
+            items: items
+                .into_iter()
+                .map(|b| {
+                    let p = protected.contains(&b.id);
+                    BackupView::new(b, p)
+                })
+                .collect(),
+            next_marker,
+        })
+    });
+    Ok(answer.await?)
 }
 
 /// One backup.
@@ -95,19 +97,13 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "backup id")),
     responses((status = 200, body = BackupView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn show(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<Uuid>,
-) -> ApiResult<Json<BackupView>> {
-    let (backup, protected) = blocking(move || {
-        Ok((
-            state.catalog.backup(id)?,
-            state.catalog.protected_backups()?,
-        ))
-    })
-    .await?;
-    let p = protected.contains(&id);
-    Ok(Json(BackupView::new(backup, p)))
+pub async fn show(State(state): State<Arc<AppState>>, Path(id): Path<Uuid>) -> ApiResult<Response> {
+    let answer = cached_json(state, format!("show {id}"), move |state| {
+        let backup = state.catalog.backup(id)?;
+        let p = state.catalog.protected_backups()?.contains(&id);
+        Ok(BackupView::new(backup, p))
+    });
+    Ok(answer.await?)
 }
 
 /// A backup to make.

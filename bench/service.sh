@@ -9,9 +9,9 @@
 #                    through the API at once with max_running = 4  vs  the
 #                    same 8 backups one after another with the CLI
 #                    (target <= 0.5x the time)
-#   API latency      200 concurrent list/show requests (curl --parallel,
-#                    all in flight at once) while 4 backups run: p99 < 50 ms,
-#                    no errors
+#   API latency      200 concurrent list/show requests (two `ab`, all
+#                    in flight at once) while 4 backups run, 5 such
+#                    bursts a second apart: median p99 < 50 ms, no errors
 #
 # Each API round submits its 8 requests at once and is timed from the jobs'
 # own records (first created -> last finished); the CLI round is the wall
@@ -37,6 +37,7 @@ VOLUMES=8
 CONCURRENCY=4
 TARGET_CONCURRENT=0.5
 REQUESTS=200
+BURSTS=5
 P99_LIMIT_MS=50
 SERVICE_RSS_LIMIT_KIB=$((512 * 1024))
 JOB_TIMEOUT=1800
@@ -103,23 +104,33 @@ EOF
     exit 2
 }
 
-# burst N PATH...: N GETs in flight at once (curl's parallel mode, cycling
-# through the PATHs); one line: answers, errors, p50/p99/max in ms, each
-# request timed by curl from its start to the end of its answer. curl's
-# multi interface runs them in C on one thread: a client in an interpreter
-# spends tens of ms of its own CPU on 200 connections on these 2 cores,
-# and that time counted into every request it measured.
+# burst N PATH...: N GETs in flight at once, N / (number of PATHs) of each
+# PATH, each PATH's sent by its own ApacheBench (`ab`, one connection per
+# request, all opened at once); one line: answers, errors (failed or
+# non-2xx), p50/p99/max in ms over all N, each request timed by ab from
+# its connect to the end of its answer. ab is an event loop in C that
+# costs ~15 ms of CPU for 200 requests here; curl's parallel mode took
+# ~65 ms and an asyncio client more, and on 2 cores the client's CPU
+# counted into every request it measured.
 burst() {
-    local count=$1 i args=()
+    local count=$1 path i=0 pids=()
     shift
-    local paths=("$@")
-    for ((i = 0; i < count; i++)); do args+=(-o /dev/null "$URL${paths[i % ${#paths[@]}]}"); done
-    curl --silent --parallel --parallel-immediate --parallel-max "$count" \
-        -H "Authorization: Bearer $TOKEN" -w '%{http_code} %{time_total}\n' "${args[@]}" 2>/dev/null |
-        sort -k2 -g | awk '
-            { ms[NR] = $2 * 1000; if ($1 != 200) errors++ }
+    for path in "$@"; do
+        i=$((i + 1))
+        ab -q -n $((count / $#)) -c $((count / $#)) -H "Authorization: Bearer $TOKEN" \
+            -g "$RUN_DIR/burst-$i.tsv" "$URL$path" >"$RUN_DIR/burst-$i.txt" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || true; done
+    awk '/^(Failed requests|Non-2xx responses):/ { errors += $NF }
+        END { print errors + 0 }' "$RUN_DIR"/burst-*.txt >"$RUN_DIR/burst-errors"
+    # -g columns: starttime, seconds, ctime, dtime, ttime (ms), wait.
+    tail -q -n +2 "$RUN_DIR"/burst-*.tsv | cut -f5 | sort -g |
+        awk -v errors="$(cat "$RUN_DIR/burst-errors")" '
+            { ms[NR] = $1 }
             function pct(p,  i) { i = int(NR * p + 0.999); return ms[i < 1 ? 1 : i] }
             END { printf "answers=%d errors=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f\n", NR, errors, pct(0.5), pct(0.99), ms[NR] }'
+    rm -f "$RUN_DIR"/burst-*
 }
 
 json_field() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
@@ -200,22 +211,35 @@ with_cli() {
     log "CLI round: ${CPU_CLI[-1]}"
 }
 
-# 200 list/show requests at once while 4 full backups run; sets P99_MS,
-# ERRORS, and SERVICE_RSS_KIB (the service's peak RSS, VmHWM).
+# BURSTS bursts of 200 list/show requests at once, a second apart, while 4
+# full backups run; sets P99_MS and P50_MS (medians over the bursts, each
+# burst's own in P99_ALL), ANSWERS and ERRORS (summed), RUNNING_DURING (jobs
+# still running after the last burst), and SERVICE_RSS_KIB (the service's
+# peak RSS, VmHWM). One burst lasts ~50 ms on this machine, so a single one
+# is a single sample of the scheduler's luck; the median of several is
+# what the other rows' medians of runs are.
 latency_under_load() {
-    local backup line
-    log "API latency: $REQUESTS concurrent requests while $CONCURRENCY backups run"
+    local backup line i p99s=() p50s=()
+    log "API latency: $BURSTS bursts of $REQUESTS concurrent requests while $CONCURRENCY backups run"
     submit_all full $(seq 1 "$CONCURRENCY")
     client running "$CONCURRENCY" 60 || exit 2
     backup=$(api "$URL/api/v1/backups?limit=1" | json_field '["items"][0]["id"]')
-    line=$(burst "$REQUESTS" "/api/v1/backups?limit=50" "/api/v1/backups/$backup")
-    log "latency: $line"
+    ANSWERS=0
+    ERRORS=0
+    for ((i = 1; i <= BURSTS; i++)); do
+        line=$(burst "$REQUESTS" "/api/v1/backups?limit=50" "/api/v1/backups/$backup")
+        log "latency burst $i/$BURSTS: $line"
+        ANSWERS=$((ANSWERS + $(sed -n 's/.*answers=\([0-9]*\).*/\1/p' <<<"$line")))
+        ERRORS=$((ERRORS + $(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")))
+        p50s+=("$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$line")")
+        p99s+=("$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")")
+        ((i == BURSTS)) || sleep 1
+    done
     RUNNING_DURING=$(api "$URL/api/v1/jobs?state=running" | json_field '.__len__()')
     SERVICE_RSS_KIB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVICE_PID/status")
-    ANSWERS=$(sed -n 's/.*answers=\([0-9]*\).*/\1/p' <<<"$line")
-    ERRORS=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
-    P50_MS=$(sed -n 's/.*p50_ms=\([0-9.]*\).*/\1/p' <<<"$line")
-    P99_MS=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+    P50_MS=$(median "${p50s[@]}")
+    P99_MS=$(median "${p99s[@]}")
+    P99_ALL="${p99s[*]}"
     wait_jobs "${IDS[@]}"
 }
 
@@ -261,9 +285,9 @@ report() {
     printf '| %s incrementals, API with %s at once | CLI one after another %s s | %s s | %s | <= %s | %s | - |\n' \
         "$VOLUMES" "$CONCURRENCY" "$cli" "$api" "$r" "$TARGET_CONCURRENT" "$(verdict "$r" "$TARGET_CONCURRENT")"
     r=$(ratio "$P99_MS" "$P99_LIMIT_MS")
-    printf '| p99 of %s concurrent list/show, %s jobs running | limit %s ms | %s ms | %s | <= 1.0 | %s | %s answers, %s errors, p50 %s ms |\n' \
-        "$REQUESTS" "$RUNNING_DURING" "$P99_LIMIT_MS" "$P99_MS" "$r" \
-        "$( [[ $(verdict "$r" 1.0) == PASS && $ERRORS == 0 && $ANSWERS == "$REQUESTS" ]] && echo PASS || echo FAIL)" "$ANSWERS" "$ERRORS" "$P50_MS"
+    printf '| p99 of %s concurrent list/show, %s jobs running (median of %s bursts) | limit %s ms | %s ms | %s | <= 1.0 | %s | p99s %s ms; %s answers, %s errors, p50 %s ms |\n' \
+        "$REQUESTS" "$RUNNING_DURING" "$BURSTS" "$P99_LIMIT_MS" "$P99_MS" "$r" \
+        "$( [[ $(verdict "$r" 1.0) == PASS && $ERRORS == 0 && $ANSWERS == $((REQUESTS * BURSTS)) ]] && echo PASS || echo FAIL)" "$P99_ALL" "$ANSWERS" "$ERRORS" "$P50_MS"
     r=$(ratio "$SERVICE_RSS_KIB" "$SERVICE_RSS_LIMIT_KIB")
     printf '| peak RSS of the service, %s running jobs | limit 512 MiB | %s | %s | <= 1.0 | %s | - |\n' \
         "$CONCURRENCY" "$(mib $((SERVICE_RSS_KIB * 1024)))" "$r" "$(verdict "$r" 1.0)"
@@ -271,6 +295,7 @@ report() {
 
 main() {
     parse_args "$@"
+    command -v ab >/dev/null || { echo "$SCRIPT: ApacheBench missing (apt-get install apache2-utils)" >&2; exit 2; }
     setup_rbd
     RUN_DIR=$BENCH_DIR/service-run
     rm -rf "$RUN_DIR"

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
 
+mod arenas;
 mod args;
 mod cancel;
 mod commands;
@@ -17,6 +18,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    arenas::limit();
     let cli = args::Cli::parse();
     if let args::Command::Serve(serve) = &cli.command {
         // The service sets up its own logging and signal handling.

@@ -654,6 +654,16 @@ fn json_logs_carry_the_request_id() {
         .all(|l| l["span"]["path"] == "/api/v1/volumes"));
 }
 
+/// Runs the CLI on the service's catalog and store; whether it succeeded.
+fn cli_succeeds(s: &Service, args: &[&str]) -> bool {
+    let store = s.dir.store().display().to_string();
+    let out = s.cli(&store, args).output().unwrap();
+    if !out.status.success() {
+        eprintln!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
+}
+
 /// List and show answers are kept while the catalog is unchanged; a change
 /// by another process on the same catalog (the CLI) shows at once.
 #[test]
@@ -667,40 +677,20 @@ fn answers_follow_changes_made_by_another_process() {
         .unwrap()
         .to_string();
     let show = format!("/api/v1/backups/{id}");
+    let listed = |s: &Service| s.get("/api/v1/backups")["items"][0]["protected"].clone();
     for _ in 0..3 {
         assert_eq!(s.get(&show)["protected"], false);
-        assert_eq!(s.get("/api/v1/backups")["items"][0]["protected"], false);
+        assert_eq!(listed(&s), false);
     }
-    let store = s.dir.store().display().to_string();
-    let out = s.cli(&store, &["backup", "protect", &id]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(cli_succeeds(&s, &["backup", "protect", &id]));
     assert_eq!(s.get(&show)["protected"], true, "show kept a stale answer");
-    assert_eq!(
-        s.get("/api/v1/backups")["items"][0]["protected"],
-        true,
-        "list kept a stale answer"
-    );
-    let out = s.cli(&store, &["backup", "delete", &id]).output().unwrap();
-    assert!(!out.status.success(), "a protected backup was deleted");
-    let out = s
-        .cli(&store, &["backup", "unprotect", &id])
-        .output()
-        .unwrap();
+    assert_eq!(listed(&s), true, "list kept a stale answer");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        !cli_succeeds(&s, &["backup", "delete", &id]),
+        "a protected backup was deleted"
     );
-    let out = s.cli(&store, &["backup", "delete", &id]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(cli_succeeds(&s, &["backup", "unprotect", &id]));
+    assert!(cli_succeeds(&s, &["backup", "delete", &id]));
     assert_eq!(s.call("GET", &show, ADMIN, None).0, 404);
     assert!(s.get("/api/v1/backups")["items"]
         .as_array()

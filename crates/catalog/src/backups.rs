@@ -4,6 +4,7 @@
 use crate::row::BACKUP_COLUMNS;
 use blockback_core::catalog::BackupPage;
 use rusqlite::types::Value;
+use uuid::Uuid;
 
 /// The filter of `page` as SQL conditions and their arguments, numbered
 /// from ?1.
@@ -21,15 +22,16 @@ fn conditions(page: &BackupPage) -> (Vec<String>, Vec<Value>) {
     (conditions, args)
 }
 
-/// The query that finds `page.after` among the backups the filter selects
-/// (one row when it is there), and its arguments; `None` without a marker.
-pub fn marker_query(page: &BackupPage) -> Option<(String, Vec<Value>)> {
+/// The marker `page.after`, with the query that finds it among the
+/// backups the filter selects (one row when it is there) and its
+/// arguments; `None` without a marker.
+pub fn marker_query(page: &BackupPage) -> Option<(Uuid, String, Vec<Value>)> {
     let after = page.after?;
     let (mut conditions, mut args) = conditions(page);
     args.push(Value::Text(after.to_string()));
     conditions.push(format!("id = ?{}", args.len()));
     let sql = format!("SELECT id FROM backups WHERE {}", conditions.join(" AND "));
-    Some((sql, args))
+    Some((after, sql, args))
 }
 
 /// The page's query and its arguments: the filter, then the rows after

@@ -420,12 +420,12 @@ impl Catalog for SqliteCatalog {
     }
 
     fn backups_page(&self, page: &BackupPage) -> CatalogResult<Vec<BackupRecord>> {
-        if let Some((sql, args)) = backups::marker_query(page) {
-            let found = self.query(&sql, params_from_iter(args), |_| Ok(()))?;
-            if found.is_empty() {
-                return Err(CatalogError::BackupNotFound(
-                    page.after.map(|a| a.to_string()).unwrap_or_default(),
-                ));
+        if let Some((after, sql, args)) = backups::marker_query(page) {
+            if self
+                .query(&sql, params_from_iter(args), |_| Ok(()))?
+                .is_empty()
+            {
+                return Err(CatalogError::BackupNotFound(after.to_string()));
             }
         }
         let (sql, args) = backups::page_query(page);

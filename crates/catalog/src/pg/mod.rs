@@ -379,11 +379,9 @@ impl Catalog for PgCatalog {
 
     fn backups_page(&self, page: &BackupPage) -> CatalogResult<Vec<BackupRecord>> {
         let params = |args: Vec<Value>| args.into_iter().map(Param).collect::<Vec<_>>();
-        if let Some((sql, args)) = backups::marker_query(page) {
+        if let Some((after, sql, args)) = backups::marker_query(page) {
             if self.query(&sql, &params(args), |_| Ok(()))?.is_empty() {
-                return Err(CatalogError::BackupNotFound(
-                    page.after.map(|a| a.to_string()).unwrap_or_default(),
-                ));
+                return Err(CatalogError::BackupNotFound(after.to_string()));
             }
         }
         let (sql, args) = backups::page_query(page);

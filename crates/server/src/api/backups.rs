@@ -62,10 +62,10 @@ pub async fn list(
     let key = format!("list {page:?}");
     let answer = cached_json(state, key, move |state| {
         let mut items = match state.catalog.backups_page(&page) {
-            Err(CatalogError::BackupNotFound(_)) if page.after.is_some() => {
+            // With a marker, the backup not found is the marker.
+            Err(CatalogError::BackupNotFound(marker)) if page.after.is_some() => {
                 return Err(ServiceError::Invalid(format!(
-                    "marker {} is not in this list",
-                    page.after.unwrap_or_default()
+                    "marker {marker} is not in this list"
                 )))
             }
             other => other?,

@@ -9,7 +9,7 @@
 
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_to_sink, CopyOptions, CopyStats, DigestSink};
-use super::digests::DigestWriter;
+use super::digests::NewDigests;
 use super::error::{EngineError, EngineResult};
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, CatalogError, VolumeRecord};
@@ -71,7 +71,7 @@ pub(super) struct Transferred {
     /// Its block digests, to be committed with the backup: what the next
     /// incremental starts from (none when the store deduplicates writes of
     /// a source without snapshots: it rewrites everything).
-    pub digests: Option<DigestWriter>,
+    pub digests: Option<NewDigests>,
 }
 
 impl Engine<'_> {
@@ -233,7 +233,7 @@ impl Engine<'_> {
         &self,
         req: &BackupRequest<'_>,
         record: &BackupRecord,
-        digests: Option<DigestWriter>,
+        digests: Option<NewDigests>,
     ) -> EngineResult<()> {
         let meta = match &req.volume_metadata {
             Some(given) => given.clone(),
@@ -241,7 +241,9 @@ impl Engine<'_> {
         };
         write_backup_metadata(req.store, &record.id.to_string(), &meta)?;
         if let Some(d) = digests {
-            self.digests.commit(record.id, d)?;
+            if let NewDigests::Written(written) = d {
+                self.digests.commit(record.id, written)?;
+            }
             self.publish_digests(req.store, record.id)?;
         }
         Ok(())

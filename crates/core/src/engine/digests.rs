@@ -32,6 +32,16 @@ pub struct DigestDir {
     dir: PathBuf,
 }
 
+/// A new backup's block digests as its transfer leaves them.
+pub enum NewDigests {
+    /// Written while transferring; [`DigestDir::commit`] makes them the
+    /// backup's file.
+    Written(DigestWriter),
+    /// The backup's file already: its parent's, linked by
+    /// [`DigestDir::link`] (a source unchanged since the parent).
+    InPlace,
+}
+
 /// A digest file being written; [`DigestDir::commit`] publishes it.
 pub struct DigestWriter {
     out: BufWriter<NamedTempFile>,
@@ -97,6 +107,30 @@ impl DigestDir {
             .map_err(|e| self.io(&path, e.into_error()))?;
         tmp.as_file().sync_all().map_err(|e| self.io(&path, e))?;
         tmp.persist(&path).map_err(|e| self.io(&path, e.error))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Makes `parent`'s file `backup`'s too, for a volume unchanged since
+    /// `parent`: a hard link, so the cost does not grow with the volume
+    /// (files are never written in place, only replaced, so sharing the
+    /// inode is safe); a copy where the file system has no hard links.
+    /// The caller has checked `parent`'s file with [`Self::valid`].
+    pub fn link(&self, parent: Uuid, backup: Uuid) -> EngineResult<()> {
+        let from = self.path_of(parent);
+        let path = self.path_of(backup);
+        // Linked beside its final name, then renamed over it: a file of
+        // `backup` left by an earlier attempt is replaced whole.
+        let staged = self.dir.join(format!(".{backup}.linking"));
+        let _ = fs::remove_file(&staged);
+        if let Err(e) = fs::hard_link(&from, &staged) {
+            tracing::debug!("cannot link {}: {e}; copying", from.display());
+            copy_durably(&from, &staged).map_err(|e| self.io(&from, e))?;
+        }
+        fs::rename(&staged, &path).map_err(|e| {
+            let _ = fs::remove_file(&staged);
+            self.io(&path, e)
+        })?;
         sync_dir(&self.dir);
         Ok(())
     }
@@ -339,6 +373,12 @@ pub(super) fn file_len(size: u64) -> u64 {
     16 + 32 * block_count(size) as u64
 }
 
+/// Copies `from` to the new file `to` and syncs it.
+fn copy_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::copy(from, to)?;
+    File::open(to)?.sync_all()
+}
+
 /// Makes a rename in `dir` durable; best effort (some filesystems refuse).
 fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
@@ -387,6 +427,25 @@ mod tests {
         dir.remove(id).unwrap();
         dir.remove(id).unwrap();
         assert!(!dir.valid(id, &sum));
+    }
+
+    #[test]
+    fn a_linked_file_outlives_its_parent_and_replaces_a_stale_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DigestDir::new(tmp.path());
+        let (parent, child) = (Uuid::new_v4(), Uuid::new_v4());
+        let sum = write_all(&dir, parent, &vec![3u8; 2 * CHECKSUM_BLOCK as usize + 9]);
+        fs::write(dir.path_of(child), b"stale").unwrap();
+        dir.link(parent, child).unwrap();
+        assert!(dir.valid(child, &sum));
+        dir.remove(parent).unwrap();
+        assert!(dir.valid(child, &sum));
+        assert!(dir.link(parent, Uuid::new_v4()).is_err());
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 
     #[test]

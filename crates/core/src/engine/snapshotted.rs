@@ -12,7 +12,7 @@
 use super::backup::{new_record, snapshot_base, BackupRequest, Published, Transferred};
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
-use super::digests::DigestWriter;
+use super::digests::{DigestWriter, NewDigests};
 use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
 use super::unchanged::TargetDigests;
@@ -310,7 +310,7 @@ impl Engine<'_> {
             base,
             checksum: stats.checksum.clone(),
             stats,
-            digests: Some(digests),
+            digests: Some(NewDigests::Written(digests)),
         })
     }
 
@@ -338,7 +338,7 @@ impl Engine<'_> {
             base,
             stats,
             checksum: Some(checksum),
-            digests: Some(digests),
+            digests: Some(NewDigests::Written(digests)),
         })
     }
 
@@ -424,7 +424,10 @@ fn changes_plan(
 
 /// The next backup of a source unchanged since `parent`: the base's HEAD,
 /// which the chain check proved equal to the parent's snapshot, is the new
-/// backup as it is; the digests and checksum carry over.
+/// backup as it is; the checksum carries over and the parent's digest
+/// file, which the chain check found to make it, becomes the backup's
+/// (linked, not rewritten: the cost does not grow with the volume). It is
+/// linked here, before the pruning that may remove the parent's name.
 fn carry_forward(
     engine: &Engine<'_>,
     base: Option<Box<dyn Image>>,
@@ -432,11 +435,15 @@ fn carry_forward(
     record: &BackupRecord,
 ) -> EngineResult<Transferred> {
     let base = base.ok_or_else(|| EngineError::Invalid("no base to continue".into()))?;
-    let (digests, checksum) = engine.digests.derive(parent.id, record.size, &[])?;
+    let checksum = parent
+        .checksum
+        .clone()
+        .ok_or_else(|| EngineError::Invalid("the parent has no checksum to carry".into()))?;
+    engine.digests.link(parent.id, record.id)?;
     Ok(Transferred {
         base,
         stats: CopyStats::default(),
         checksum: Some(checksum),
-        digests: Some(digests),
+        digests: Some(NewDigests::InPlace),
     })
 }

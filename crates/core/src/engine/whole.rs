@@ -16,7 +16,7 @@
 use super::backup::{snapshot_base, BackupRequest, Transferred};
 use super::chain::Chain;
 use super::copy::{copy_changed_to_sink, copy_to_sink, CopyOptions, CopyStats};
-use super::digests::DigestWriter;
+use super::digests::{DigestWriter, NewDigests};
 use super::error::{EngineError, EngineResult};
 use super::unchanged::TargetDigests;
 use super::{Engine, TransferPlan};
@@ -103,7 +103,7 @@ impl Engine<'_> {
             base,
             checksum: stats.checksum.clone(),
             stats,
-            digests: Some(digests),
+            digests: Some(NewDigests::Written(digests)),
         })
     }
 

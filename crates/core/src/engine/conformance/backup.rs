@@ -129,7 +129,7 @@ pub fn chain_of_five(ctx: &Ctx<'_>) -> CheckResult {
 pub fn unchanged_transfers_nothing(ctx: &Ctx<'_>) -> CheckResult {
     let mut vol = ctx.volume("same", 12 * MIB)?;
     vol.scribble(MIB, 2 * MIB as usize, 3)?;
-    expect_backup(ctx, &vol, BackupKind::Full)?;
+    let a = expect_backup(ctx, &vol, BackupKind::Full)?;
     let b = expect_backup(ctx, &vol, BackupKind::Incremental)?;
     ensure!(
         b.bytes_written == 0 && b.bytes_read == 0,
@@ -137,7 +137,24 @@ pub fn unchanged_transfers_nothing(ctx: &Ctx<'_>) -> CheckResult {
         b.bytes_read,
         b.bytes_written
     );
-    expect_restores(ctx, &b, &vol.mirror)
+    ensure!(
+        b.checksum == a.checksum,
+        "checksum {:?} after {:?}",
+        b.checksum,
+        a.checksum
+    );
+    expect_restores(ctx, &b, &vol.mirror)?;
+    // The carried digests outlive the parent's, which pruning removed: the
+    // next change continues the chain from them.
+    vol.scribble(5 * MIB, 70_000, 9)?;
+    let c = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    ensure!(
+        c.parent == Some(b.id),
+        "parent {:?}, not {}",
+        c.parent,
+        b.id
+    );
+    expect_restores(ctx, &c, &vol.mirror)
 }
 
 pub fn zero_size_refused(ctx: &Ctx<'_>) -> CheckResult {

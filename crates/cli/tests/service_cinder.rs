@@ -332,3 +332,56 @@ fn cinder_errors_have_cinders_shape() {
     );
     let _ = bin;
 }
+
+/// Cinder's show reads one record (and its volume's others, for
+/// `has_dependent_backups`), or the job that will create it; no cluster
+/// needed: a file volume into a local store.
+#[test]
+fn cinder_show_tells_dependents_and_queued_backups() {
+    let s = Service::start("", None);
+    let src = s.dir.path("disk.img");
+    util::make_image(&src, 64 * util::MIB, &[(0, 48 * util::MIB)], 11);
+    let volume = s.register("disk", src.to_str().unwrap());
+    let show = |id: &str| -> (u16, Value) {
+        let url = format!("{}/v3/{PROJECT}/backups/{id}", s.url);
+        let call = ureq::get(&url)
+            .set("X-Auth-Token", util::service::READER)
+            .call();
+        match call {
+            Ok(r) => (r.status(), r.into_json().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    };
+    let first = s.backup(&volume, "full")["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let submit = || {
+        let (status, job) = s.post(
+            "/api/v1/backups",
+            &serde_json::json!({"volume": volume, "mode": "incremental"}),
+        );
+        assert_eq!(status, 202, "{job}");
+        job
+    };
+    let second = submit();
+    // Queued behind the second on the same volume: no record yet.
+    let third = submit();
+    let third_id = third["backup_id"].as_str().unwrap();
+    let (status, queued) = show(third_id);
+    assert_eq!(status, 200, "{queued}");
+    assert_eq!(queued["backup"]["status"], "creating", "{queued}");
+    for job in [&second, &third] {
+        let done = s.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120));
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    let (_, a) = show(&first);
+    assert_eq!(a["backup"]["has_dependent_backups"], true, "{a}");
+    assert_eq!(a["backup"]["status"], "available", "{a}");
+    let (_, c) = show(third_id);
+    assert_eq!(c["backup"]["has_dependent_backups"], false, "{c}");
+    assert_eq!(c["backup"]["is_incremental"], true, "{c}");
+    let (status, _) = show("6d3ac9b4-1111-4c2e-9c1e-5a5a5a5a5a5a");
+    assert_eq!(status, 404);
+}

@@ -10,11 +10,11 @@ use crate::state::{blocking, check_label, AppState, Chosen, ServiceError};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use blockback_core::catalog::{BackupRecord, BackupStatus, JobKind, JobState};
+use blockback_core::catalog::{BackupRecord, BackupStatus, CatalogError, JobKind, JobState};
 use blockback_core::engine::unix_now;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -22,39 +22,48 @@ use uuid::Uuid;
 /// whose job has not created the record yet.
 fn all_details(state: &AppState, ctx: &Ctx) -> Result<Vec<Value>, ServiceError> {
     let records = state.catalog.list_backups(None)?;
+    let parents: HashSet<Uuid> = records.iter().filter_map(|b| b.parent).collect();
     let mut out: Vec<Value> = records
         .iter()
-        .map(|b| {
-            let dependents = records.iter().any(|c| c.parent == Some(b.id));
-            backup_detail(ctx, &BackupFacts::of_record(b, dependents))
-        })
+        .map(|b| backup_detail(ctx, &BackupFacts::of_record(b, parents.contains(&b.id))))
         .collect();
-    let known: std::collections::HashSet<Uuid> = records.iter().map(|b| b.id).collect();
+    let known: HashSet<Uuid> = records.iter().map(|b| b.id).collect();
     for job in state.active_jobs(|_| {})? {
         if job.backup_id.is_some_and(|b| known.contains(&b)) {
             continue;
         }
-        let size = state
-            .catalog
-            .volume(job.volume_id)
-            .ok()
-            .and_then(|v| v.size);
-        if let Some(facts) = BackupFacts::of_job(&job, size) {
+        if let Some(facts) = BackupFacts::of_job(&job, volume_size(state, job.volume_id)) {
             out.push(backup_detail(ctx, &facts));
         }
     }
     Ok(out)
 }
 
-/// One backup by id: 404 for unknown and non-UUID ids (clients probe
-/// names this way before searching).
+fn volume_size(state: &AppState, volume: Uuid) -> Option<u64> {
+    state.catalog.volume(volume).ok().and_then(|v| v.size)
+}
+
+/// One backup by id: its record (and its volume's others, for whether it
+/// has dependents), else the job that will create it; 404 for unknown and
+/// non-UUID ids (clients probe names this way before searching).
 fn one_detail(state: &AppState, ctx: &Ctx, id: &str) -> CinderResult<Value> {
     let missing = || Fault::not_found(format!("Backup {id} could not be found."));
     let uuid = Uuid::parse_str(id).map_err(|_| missing())?;
-    let all = all_details(state, ctx)?;
-    all.into_iter()
-        .find(|d| d["id"] == uuid.to_string())
-        .ok_or_else(missing)
+    match state.catalog.backup(uuid) {
+        Ok(b) => {
+            let siblings = state.catalog.list_backups(Some(b.volume_id))?;
+            let dependents = siblings.iter().any(|c| c.parent == Some(b.id));
+            Ok(backup_detail(ctx, &BackupFacts::of_record(&b, dependents)))
+        }
+        Err(CatalogError::BackupNotFound(_)) => {
+            let jobs = state.active_jobs(|f| f.backup_id = Some(uuid))?;
+            jobs.iter()
+                .find_map(|j| BackupFacts::of_job(j, volume_size(state, j.volume_id)))
+                .map(|facts| backup_detail(ctx, &facts))
+                .ok_or_else(missing)
+        }
+        Err(e) => Err(ServiceError::from(e).into()),
+    }
 }
 
 fn record(state: &AppState, id: &str) -> CinderResult<BackupRecord> {

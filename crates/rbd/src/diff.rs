@@ -109,20 +109,14 @@ pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
     }
     let from = snap_cstring(img, from_snap)?;
     let end = img.size()?;
-    let set = object_set_size(&img.handle).map_err(|e| img.err(e))?;
     let walker = Walker {
         img,
         from: Some(from.as_c_str()),
         from_name: Some(from_snap),
-        exact_window: round_up(EXACT_WINDOW, set),
+        exact_window: EXACT_WINDOW,
         threads: 1,
     };
-    for window in windows(0..end, round_up(COARSE_WINDOW, set)) {
-        if !walker.pass(window, true)?.is_empty() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    walker.any_object(0..end)
 }
 
 /// One step of a diff, in image order.
@@ -247,6 +241,29 @@ impl Walker<'_> {
             )
             .map_err(|e| self.error(e))?;
         Ok(normalize(clip(found, &range)))
+    }
+
+    /// Whether a whole-object pass over `range` reports anything: one call
+    /// over the whole range (one read of each object map, however large
+    /// the image), stopped at the first object. Nothing is kept, so unlike
+    /// [`Self::pass`] it needs no window.
+    fn any_object(&self, range: Range<u64>) -> Result<bool> {
+        let mut found = false;
+        let walk = self.img.handle.diff_iterate(
+            self.from,
+            range.start,
+            range.end - range.start,
+            true,
+            &mut |offset, len, _| {
+                found = len > 0 && offset < range.end && offset + len > range.start;
+                !found
+            },
+        );
+        match walk {
+            Err(e) if found && e.0 == libc::ECANCELED => Ok(true),
+            Err(e) => Err(self.error(e)),
+            Ok(()) => Ok(found),
+        }
     }
 
     fn error(&self, e: Errno) -> ImageError {

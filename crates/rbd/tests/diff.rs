@@ -135,6 +135,26 @@ fn changed_since_with_and_without_fast_diff() {
     check_changed_since(&pool, &exact, "dsincex");
 }
 
+/// One pass over the whole of a large thin image (not 64 GiB windows)
+/// still sees a change near its end, and nothing when there is none.
+#[test]
+fn changed_since_covers_a_large_thin_image() {
+    let Some(pool) = pool() else { return };
+    let name = unique("dsincebig");
+    let size = 200 << 30;
+    pool.create_with(&name, size, &CreateOptions::default())
+        .unwrap();
+    let img = TempImage::adopt(&pool, name);
+    let h = img.open();
+    h.write_at(MIB, b"start").unwrap();
+    let snaps = h.snapshots().unwrap();
+    snaps.create("s1").unwrap();
+    assert!(!h.changed_since("s1").unwrap(), "nothing written since s1");
+    h.write_at(size - 3 * MIB, b"far").unwrap();
+    h.flush().unwrap();
+    assert!(h.changed_since("s1").unwrap(), "a write 197 GiB in");
+}
+
 #[test]
 fn incremental_hybrid_is_exact_inside_changed_objects() {
     let Some(pool) = pool() else { return };

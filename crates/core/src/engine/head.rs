@@ -27,6 +27,10 @@ pub(super) fn head_equals_snapshot(
     if size != snap_size {
         return Ok(false);
     }
+    // The usual case, no change, in the backend's cheapest pass.
+    if !head.changed_since(snap_name)? {
+        return Ok(true);
+    }
     let Some(reported) = reported_within_budget(head, snap_name, size)? else {
         return Ok(false);
     };

@@ -22,7 +22,9 @@ use super::error::{EngineError, EngineResult};
 use super::Engine;
 use crate::catalog::BackupRecord;
 use crate::image::{ImageError, Pool};
-use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use uuid::Uuid;
 
 /// The bytes of a digest file per segment object.
@@ -38,24 +40,58 @@ fn segment_count(size: u64) -> u64 {
     file_len(size).div_ceil(SEGMENT_BYTES)
 }
 
+/// Segment objects written or removed at once: each is a round trip, and a
+/// TiB volume's digests are 256 segments (at most this many 4 MiB
+/// buffers are held).
+const SEGMENTS_IN_FLIGHT: usize = 8;
+
 /// Publishes `backup`'s local digest file in `store`.
 pub(super) fn publish(dir: &DigestDir, store: &dyn Pool, backup: Uuid) -> EngineResult<()> {
-    let mut file = dir.open_file(backup)?;
-    for n in 0.. {
-        let mut segment = Vec::new();
-        (&mut file)
-            .take(SEGMENT_BYTES)
-            .read_to_end(&mut segment)
-            .map_err(|e| EngineError::Io {
-                what: format!("the block digests of backup {backup}"),
-                source: e,
-            })?;
-        if segment.is_empty() {
-            break;
+    let file = dir.open_file(backup)?;
+    let io = |e| EngineError::Io {
+        what: format!("the block digests of backup {backup}"),
+        source: e,
+    };
+    let len = file.metadata().map_err(io)?.len();
+    each_segment(len.div_ceil(SEGMENT_BYTES), &|n| {
+        let start = n * SEGMENT_BYTES;
+        let mut segment = vec![0u8; (len - start).min(SEGMENT_BYTES) as usize];
+        file.read_exact_at(&mut segment, start).map_err(io)?;
+        put_once(store, &segment_name(backup, n), &segment)
+    })
+}
+
+/// Runs `work` for each of segments `0..count`, up to
+/// [`SEGMENTS_IN_FLIGHT`] at a time; after the first error no new segment
+/// starts, and that error is returned.
+fn each_segment(count: u64, work: &(dyn Fn(u64) -> EngineResult<()> + Sync)) -> EngineResult<()> {
+    let next = AtomicU64::new(0);
+    let failure = Mutex::new(None);
+    let worker = || {
+        while failure.lock().map_or(true, |f| f.is_none()) {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            if n >= count {
+                return;
+            }
+            if let Err(e) = work(n) {
+                if let Ok(mut f) = failure.lock() {
+                    f.get_or_insert(e);
+                }
+                return;
+            }
         }
-        put_once(store, &segment_name(backup, n), &segment)?;
+    };
+    let workers = SEGMENTS_IN_FLIGHT.min(count as usize);
+    std::thread::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    match failure.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Writes a write-once object; one already there with the same content is
@@ -104,10 +140,9 @@ pub(super) fn fetch(
 
 /// Removes `record`'s segments from `store` (missing ones are fine).
 pub(super) fn remove(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
-    for n in 0..segment_count(record.size) {
-        store.remove_object(&segment_name(record.id, n))?;
-    }
-    Ok(())
+    each_segment(segment_count(record.size), &|n| {
+        Ok(store.remove_object(&segment_name(record.id, n))?)
+    })
 }
 
 impl Engine<'_> {
@@ -235,6 +270,32 @@ mod tests {
             None
         );
         assert!(!fetch(&f.there, &f.store, &record).unwrap());
+    }
+
+    #[test]
+    fn segments_run_once_each_and_an_error_stops_the_rest() {
+        let ran = AtomicU64::new(0);
+        each_segment(100, &|_| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(ran.load(Ordering::Relaxed), 100);
+        let ran = AtomicU64::new(0);
+        let err = each_segment(100, &|n| {
+            if n == 3 {
+                return Err(EngineError::Invalid("segment 3 failed".into()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            ran.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("segment 3"), "{err}");
+        assert!(
+            ran.load(Ordering::Relaxed) < 50,
+            "{ran:?} ran after the error"
+        );
     }
 
     #[test]

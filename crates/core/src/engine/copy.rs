@@ -8,14 +8,14 @@
 
 use super::buffers::{Buffers, TransferBuffers};
 use super::collect::{Collector, Digests};
-use super::plan::{Segment, TransferPlan, SEGMENT};
+use super::plan::{Segment, Segments, TransferPlan, SEGMENT};
 use super::unchanged::{changed_pieces, unchanged_ranges, TargetDigests};
 use super::zero::{is_zero, runs};
 use crate::checksum::{block_digest, zero_block_digest, CHECKSUM_BLOCK};
 use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
 use crate::progress::{cancelled, Progress};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// How to write the target.
@@ -160,7 +160,6 @@ fn run_copy<'s>(
     sink: Option<&'s mut DigestSink<'s>>,
     held: Option<&dyn TargetDigests>,
 ) -> Result<CopyStats> {
-    let segments = plan.segments();
     let depth = src.queue_depth().max(dst.queue_depth());
     let opts = CopyOptions {
         threads: opts.threads.max(depth),
@@ -187,7 +186,7 @@ fn run_copy<'s>(
         held,
     };
     let collector = Collector::new(plan.covers_volume.then_some(plan.size), sink);
-    let (checksum, digests) = run_workers(&job, &segments, collector)?;
+    let (checksum, digests) = run_workers(&job, plan.segments(), collector)?;
     Ok(CopyStats {
         bytes_read: job.counters.read.into_inner(),
         bytes_written: job.counters.written.into_inner(),
@@ -198,10 +197,11 @@ fn run_copy<'s>(
 
 fn run_workers(
     job: &Job<'_>,
-    segments: &[Segment],
+    segments: Segments<'_>,
     collector: Collector<'_>,
 ) -> Result<(Option<String>, Digests)> {
-    let next = AtomicUsize::new(0);
+    // Numbered as handed out: the collector puts digests back in this order.
+    let next = Mutex::new(segments.enumerate());
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<ImageError>> = Mutex::new(None);
     let collector = Mutex::new(collector);
@@ -210,13 +210,12 @@ fn run_workers(
             scope.spawn(|| {
                 let mut own = Buffers::default();
                 while !failed.load(Ordering::Relaxed) {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(seg) = segments.get(index) else {
+                    let Some((index, seg)) = lock(&next).next() else {
                         break;
                     };
                     let result = match job.progress.is_cancelled() {
                         true => Err(cancelled(&job.dst.describe())),
-                        false => copy_segment(job, seg, &mut own),
+                        false => copy_segment(job, &seg, &mut own),
                     };
                     let result = result.and_then(|d| match job.hash {
                         true => lock(&collector).add(index, d),

@@ -42,31 +42,65 @@ impl TransferPlan {
             .sum()
     }
 
-    /// The plan cut into segments: each segment lists the extents (clipped)
-    /// that fall into it. Segments with no extents are left out.
-    pub fn segments(&self) -> Vec<Segment> {
-        let mut segments: Vec<Segment> = Vec::new();
-        for extent in &self.extents {
-            let mut offset = extent.offset;
-            while offset < extent.end() {
-                let seg_start = offset - offset % SEGMENT;
-                let piece_end = extent.end().min(seg_start + SEGMENT);
-                let piece = Extent {
-                    offset,
-                    len: piece_end - offset,
-                    kind: extent.kind,
-                };
-                match segments.last_mut() {
-                    Some(s) if s.offset == seg_start => s.parts.push(piece),
-                    _ => segments.push(Segment {
+    /// The plan cut into segments, made as they are asked for (a TiB plan
+    /// is 262144 of them): each segment lists the extents (clipped) that
+    /// fall into it. Segments with no extents are left out.
+    pub fn segments(&self) -> Segments<'_> {
+        Segments {
+            extents: self.extents.iter(),
+            rest: None,
+        }
+    }
+}
+
+/// The segments of a plan, in order; see [`TransferPlan::segments`].
+pub struct Segments<'p> {
+    extents: std::slice::Iter<'p, Extent>,
+    /// What is left of the extent being cut.
+    rest: Option<Extent>,
+}
+
+impl Iterator for Segments<'_> {
+    type Item = Segment;
+
+    fn next(&mut self) -> Option<Segment> {
+        let mut segment: Option<Segment> = None;
+        loop {
+            let extent = match self.rest.take().or_else(|| self.extents.next().copied()) {
+                Some(e) if e.len == 0 => continue,
+                Some(e) => e,
+                None => return segment,
+            };
+            let seg_start = extent.offset - extent.offset % SEGMENT;
+            let piece_end = extent.end().min(seg_start + SEGMENT);
+            let piece = Extent {
+                offset: extent.offset,
+                len: piece_end - extent.offset,
+                kind: extent.kind,
+            };
+            match &mut segment {
+                Some(s) if s.offset == seg_start => s.parts.push(piece),
+                Some(_) => {
+                    self.rest = Some(extent);
+                    return segment;
+                }
+                None => {
+                    segment = Some(Segment {
                         offset: seg_start,
                         parts: vec![piece],
-                    }),
+                    })
                 }
-                offset = piece_end;
+            }
+            if piece_end < extent.end() {
+                // The rest starts the next segment: this one is complete.
+                self.rest = Some(Extent {
+                    offset: piece_end,
+                    len: extent.end() - piece_end,
+                    kind: extent.kind,
+                });
+                return segment;
             }
         }
-        segments
     }
 }
 
@@ -193,7 +227,7 @@ mod tests {
             ],
             covers_volume: false,
         };
-        let segs = plan.segments();
+        let segs: Vec<Segment> = plan.segments().collect();
         assert_eq!(segs.len(), 3);
         assert_eq!(segs[0].parts, vec![Extent::data(SEGMENT - 10, 10)]);
         assert_eq!(
@@ -204,5 +238,52 @@ mod tests {
             ]
         );
         assert_eq!(segs[2].span(), SEGMENT);
+    }
+
+    /// Cut all at once, as segments were before they were made lazily.
+    fn eager_segments(extents: &[Extent]) -> Vec<Segment> {
+        let mut segments: Vec<Segment> = Vec::new();
+        for extent in extents {
+            let mut offset = extent.offset;
+            while offset < extent.end() {
+                let seg_start = offset - offset % SEGMENT;
+                let piece_end = extent.end().min(seg_start + SEGMENT);
+                let piece = Extent {
+                    offset,
+                    len: piece_end - offset,
+                    kind: extent.kind,
+                };
+                match segments.last_mut() {
+                    Some(s) if s.offset == seg_start => s.parts.push(piece),
+                    _ => segments.push(Segment {
+                        offset: seg_start,
+                        parts: vec![piece],
+                    }),
+                }
+                offset = piece_end;
+            }
+        }
+        segments
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lazy_segments_equal_the_eager_cut(
+            pieces in proptest::collection::vec((0u64..3 * SEGMENT, 0u64..3 * SEGMENT, proptest::bool::ANY), 0..12)
+        ) {
+            let mut extents = Vec::new();
+            let mut at = 0;
+            for (gap, len, data) in pieces {
+                at += gap;
+                extents.push(match data {
+                    true => Extent::data(at, len),
+                    false => Extent::zero(at, len),
+                });
+                at += len;
+            }
+            let plan = TransferPlan { size: at, extents: extents.clone(), covers_volume: false };
+            let lazy: Vec<Segment> = plan.segments().collect();
+            proptest::prop_assert_eq!(lazy, eager_segments(&extents));
+        }
     }
 }

@@ -100,23 +100,28 @@ fn exact_passes_in_flight(depth: usize) -> usize {
 }
 
 /// Whether anything may have changed since `from_snap`: with fast-diff,
-/// whole-object passes over the object maps (a TiB costs 16 object-map
-/// reads and no per-object pass); otherwise the exact diff, stopped at its
-/// first extent.
+/// one whole-object pass over the whole image (one read of each object
+/// map, however large the image), stopped at the first object it reports
+/// -- nothing is kept, so it needs no windows; otherwise the exact diff,
+/// stopped at its first extent.
 pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
     if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
         return blockback_core::image::any_extent(img, Some(from_snap), |_| true);
     }
     let from = snap_cstring(img, from_snap)?;
     let end = img.size()?;
-    let walker = Walker {
-        img,
-        from: Some(from.as_c_str()),
-        from_name: Some(from_snap),
-        exact_window: EXACT_WINDOW,
-        threads: 1,
-    };
-    walker.any_object(0..end)
+    let mut found = false;
+    let walk = img
+        .handle
+        .diff_iterate(Some(&from), 0, end, true, &mut |offset, len, _| {
+            found = len > 0 && offset < end;
+            !found
+        });
+    match walk {
+        Err(e) if found && e.0 == libc::ECANCELED => Ok(true),
+        Err(e) => Err(diff_error(img, Some(from_snap), e)),
+        Ok(()) => Ok(found),
+    }
 }
 
 /// One step of a diff, in image order.
@@ -243,36 +248,18 @@ impl Walker<'_> {
         Ok(normalize(clip(found, &range)))
     }
 
-    /// Whether a whole-object pass over `range` reports anything: one call
-    /// over the whole range (one read of each object map, however large
-    /// the image), stopped at the first object. Nothing is kept, so unlike
-    /// [`Self::pass`] it needs no window.
-    fn any_object(&self, range: Range<u64>) -> Result<bool> {
-        let mut found = false;
-        let walk = self.img.handle.diff_iterate(
-            self.from,
-            range.start,
-            range.end - range.start,
-            true,
-            &mut |offset, len, _| {
-                found = len > 0 && offset < range.end && offset + len > range.start;
-                !found
-            },
-        );
-        match walk {
-            Err(e) if found && e.0 == libc::ECANCELED => Ok(true),
-            Err(e) => Err(self.error(e)),
-            Ok(()) => Ok(found),
-        }
-    }
-
     fn error(&self, e: Errno) -> ImageError {
-        match (e.0, self.from_name) {
-            (libc::ENOENT, Some(s)) => ImageError::NotFound {
-                what: format!("snapshot {}/{}@{s}", self.img.pool(), self.img.name()),
-            },
-            _ => from_errno(e, format!("diff of {}", self.img.describe())),
-        }
+        diff_error(self.img, self.from_name, e)
+    }
+}
+
+/// A diff's failure: ENOENT names the snapshot it started from.
+fn diff_error(img: &RbdImage, from_name: Option<&str>, e: Errno) -> ImageError {
+    match (e.0, from_name) {
+        (libc::ENOENT, Some(s)) => ImageError::NotFound {
+            what: format!("snapshot {}/{}@{s}", img.pool(), img.name()),
+        },
+        _ => from_errno(e, format!("diff of {}", img.describe())),
     }
 }
 

@@ -291,37 +291,6 @@ fn deleting_a_backup_whose_base_is_open_elsewhere_retries_then_fails_busy() {
     assert!(!rbd(&conf, &["ls", "backups"]).contains(&image));
 }
 
-/// What `rbd diff` reports between two snapshots of a base: data bytes and
-/// the 4 MiB objects its extents touch.
-fn snap_diff(
-    conf: &std::path::Path,
-    image: &str,
-    from: &str,
-    to: &str,
-) -> (u64, std::collections::BTreeSet<u64>) {
-    let out = rbd(
-        conf,
-        &[
-            "diff",
-            "--from-snap",
-            from,
-            &format!("backups/{image}@{to}"),
-            "--format",
-            "json",
-        ],
-    );
-    let extents: serde_json::Value = serde_json::from_str(&out).expect("rbd diff json");
-    let (mut data, mut objects) = (0, std::collections::BTreeSet::new());
-    for e in extents.as_array().expect("extents") {
-        let (offset, len) = (e["offset"].as_u64().unwrap(), e["length"].as_u64().unwrap());
-        if e["exists"].as_str() == Some("true") {
-            data += len;
-        }
-        objects.extend(offset / (4 * MIB)..(offset + len).div_ceil(4 * MIB));
-    }
-    (data, objects)
-}
-
 /// Issue 18: a file source backed up into an RBD store wrote the whole
 /// volume into the base on every incremental.
 #[test]

@@ -69,3 +69,34 @@ pub fn fails(dir: &Dir, conf: &Path, args: &[&str]) -> String {
     let all = with_conf(dir, conf, args);
     dir.fails(&all.iter().map(String::as_str).collect::<Vec<_>>())
 }
+
+/// What `rbd diff` reports between two snapshots of a base: data bytes and
+/// the 4 MiB objects its extents touch.
+pub fn snap_diff(
+    conf: &Path,
+    image: &str,
+    from: &str,
+    to: &str,
+) -> (u64, std::collections::BTreeSet<u64>) {
+    let out = rbd(
+        conf,
+        &[
+            "diff",
+            "--from-snap",
+            from,
+            &format!("backups/{image}@{to}"),
+            "--format",
+            "json",
+        ],
+    );
+    let extents: serde_json::Value = serde_json::from_str(&out).expect("rbd diff json");
+    let (mut data, mut objects) = (0, std::collections::BTreeSet::new());
+    for e in extents.as_array().expect("extents") {
+        let (offset, len) = (e["offset"].as_u64().unwrap(), e["length"].as_u64().unwrap());
+        if e["exists"].as_str() == Some("true") {
+            data += len;
+        }
+        objects.extend(offset / (4 * super::MIB)..(offset + len).div_ceil(4 * super::MIB));
+    }
+    (data, objects)
+}

@@ -100,8 +100,7 @@ impl Engine<'_> {
         parent: &BackupRecord,
     ) -> EngineResult<(DigestWriter, String)> {
         let null = NullImage { size: at.size()? };
-        let (_, digests, checksum) =
-            self.copy_changes_digested("adopt", at, &null, parent, None)?;
-        Ok((digests, checksum))
+        let copied = self.copy_changes_digested("adopt", at, &null, parent, None)?;
+        Ok((copied.digests, copied.checksum))
     }
 }

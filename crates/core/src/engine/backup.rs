@@ -57,7 +57,9 @@ pub(super) struct Published {
     pub stats: CopyStats,
     pub checksum: Option<String>,
     /// What the backup added to its base, when known without a diff of
-    /// the base (nothing, for a source unchanged since its parent).
+    /// the base: nothing for a source unchanged since its parent, the data
+    /// the source's diff listed for an incremental that wrote those
+    /// extents into the base.
     pub added: Option<u64>,
 }
 
@@ -72,6 +74,9 @@ pub(super) struct Transferred {
     /// incremental starts from (none when the store deduplicates writes of
     /// a source without snapshots: it rewrites everything).
     pub digests: Option<NewDigests>,
+    /// What the backup added to its base, when the transfer knows it
+    /// without a diff of the base (see [`Published::added`]).
+    pub added: Option<u64>,
 }
 
 impl Engine<'_> {
@@ -216,7 +221,7 @@ impl Engine<'_> {
             base: t.base,
             stats: t.stats,
             checksum: t.checksum,
-            added: None,
+            added: t.added,
         };
         self.record_available(req, record, done)?;
         self.progress

@@ -184,6 +184,7 @@ impl Engine<'_> {
             stats,
             checksum,
             digests,
+            added,
         } = transferred;
         std::thread::scope(|s| {
             let prune = s.spawn(|| {
@@ -209,7 +210,7 @@ impl Engine<'_> {
                     base,
                     stats,
                     checksum,
-                    added: unchanged.map(|_| 0),
+                    added,
                 };
                 self.record_available(req, record, done)
             });
@@ -311,6 +312,7 @@ impl Engine<'_> {
             checksum: stats.checksum.clone(),
             stats,
             digests: Some(NewDigests::Written(digests)),
+            added: None,
         })
     }
 
@@ -331,14 +333,18 @@ impl Engine<'_> {
             base.resize(record.size)?;
         }
         let held = self.digests.reader(parent.id, record.size)?;
-        let (mut stats, digests, checksum) =
+        let mut copied =
             self.copy_changes_digested("backup", source, base.as_ref(), parent, Some(&held))?;
-        self.rewrite_known_damage("backup", source, base.as_ref(), &mut stats)?;
+        self.rewrite_known_damage("backup", source, base.as_ref(), &mut copied.stats)?;
         Ok(Transferred {
             base,
-            stats,
-            checksum: Some(checksum),
-            digests: Some(NewDigests::Written(digests)),
+            stats: copied.stats,
+            checksum: Some(copied.checksum),
+            digests: Some(NewDigests::Written(copied.digests)),
+            // The base received exactly the extents the source's diff
+            // listed, so its own diff would list the same data: no second
+            // diff (one list-snaps round trip per changed object).
+            added: Some(copied.listed_data),
         })
     }
 
@@ -353,7 +359,7 @@ impl Engine<'_> {
         dst: &dyn Image,
         parent: &BackupRecord,
         held: Option<&dyn TargetDigests>,
-    ) -> EngineResult<(CopyStats, DigestWriter, String)> {
+    ) -> EngineResult<ChangesCopied> {
         let size = source.size()?;
         let plan = timed(self.progress, "diff", || {
             changes_plan(source, &parent.snapshot, parent.size, size)
@@ -369,7 +375,12 @@ impl Engine<'_> {
             None => self.run_copy(label, source, dst, &plan, opts)?,
         };
         let (digests, checksum) = self.digests.derive(parent.id, size, &stats.digests)?;
-        Ok((stats, digests, checksum))
+        Ok(ChangesCopied {
+            stats,
+            digests,
+            checksum,
+            listed_data: plan.data_bytes(),
+        })
     }
 
     /// Removes this attempt's snapshot from the source and its traces from
@@ -393,6 +404,17 @@ impl Engine<'_> {
         }
         notes
     }
+}
+
+/// What copying the changes since a parent's snapshot made.
+pub(super) struct ChangesCopied {
+    pub stats: CopyStats,
+    /// The new digest file, derived from the parent's.
+    pub digests: DigestWriter,
+    /// The volume checksum the new digests make.
+    pub checksum: String,
+    /// The data bytes the diff listed (zeroed ranges not counted).
+    pub listed_data: u64,
 }
 
 /// The extents changed between snapshot `from` (of `from_size` bytes) and
@@ -445,5 +467,6 @@ fn carry_forward(
         stats: CopyStats::default(),
         checksum: Some(checksum),
         digests: Some(NewDigests::InPlace),
+        added: Some(0),
     })
 }

@@ -82,6 +82,7 @@ impl Engine<'_> {
                 checksum: stats.checksum.clone(),
                 stats,
                 digests: None,
+                added: None,
             });
         }
         let held = match changed_since {
@@ -104,6 +105,7 @@ impl Engine<'_> {
             checksum: stats.checksum.clone(),
             stats,
             digests: Some(NewDigests::Written(digests)),
+            added: None,
         })
     }
 

@@ -341,9 +341,9 @@ impl Engine<'_> {
             stats: copied.stats,
             checksum: Some(copied.checksum),
             digests: Some(NewDigests::Written(copied.digests)),
-            // The base received exactly the extents the source's diff
-            // listed, so its own diff would list the same data: no second
-            // diff (one list-snaps round trip per changed object).
+            // The base received the extents the source's diff listed (but
+            // blocks it held already), so its own diff would list that data
+            // or less: no second diff (a list-snaps per changed object).
             added: Some(copied.listed_data),
         })
     }

@@ -232,8 +232,9 @@ impl Engine<'_> {
     /// The backup's objects beside its base: the volume metadata, and the
     /// block digests (the local file, then the store's copy, then the
     /// catalog: an available backup's digests are in its store for any
-    /// host). They need nothing of the base snapshot, so they may be
-    /// written while it is made; a failed backup removes them.
+    /// host; shared ones, of an unchanged source, are there already).
+    /// They need nothing of the base snapshot, so they may be written
+    /// while it is made; a failed backup removes them.
     pub(super) fn store_backup_objects(
         &self,
         req: &BackupRequest<'_>,
@@ -245,10 +246,8 @@ impl Engine<'_> {
             None => volume_metadata(record),
         };
         write_backup_metadata(req.store, &record.id.to_string(), &meta)?;
-        if let Some(d) = digests {
-            if let NewDigests::Written(written) = d {
-                self.digests.commit(record.id, written)?;
-            }
+        if let Some(NewDigests::Written(written)) = digests {
+            self.digests.commit(record.id, written)?;
             self.publish_digests(req.store, record.id)?;
         }
         Ok(())

@@ -100,7 +100,8 @@ impl Engine<'_> {
         }
         self.remove_source_snapshot(&record, source_snaps);
         self.digests.remove(record.id)?;
-        if let Err(e) = super::digest_objects::remove(store, &record) {
+        let digests = super::digest_objects::Holders::Recorded;
+        if let Err(e) = self.remove_store_digests(store, &record, digests) {
             self.progress
                 .note(&format!("block digests of backup {} left: {e}", record.id));
         }

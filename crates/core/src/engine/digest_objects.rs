@@ -9,7 +9,13 @@
 //! from 0; the count follows from the backup's recorded size.
 //!
 //! Order: the local file, then the segments, then the catalog marks the
-//! backup available, so an available backup has its segments. A host whose
+//! backup available, so an available backup has its segments. A backup of
+//! a source unchanged since its parent has the parent's digests: it
+//! publishes no segments of its own but names, in its record's metadata
+//! ([`DIGESTS_IN`]), the backup whose segments hold them; segments shared
+//! so are removed only once no other backup that may still be a parent
+//! names them (a TiB volume's digests are 1 GiB: copying them made an
+//! unchanged backup's cost grow with the volume). A host whose
 //! own copy is missing or does not make the record's checksum fetches the
 //! segments and keeps them only when they make that checksum (the volume
 //! checksum is a hash over the digests, so the catalog vouches for them);
@@ -20,12 +26,25 @@
 use super::digests::{file_len, DigestDir};
 use super::error::{EngineError, EngineResult};
 use super::Engine;
-use crate::catalog::BackupRecord;
+use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::{ImageError, Pool};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use uuid::Uuid;
+
+/// Record metadata key: the id of the backup whose segments in the store
+/// hold this backup's digests, when not its own.
+pub const DIGESTS_IN: &str = "digests.in";
+
+/// The backup whose segments hold `record`'s digests.
+pub fn segments_owner(record: &BackupRecord) -> Uuid {
+    record
+        .metadata
+        .get(DIGESTS_IN)
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .unwrap_or(record.id)
+}
 
 /// The bytes of a digest file per segment object.
 pub const SEGMENT_BYTES: u64 = 4 << 20;
@@ -122,11 +141,12 @@ pub(super) fn fetch(
     let Some(checksum) = record.checksum.as_deref() else {
         return Ok(false);
     };
-    let Some(first) = store.get_object(&segment_name(record.id, 0))? else {
+    let owner = segments_owner(record);
+    let Some(first) = store.get_object(&segment_name(owner, 0))? else {
         return Ok(false);
     };
     let rest = (1..segment_count(record.size)).map(|n| {
-        let name = segment_name(record.id, n);
+        let name = segment_name(owner, n);
         store.get_object(&name)?.ok_or_else(|| {
             EngineError::Invalid(format!(
                 "object {name} of {} is missing: the block digests there are incomplete",
@@ -138,11 +158,25 @@ pub(super) fn fetch(
     Ok(true)
 }
 
-/// Removes `record`'s segments from `store` (missing ones are fine).
-pub(super) fn remove(store: &dyn Pool, record: &BackupRecord) -> EngineResult<()> {
-    each_segment(segment_count(record.size), &|n| {
-        Ok(store.remove_object(&segment_name(record.id, n))?)
+/// Removes the segments of `owner`'s digests (of a volume of `size`
+/// bytes) from `store`; missing ones are fine.
+fn remove_segments(store: &dyn Pool, owner: Uuid, size: u64) -> EngineResult<()> {
+    each_segment(segment_count(size), &|n| {
+        Ok(store.remove_object(&segment_name(owner, n))?)
     })
+}
+
+/// Which other backups may still read the digests whose segments are being
+/// given up.
+pub(super) enum Holders<'h> {
+    /// Those whose record is available, restoring or being made: when the
+    /// caller cannot tell more (a shared segment may outlive its last
+    /// reader until the backups naming it are deleted).
+    Recorded,
+    /// Exactly these (the pruning knows which backups keep their source
+    /// snapshots, i.e. may still be parents, the one being published
+    /// among them before the catalog has its final record).
+    These(&'h [&'h BackupRecord]),
 }
 
 impl Engine<'_> {
@@ -184,7 +218,39 @@ impl Engine<'_> {
         record: &BackupRecord,
     ) -> EngineResult<()> {
         self.digests.remove(record.id)?;
-        remove(store, record)
+        self.remove_store_digests(store, record, Holders::Recorded)
+    }
+
+    /// Gives up `record`'s digests in `store`: removes the segments that
+    /// hold them unless another of `holders` shares them.
+    pub(super) fn remove_store_digests(
+        &self,
+        store: &dyn Pool,
+        record: &BackupRecord,
+        holders: Holders<'_>,
+    ) -> EngineResult<()> {
+        let owner = segments_owner(record);
+        let shares = |b: &BackupRecord| {
+            b.id != record.id && b.store == record.store && segments_owner(b) == owner
+        };
+        let shared = match holders {
+            Holders::These(these) => these.iter().any(|b| shares(b)),
+            Holders::Recorded => self
+                .catalog
+                .list_backups(Some(record.volume_id))?
+                .iter()
+                .filter(|b| {
+                    matches!(
+                        b.status,
+                        BackupStatus::Available | BackupStatus::Restoring | BackupStatus::Creating
+                    )
+                })
+                .any(shares),
+        };
+        if shared {
+            return Ok(());
+        }
+        remove_segments(store, owner, record.size)
     }
 }
 
@@ -264,7 +330,7 @@ mod tests {
         assert!(f
             .there
             .valid(record.id, record.checksum.as_deref().unwrap()));
-        remove(&f.store, &record).unwrap();
+        remove_segments(&f.store, record.id, record.size).unwrap();
         assert_eq!(
             f.store.get_object(&segment_name(record.id, 0)).unwrap(),
             None

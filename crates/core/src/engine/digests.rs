@@ -37,9 +37,10 @@ pub enum NewDigests {
     /// Written while transferring; [`DigestDir::commit`] makes them the
     /// backup's file.
     Written(DigestWriter),
-    /// The backup's file already: its parent's, linked by
-    /// [`DigestDir::link`] (a source unchanged since the parent).
-    InPlace,
+    /// The parent's (a source unchanged since it): its file linked by
+    /// [`DigestDir::link`], its segments in the store shared (the record
+    /// names their owner: [`super::digest_objects::DIGESTS_IN`]).
+    Shared,
 }
 
 /// A digest file being written; [`DigestDir::commit`] publishes it.

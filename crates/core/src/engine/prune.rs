@@ -12,6 +12,7 @@
 //! goes can no longer be a parent: its block digests go too, here and in
 //! the store.
 
+use super::digest_objects::Holders;
 use super::Engine;
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::image::{Pool, Snapshots};
@@ -42,13 +43,20 @@ impl Engine<'_> {
         record: &BackupRecord,
         keep: usize,
     ) -> super::EngineResult<()> {
+        // The backup being published as this process has it: its record in
+        // the catalog may not yet say whose digest segments it shares.
         let same_store: Vec<BackupRecord> = self
             .catalog
             .list_backups(Some(record.volume_id))?
             .into_iter()
             .filter(|b| b.store == record.store)
+            .map(|b| if b.id == record.id { record.clone() } else { b })
             .collect();
         let keepers = keepers(&same_store, record, keep);
+        let holders: Vec<&BackupRecord> = same_store
+            .iter()
+            .filter(|b| keepers.contains(&b.id))
+            .collect();
         let ours: HashSet<Uuid> = same_store.iter().map(|b| b.id).collect();
         for snap in snaps.list()? {
             let doomed = parse_backup_snap(&snap.name)
@@ -61,7 +69,7 @@ impl Engine<'_> {
             tracing::info!("removed source snapshot {} (no longer needed)", snap.name);
             // No incremental starts from that backup again, on any host.
             if let Some(b) = same_store.iter().find(|b| b.id == doomed) {
-                super::digest_objects::remove(store, b)?;
+                self.remove_store_digests(store, b, Holders::These(&holders))?;
             }
         }
         for b in same_store.iter().filter(|b| !keepers.contains(&b.id)) {

@@ -12,6 +12,7 @@
 use super::backup::{new_record, snapshot_base, BackupRequest, Published, Transferred};
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
+use super::digest_objects::{segments_owner, DIGESTS_IN};
 use super::digests::{DigestWriter, NewDigests};
 use super::error::{EngineError, EngineResult};
 use super::plan::overlay_data;
@@ -172,6 +173,10 @@ impl Engine<'_> {
             Some(parent) => carry_forward(self, base, parent, record)?,
             None => self.transfer_snapshot(req, snaps, chain, base, record)?,
         };
+        if let Some(parent) = unchanged {
+            let owner = segments_owner(parent).to_string();
+            record.metadata.insert(DIGESTS_IN.into(), owner);
+        }
         // Pruning the source's old snapshots needs nothing of what follows
         // and each removal is a chain of round trips: it runs while the base
         // is snapshotted and the backup published. Should those fail, the
@@ -466,7 +471,7 @@ fn carry_forward(
         base,
         stats: CopyStats::default(),
         checksum: Some(checksum),
-        digests: Some(NewDigests::InPlace),
+        digests: Some(NewDigests::Shared),
         added: Some(0),
     })
 }

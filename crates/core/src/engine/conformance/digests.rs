@@ -5,7 +5,7 @@
 use super::backup::{expect_backup, expect_restores};
 use super::support::{ensure, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord};
-use crate::engine::digest_objects::segment_name;
+use crate::engine::digest_objects::{segment_name, segments_owner, DIGESTS_IN};
 use crate::engine::{ChainMode, EngineError};
 
 fn s<E: std::fmt::Display>(e: E) -> String {
@@ -114,5 +114,63 @@ pub fn delete_removes_the_segments(ctx: &Ctx<'_>) -> CheckResult {
         "digests of {} left after delete",
         second.id
     );
+    Ok(())
+}
+
+/// Backups of an unchanged volume publish no segments: they name their
+/// parent's (the owner's, down a run of unchanged backups), which stay
+/// while one of them may still be a parent, even when the owner is
+/// deleted, serve another host, and go once none is a parent any more.
+pub fn unchanged_backups_share_the_segments(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("shared", 12 * MIB)?;
+    vol.scribble(MIB, 2 * MIB as usize, 81)?;
+    let a = expect_backup(ctx, &vol, BackupKind::Full)?;
+    let b = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    let c = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    for x in [&b, &c] {
+        ensure!(
+            segments_owner(x) == a.id,
+            "backup {} names {:?}, not {}",
+            x.id,
+            x.metadata.get(DIGESTS_IN),
+            a.id
+        );
+        ensure!(!published(ctx, x)?, "{} published its own segments", x.id);
+    }
+    ensure!(
+        published(ctx, &a)?,
+        "the segments {} shares went with {}'s source snapshot",
+        c.id,
+        a.id
+    );
+    ctx.delete(&a, &vol).map_err(s)?;
+    ensure!(
+        published(ctx, &a)?,
+        "the segments {} shares went with the delete of {}",
+        c.id,
+        a.id
+    );
+    // Another host, without c's file, continues from the shared segments.
+    ctx.engine().digests.remove(c.id).map_err(s)?;
+    let at_c = vol.mirror.clone();
+    vol.scribble(5 * MIB + 4096, 100_000, 82)?;
+    let d = ctx
+        .backup_with(vol.head.as_ref(), &vol, INCREMENTAL)
+        .map_err(s)?;
+    ensure!(
+        d.parent == Some(c.id) && d.bytes_written <= 100_000 + 64 * 1024 + 20_000,
+        "backup {} of {:?} wrote {}",
+        d.id,
+        d.parent,
+        d.bytes_written
+    );
+    expect_restores(ctx, &d, &vol.mirror)?;
+    expect_restores(ctx, &c, &at_c)?;
+    ensure!(
+        !published(ctx, &a)?,
+        "the shared segments are left after {}, the last to share them, went",
+        c.id
+    );
+    ensure!(published(ctx, &d)?, "no digests of {}", d.id);
     Ok(())
 }

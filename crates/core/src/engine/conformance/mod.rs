@@ -162,6 +162,10 @@ const CHECKS: &[Check] = &[
         digests::delete_removes_the_segments,
     ),
     check(
+        "unchanged_backups_share_the_digest_segments",
+        digests::unchanged_backups_share_the_segments,
+    ),
+    check(
         "adopt_with_checksums_continues_the_chain",
         adopt::with_checksums_continues_the_chain,
     ),

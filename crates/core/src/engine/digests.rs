@@ -63,6 +63,11 @@ impl DigestDir {
         DigestDir { dir: dir.into() }
     }
 
+    /// Where `backup`'s file is (or would be).
+    pub fn path(&self, backup: Uuid) -> PathBuf {
+        self.path_of(backup)
+    }
+
     fn path_of(&self, backup: Uuid) -> PathBuf {
         self.dir.join(format!("{backup}.digests"))
     }
@@ -116,7 +121,8 @@ impl DigestDir {
     /// `parent`: a hard link, so the cost does not grow with the volume
     /// (files are never written in place, only replaced, so sharing the
     /// inode is safe); a copy where the file system has no hard links.
-    /// The caller has checked `parent`'s file with [`Self::valid`].
+    /// Nothing is read: the link makes the same claim as the parent's file
+    /// (the same checksum), and a reader checks it.
     pub fn link(&self, parent: Uuid, backup: Uuid) -> EngineResult<()> {
         let from = self.path_of(parent);
         let path = self.path_of(backup);
@@ -134,6 +140,13 @@ impl DigestDir {
         })?;
         sync_dir(&self.dir);
         Ok(())
+    }
+
+    /// Whether `backup`'s file is here with the length of a volume of
+    /// `size` bytes: nothing read, so nothing verified (a reader checks
+    /// the content: [`Self::valid`], [`Self::derive`]).
+    pub fn present(&self, backup: Uuid, size: u64) -> bool {
+        fs::metadata(self.path_of(backup)).is_ok_and(|m| m.len() == file_len(size))
     }
 
     /// Whether `backup`'s file exists and makes `checksum`.
@@ -194,10 +207,12 @@ impl DigestDir {
     /// volume with `changes` (block offset and digest, ascending) applied;
     /// returns the writer and the checksum. Blocks beyond the parent's end
     /// read as zeros unless changed; the caller changes the block holding
-    /// the old end when the size moved inside a block.
+    /// the old end when the size moved inside a block. The parent's file,
+    /// read whole on the way, must make `parent_checksum`.
     pub fn derive(
         &self,
         parent: Uuid,
+        parent_checksum: &str,
         size: u64,
         changes: &[(u64, [u8; 32])],
     ) -> EngineResult<(DigestWriter, String)> {
@@ -213,9 +228,15 @@ impl DigestDir {
             }
             Ok(())
         });
-        if streamed.is_none() || failure.is_some() {
+        let Some((_, parent_sum)) = streamed.filter(|_| failure.is_none()) else {
             return Err(EngineError::Invalid(format!(
                 "{}: the parent's block digests could not be read or written",
+                parent_path.display()
+            )));
+        };
+        if parent_sum != parent_checksum {
+            return Err(EngineError::Invalid(format!(
+                "{}: the block digests of backup {parent} do not make its recorded checksum",
                 parent_path.display()
             )));
         }
@@ -230,7 +251,8 @@ impl DigestDir {
     }
 
     /// Opens `backup`'s file for looking up blocks of the volume it becomes
-    /// at `new_size` bytes (the caller has checked it with [`Self::valid`]).
+    /// at `new_size` bytes (the caller checks it with [`Self::valid`], or
+    /// with [`Self::derive`] before anything it decided is published).
     pub fn reader(&self, backup: Uuid, new_size: u64) -> EngineResult<DigestReader> {
         let path = self.path_of(backup);
         let file = File::open(&path).map_err(|e| self.io(&path, e))?;
@@ -502,14 +524,26 @@ mod tests {
         let mut shrunk = old.clone();
         shrunk.truncate(3 * b + 10);
         cases.push(shrunk);
-        for data in cases {
+        let parent_sum = checksum_of(&old);
+        for data in &cases {
             let (w, sum) = dir
-                .derive(parent, data.len() as u64, &changes(&old, &data))
+                .derive(parent, &parent_sum, data.len() as u64, &changes(&old, data))
                 .unwrap();
-            assert_eq!(sum, checksum_of(&data), "size {}", data.len());
+            assert_eq!(sum, checksum_of(data), "size {}", data.len());
             let child = Uuid::new_v4();
             dir.commit(child, w).unwrap();
             assert!(dir.valid(child, &sum));
         }
+        // The parent's file is read whole on the way: one that does not
+        // make the parent's checksum is refused, though its length is right.
+        assert!(dir.present(parent, old.len() as u64));
+        let wrong = checksum_of(&cases[0]);
+        let e = dir
+            .derive(parent, &wrong, old.len() as u64, &changes(&old, &cases[0]))
+            .err()
+            .expect("derived from digests that do not make the checksum");
+        assert!(e.to_string().contains("recorded checksum"), "{e}");
+        assert!(!dir.present(parent, old.len() as u64 + CHECKSUM_BLOCK));
+        assert!(!dir.present(Uuid::new_v4(), old.len() as u64));
     }
 }

@@ -379,7 +379,13 @@ impl Engine<'_> {
             })?,
             None => self.run_copy(label, source, dst, &plan, opts)?,
         };
-        let (digests, checksum) = self.digests.derive(parent.id, size, &stats.digests)?;
+        let parent_checksum = parent
+            .checksum
+            .as_deref()
+            .ok_or_else(|| EngineError::Invalid(format!("backup {} has no checksum", parent.id)))?;
+        let (digests, checksum) =
+            self.digests
+                .derive(parent.id, parent_checksum, size, &stats.digests)?;
         Ok(ChangesCopied {
             stats,
             digests,
@@ -452,9 +458,10 @@ fn changes_plan(
 /// The next backup of a source unchanged since `parent`: the base's HEAD,
 /// which the chain check proved equal to the parent's snapshot, is the new
 /// backup as it is; the checksum carries over and the parent's digest
-/// file, which the chain check found to make it, becomes the backup's
-/// (linked, not rewritten: the cost does not grow with the volume). It is
-/// linked here, before the pruning that may remove the parent's name.
+/// file becomes the backup's (linked, neither read nor rewritten: the cost
+/// does not grow with the volume; whoever reads it later checks it against
+/// the same checksum). It is linked here, before the pruning that may
+/// remove the parent's name.
 fn carry_forward(
     engine: &Engine<'_>,
     base: Option<Box<dyn Image>>,

@@ -51,7 +51,7 @@ pub(super) fn expect_restores(ctx: &Ctx<'_>, b: &BackupRecord, expected: &[u8]) 
     Ok(())
 }
 
-fn noted(ctx: &Ctx<'_>, what: &str) -> CheckResult {
+pub(super) fn noted(ctx: &Ctx<'_>, what: &str) -> CheckResult {
     let notes = ctx.notes.all();
     ensure!(
         notes.iter().any(|n| n.contains(what)),

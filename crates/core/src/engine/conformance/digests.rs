@@ -2,7 +2,7 @@
 //! whose state_dir lacks the parent's digests fetches them), a damaged copy
 //! is never used, and the store's copies go with the backups.
 
-use super::backup::{expect_backup, expect_restores};
+use super::backup::{expect_backup, expect_restores, noted};
 use super::support::{ensure, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord};
 use crate::engine::digest_objects::{segment_name, segments_owner, DIGESTS_IN};
@@ -173,4 +173,28 @@ pub fn unchanged_backups_share_the_segments(ctx: &Ctx<'_>) -> CheckResult {
     );
     ensure!(published(ctx, &d)?, "no digests of {}", d.id);
     Ok(())
+}
+
+/// This host's copy of the parent's digests is found, not read, by the
+/// chain check; an incremental reads it whole while deriving its own. One
+/// damaged in place of the right length is caught there: the incremental
+/// is undone (the base rolled back) and a full backup made instead.
+pub fn damaged_local_digests_fall_back(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("damagedhere", 12 * MIB)?;
+    vol.scribble(0, 3 * MIB as usize, 91)?;
+    let first = expect_backup(ctx, &vol, BackupKind::Full)?;
+    let at_first = vol.mirror.clone();
+    let path = ctx.engine().digests.path(first.id);
+    let mut bytes = std::fs::read(&path).map_err(s)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    // Replaced, as the engine replaces files (a link may share the inode).
+    let staged = path.with_extension("damaged");
+    std::fs::write(&staged, &bytes).map_err(s)?;
+    std::fs::rename(&staged, &path).map_err(s)?;
+    vol.scribble(5 * MIB, 100_000, 92)?;
+    let second = expect_backup(ctx, &vol, BackupKind::Full)?;
+    noted(ctx, "recorded checksum")?;
+    expect_restores(ctx, &second, &vol.mirror)?;
+    expect_restores(ctx, &first, &at_first)
 }

@@ -166,6 +166,10 @@ const CHECKS: &[Check] = &[
         digests::unchanged_backups_share_the_segments,
     ),
     check(
+        "damaged_local_digests_fall_back_to_a_full_backup",
+        digests::damaged_local_digests_fall_back,
+    ),
+    check(
         "adopt_with_checksums_continues_the_chain",
         adopt::with_checksums_continues_the_chain,
     ),

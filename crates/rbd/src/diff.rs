@@ -100,29 +100,69 @@ fn exact_passes_in_flight(depth: usize) -> usize {
 }
 
 /// Whether anything may have changed since `from_snap`: with fast-diff,
-/// one whole-object pass over the whole image (one read of each object
-/// map, however large the image), stopped at the first object it reports
-/// -- nothing is kept, so it needs no windows; otherwise the exact diff,
-/// stopped at its first extent.
+/// whole-object passes (each reads the object maps once), stopped at the
+/// first object one reports; otherwise the exact diff, stopped at its
+/// first extent.
+///
+/// The answer costs librbd about 0.7 us of CPU per object however little
+/// changed (0.18-0.2 s for a TiB, with or without network latency), so a
+/// large image is cut into one window per core, passes run at once, and
+/// the first to find a change stops the others.
 pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
     if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
         return blockback_core::image::any_extent(img, Some(from_snap), |_| true);
     }
     let from = snap_cstring(img, from_snap)?;
     let end = img.size()?;
-    let mut found = false;
-    let walk = img
-        .handle
-        .diff_iterate(Some(&from), 0, end, true, &mut |offset, len, _| {
-            found = len > 0 && offset < end;
-            !found
-        });
-    match walk {
-        Err(e) if found && e.0 == libc::ECANCELED => Ok(true),
-        Err(e) => Err(diff_error(img, Some(from_snap), e)),
-        Ok(()) => Ok(found),
+    if end == 0 {
+        return Ok(false);
     }
+    let found = AtomicBool::new(false);
+    let windows = changed_since_windows(end);
+    let step = end.div_ceil(windows).max(1);
+    let pass = |start: u64| {
+        let len = step.min(end - start);
+        let walk = img
+            .handle
+            .diff_iterate(Some(&from), start, len, true, &mut |offset, len, _| {
+                if len > 0 && offset < end {
+                    found.store(true, Ordering::Relaxed);
+                }
+                !found.load(Ordering::Relaxed)
+            });
+        match walk {
+            Err(e) if e.0 == libc::ECANCELED && found.load(Ordering::Relaxed) => Ok(()),
+            Err(e) => Err(diff_error(img, Some(from_snap), e)),
+            Ok(()) => Ok(()),
+        }
+    };
+    let starts: Vec<u64> = (0..end).step_by(step as usize).collect();
+    std::thread::scope(|s| {
+        let others: Vec<_> = starts[1..]
+            .iter()
+            .map(|&at| s.spawn(move || pass(at)))
+            .collect();
+        let mut result = pass(starts[0]);
+        for other in others {
+            let joined = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            result = result.and(joined);
+        }
+        result
+    })?;
+    Ok(found.into_inner())
 }
+
+/// Windows of at least [`CHANGED_SINCE_WINDOW`], at most one per core.
+fn changed_since_windows(size: u64) -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    (size / CHANGED_SINCE_WINDOW).clamp(1, cores)
+}
+
+/// Below this much image a second pass costs more (its own object map
+/// reads, a thread) than the CPU it shares: 16384 objects, ~11 ms.
+const CHANGED_SINCE_WINDOW: u64 = 64 << 30;
 
 /// One step of a diff, in image order.
 enum Item {

@@ -135,8 +135,9 @@ fn changed_since_with_and_without_fast_diff() {
     check_changed_since(&pool, &exact, "dsincex");
 }
 
-/// One pass over the whole of a large thin image (not 64 GiB windows)
-/// still sees a change near its end, and nothing when there is none.
+/// The passes over a large thin image (one per core, at least 64 GiB
+/// each) see a change near its end or its start, and nothing when there
+/// is none.
 #[test]
 fn changed_since_covers_a_large_thin_image() {
     let Some(pool) = pool() else { return };
@@ -153,6 +154,12 @@ fn changed_since_covers_a_large_thin_image() {
     h.write_at(size - 3 * MIB, b"far").unwrap();
     h.flush().unwrap();
     assert!(h.changed_since("s1").unwrap(), "a write 197 GiB in");
+    snaps.create("s2").unwrap();
+    assert!(!h.changed_since("s2").unwrap(), "nothing written since s2");
+    h.write_at(5 * MIB, b"near").unwrap();
+    h.flush().unwrap();
+    assert!(h.changed_since("s2").unwrap(), "a write 5 MiB in");
+    assert!(h.changed_since("s1").unwrap(), "two writes since s1");
 }
 
 #[test]

@@ -64,7 +64,7 @@ pub(crate) fn changed_extents(
     if range.start >= end {
         return Ok(());
     }
-    let set = object_set_size(&img.handle).map_err(|e| img.err(e))?;
+    let set = object_set_size(&*img.handle()?).map_err(|e| img.err(e))?;
     let walker = Walker {
         img,
         from: from.as_deref(),
@@ -72,7 +72,7 @@ pub(crate) fn changed_extents(
         exact_window: round_up(EXACT_WINDOW, set),
         threads: exact_passes_in_flight(img.queue_depth),
     };
-    if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
+    if !fast_diff_usable(&*img.handle()?).map_err(|e| img.err(e))? {
         let slices = windows(range.start..end, set.saturating_mul(SLICE_SETS));
         return walker.exact_pieces(slices.map(Item::Exact), visit);
     }
@@ -109,7 +109,7 @@ fn exact_passes_in_flight(depth: usize) -> usize {
 /// large image is cut into one window per core, passes run at once, and
 /// the first to find a change stops the others.
 pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
-    if !fast_diff_usable(&img.handle).map_err(|e| img.err(e))? {
+    if !fast_diff_usable(&*img.handle()?).map_err(|e| img.err(e))? {
         return blockback_core::image::any_extent(img, Some(from_snap), |_| true);
     }
     let from = snap_cstring(img, from_snap)?;
@@ -122,14 +122,14 @@ pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
     let step = end.div_ceil(windows).max(1);
     let pass = |start: u64| {
         let len = step.min(end - start);
-        let walk = img
-            .handle
-            .diff_iterate(Some(&from), start, len, true, &mut |offset, len, _| {
-                if len > 0 && offset < end {
-                    found.store(true, Ordering::Relaxed);
-                }
-                !found.load(Ordering::Relaxed)
-            });
+        let walk =
+            img.handle()?
+                .diff_iterate(Some(&from), start, len, true, &mut |offset, len, _| {
+                    if len > 0 && offset < end {
+                        found.store(true, Ordering::Relaxed);
+                    }
+                    !found.load(Ordering::Relaxed)
+                });
         match walk {
             Err(e) if e.0 == libc::ECANCELED && found.load(Ordering::Relaxed) => Ok(()),
             Err(e) => Err(diff_error(img, Some(from_snap), e)),
@@ -276,7 +276,7 @@ impl Walker<'_> {
             true
         };
         self.img
-            .handle
+            .handle()?
             .diff_iterate(
                 self.from,
                 range.start,

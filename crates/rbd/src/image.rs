@@ -11,6 +11,7 @@ use crate::cluster::cstr;
 use crate::diff;
 use crate::error::from_errno;
 use crate::ffi::{AioOp, Errno, IoCtx, RbdHandle};
+use crate::slot::{HandleRef, HandleSlot, Reopen};
 use crate::spec::require_name;
 
 /// librbd returns lengths as `int` internally: keep each call well below.
@@ -26,7 +27,7 @@ pub const DEFAULT_QUEUE_DEPTH: usize = 16;
 /// An open image. Thread-safe: every method may run on several threads at
 /// once (librbd serialises internally).
 pub struct RbdImage {
-    pub(crate) handle: RbdHandle,
+    slot: HandleSlot,
     pub(crate) io: Arc<IoCtx>,
     pub(crate) pool: String,
     pub(crate) name: String,
@@ -54,8 +55,14 @@ impl RbdImage {
         let c_snap = snap.map(|s| cstr(s, &what)).transpose()?;
         let handle = RbdHandle::open(io, &c_name, c_snap.as_deref(), read_only)
             .map_err(|e| from_errno(e, format!("image {what}")))?;
+        let reopen = Reopen {
+            io: Arc::clone(io),
+            name: c_name,
+            snap: c_snap,
+            read_only,
+        };
         Ok(RbdImage {
-            handle,
+            slot: HandleSlot::new(handle, reopen),
             io: Arc::clone(io),
             pool: pool.into(),
             name: name.into(),
@@ -63,6 +70,11 @@ impl RbdImage {
             read_only: read_only || snap.is_some(),
             queue_depth: queue_depth.max(1),
         })
+    }
+
+    /// The librbd handle, reopened when [`Image::release`] closed it.
+    pub(crate) fn handle(&self) -> Result<HandleRef<'_>> {
+        self.slot.get().map_err(|e| self.err(e))
     }
 
     pub fn pool(&self) -> &str {
@@ -80,18 +92,22 @@ impl RbdImage {
 
     /// The image's feature bits (see [`crate::features`]).
     pub fn features(&self) -> Result<u64> {
-        self.handle.features().map_err(|e| self.err(e))
+        self.handle()?.features().map_err(|e| self.err(e))
     }
 
     /// Object size in bytes (1 << order).
     pub fn object_size(&self) -> Result<u64> {
-        Ok(self.handle.layout().map_err(|e| self.err(e))?.object_size)
+        Ok(self
+            .handle()?
+            .layout()
+            .map_err(|e| self.err(e))?
+            .object_size)
     }
 
     /// Whether changed_extents takes the hybrid path (fast-diff enabled and
     /// its object map valid at this handle's point).
     pub fn uses_fast_diff(&self) -> Result<bool> {
-        diff::fast_diff_usable(&self.handle).map_err(|e| self.err(e))
+        diff::fast_diff_usable(&*self.handle()?).map_err(|e| self.err(e))
     }
 
     pub(crate) fn err(&self, e: Errno) -> ImageError {
@@ -130,7 +146,7 @@ impl RbdImage {
                 buf,
             });
         }
-        self.handle.aio_batch(&mut ops).map_err(|e| self.err(e))
+        self.handle()?.aio_batch(&mut ops).map_err(|e| self.err(e))
     }
 
     /// Writes several ranges with all requests in flight at once (librbd aio).
@@ -141,7 +157,7 @@ impl RbdImage {
             self.check(offset, data.len())?;
             ops.push(AioOp::Write { offset, data });
         }
-        self.handle.aio_batch(&mut ops).map_err(|e| self.err(e))
+        self.handle()?.aio_batch(&mut ops).map_err(|e| self.err(e))
     }
 }
 
@@ -171,14 +187,14 @@ impl Image for RbdImage {
     }
 
     fn size(&self) -> Result<u64> {
-        self.handle.size().map_err(|e| self.err(e))
+        self.handle()?.size().map_err(|e| self.err(e))
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
         let mut pos = offset;
         for chunk in buf.chunks_mut(MAX_IO) {
-            let n = self.handle.read(pos, chunk).map_err(|e| self.err(e))?;
+            let n = self.handle()?.read(pos, chunk).map_err(|e| self.err(e))?;
             if n != chunk.len() {
                 return Err(self.short("read", pos, chunk.len(), n));
             }
@@ -205,7 +221,7 @@ impl Image for RbdImage {
         self.check(offset, data.len())?;
         let mut pos = offset;
         for chunk in data.chunks(MAX_IO) {
-            let n = self.handle.write(pos, chunk).map_err(|e| self.err(e))?;
+            let n = self.handle()?.write(pos, chunk).map_err(|e| self.err(e))?;
             if n != chunk.len() {
                 return Err(self.short("write", pos, chunk.len(), n));
             }
@@ -222,7 +238,7 @@ impl Image for RbdImage {
         while pos < end {
             let step = usize::try_from(end - pos).unwrap_or(MAX_IO).min(MAX_IO);
             // Never rbd_discard: it is a no-op below 64 KiB and leaves old bytes.
-            self.handle
+            self.handle()?
                 .write_zeroes(pos, step)
                 .map_err(|e| self.err(e))?;
             pos += step as u64;
@@ -234,16 +250,20 @@ impl Image for RbdImage {
         if self.read_only {
             return Ok(());
         }
-        self.handle.flush().map_err(|e| self.err(e))
+        self.handle()?.flush().map_err(|e| self.err(e))
     }
 
     fn resize(&self, size: u64) -> Result<()> {
         self.check_writable()?;
-        self.handle.resize(size).map_err(|e| self.err(e))
+        self.handle()?.resize(size).map_err(|e| self.err(e))
     }
 
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         Some(self)
+    }
+
+    fn release(&self) {
+        self.slot.release();
     }
 
     fn metadata(&self) -> Option<&dyn ImageMetadata> {

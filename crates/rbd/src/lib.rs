@@ -25,6 +25,7 @@ mod locks;
 mod metadata;
 mod objects;
 mod pool;
+mod slot;
 mod snapshots;
 mod spec;
 

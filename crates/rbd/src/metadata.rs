@@ -22,7 +22,7 @@ impl ImageMetadata for RbdImage {
         let what = self.key_what(key);
         let c = cstr(key, &what)?;
         let value = self
-            .handle
+            .handle()?
             .metadata_get(&c)
             .map_err(|e| from_errno(e, what.clone()))?;
         value
@@ -39,7 +39,7 @@ impl ImageMetadata for RbdImage {
         self.check_writable()?;
         let what = self.key_what(key);
         let (k, v) = (cstr(key, &what)?, cstr(value, &what)?);
-        self.handle
+        self.handle()?
             .metadata_set(&k, &v)
             .map_err(|e| from_errno(e, what))
     }

@@ -29,7 +29,7 @@ impl RbdImage {
 
     fn info(&self, s: SnapEntry) -> Result<SnapshotInfo> {
         let (secs, nanos) = self
-            .handle
+            .handle()?
             .snap_timestamp(s.id)
             .map_err(|e| from_errno(e, self.snap_what(&s.name)))?;
         Ok(SnapshotInfo {
@@ -44,7 +44,9 @@ impl RbdImage {
         let what = self.snap_what(name);
         require_name("snapshot", name, || what.clone())?;
         let c = cstr(name, &what)?;
-        self.handle.snap_exists(&c).map_err(|e| from_errno(e, what))
+        self.handle()?
+            .snap_exists(&c)
+            .map_err(|e| from_errno(e, what))
     }
 }
 
@@ -57,7 +59,7 @@ fn timestamp(secs: i64, nanos: i64) -> SystemTime {
 
 impl Snapshots for RbdImage {
     fn list(&self) -> Result<Vec<SnapshotInfo>> {
-        let mut snaps = self.handle.snap_list().map_err(|e| self.err(e))?;
+        let mut snaps = self.handle()?.snap_list().map_err(|e| self.err(e))?;
         // Snapshot ids grow with creation: id order is age order.
         snaps.sort_by_key(|s| s.id);
         snaps.into_iter().map(|s| self.info(s)).collect()
@@ -70,11 +72,13 @@ impl Snapshots for RbdImage {
             });
         }
         self.flush()?;
-        self.with_snap(name, |c| self.handle.snap_create(c))
+        let handle = self.handle()?;
+        self.with_snap(name, |c| handle.snap_create(c))
     }
 
     fn remove(&self, name: &str) -> Result<()> {
-        self.with_snap(name, |c| self.handle.snap_remove(c))
+        let handle = self.handle()?;
+        self.with_snap(name, |c| handle.snap_remove(c))
     }
 
     fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>> {
@@ -95,6 +99,7 @@ impl Snapshots for RbdImage {
                 what: self.describe(),
             });
         }
-        self.with_snap(name, |c| self.handle.snap_rollback(c))
+        let handle = self.handle()?;
+        self.with_snap(name, |c| handle.snap_rollback(c))
     }
 }

@@ -56,7 +56,9 @@ impl Engine<'_> {
         for &i in read.iter().filter(|&&i| i != newest) {
             self.digests.remove(chain[i].id)?;
         }
-        if let Some(last) = chain.last() {
+        // (A backup sharing another's segments has them there already.)
+        let owns = |b: &&BackupRecord| super::digest_objects::segments_owner(b) == b.id;
+        if let Some(last) = chain.last().filter(owns) {
             self.publish_digests(store, last.id)?;
         }
         Ok(summed)

@@ -200,7 +200,12 @@ impl Engine<'_> {
                         &pruned,
                         req.keep_source_snapshots,
                     )
-                })
+                });
+                // Nothing else reads the source unless this backup fails
+                // (its undo reopens it): closing it (RBD: the lock and the
+                // watch, 13-17 ms under the 2 ms profile) goes beside the
+                // base snapshot too.
+                req.source.release();
             });
             // The metadata object and the digests, a round trip or two
             // each, go while the base is snapshotted.

@@ -100,6 +100,7 @@ const CHECKS: &[Check] = &[
     ),
     snap_check("snapshot_rollback", snapshots::rollback),
     snap_check("snapshot_remove_and_missing", snapshots::remove_and_missing),
+    snap_check("released_image_reopens", snapshots::released_image_reopens),
     check("metadata_presence", metadata::presence),
     meta_check("metadata_set_get", metadata::set_get),
     Check {

@@ -118,6 +118,12 @@ pub trait Image: Send + Sync {
     fn known_damage(&self) -> Result<Vec<Extent>> {
         Ok(Vec::new())
     }
+    /// The caller is done with the image for now: a backend that holds
+    /// something on its cluster for an open image (RBD: the exclusive lock
+    /// and the watch, a few round trips to let go) lets go now, so that
+    /// closing overlaps the caller's other work instead of following it.
+    /// A later call opens it again.
+    fn release(&self) {}
 }
 
 /// Snapshot operations of an image (librbd's `rbd_snap_*`).

@@ -250,3 +250,29 @@ pub(super) fn remove_and_missing(f: &dyn ImageFactory) -> CheckResult {
     remove_snaps(&*s.img, &["gone", "kept"])?;
     s.verify("after snapshot removals")
 }
+
+/// An image released (done with for now) still works: the next calls
+/// reopen it, on HEAD and on a snapshot, and data written before stays.
+pub(super) fn released_image_reopens(f: &dyn ImageFactory) -> CheckResult {
+    let mut s = Shadow::new(f.create(3 * MIB))?;
+    s.write(MIB - 7, 200 * KIB, 4)?;
+    create_snap(&*s.img, "kept")?;
+    let kept = s.data.clone();
+    s.img.release();
+    s.verify("HEAD after release")?;
+    s.write(2 * MIB, 10, 5)?;
+    s.img.release();
+    create_snap(&*s.img, "after")?;
+    s.img.release();
+    let snap = open_snap(&*s.img, "kept")?;
+    snap.release();
+    compare(
+        &format!("{} after release", snap.describe()),
+        &read_all(&*snap)?,
+        &kept,
+    )?;
+    drop(snap);
+    s.img.release();
+    remove_snaps(&*s.img, &["kept", "after"])?;
+    s.verify("HEAD after its snapshots went")
+}

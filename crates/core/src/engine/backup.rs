@@ -59,7 +59,7 @@ pub(super) struct Published {
     /// What the backup added to its base, when known without a diff of
     /// the base: nothing for a source unchanged since its parent, the data
     /// the source's diff listed for an incremental that wrote those
-    /// extents into the base.
+    /// extents into the base, the data written into a new base.
     pub added: Option<u64>,
 }
 
@@ -405,10 +405,11 @@ pub const DISPLAY_NAME: &str = "volume.display_name";
 pub const DISPLAY_DESCRIPTION: &str = "volume.display_description";
 const GIB: u64 = 1 << 30;
 
-/// Records the base's HEAD as the backup's snapshot (which flushes it).
+/// Records the base's HEAD as the snapshot `name` (the backup's; which
+/// flushes it).
 pub(super) fn snapshot_base(
     base: &dyn Image,
-    record: &BackupRecord,
+    name: &str,
     progress: &dyn Progress,
 ) -> EngineResult<()> {
     let snaps = base.snapshots().ok_or_else(|| {
@@ -417,7 +418,7 @@ pub(super) fn snapshot_base(
             base.describe()
         ))
     })?;
-    timed(progress, "base snapshot", || snaps.create(&record.snapshot))?;
+    timed(progress, "base snapshot", || snaps.create(name))?;
     Ok(())
 }
 

@@ -53,12 +53,7 @@ impl Engine<'_> {
         mode: ChainMode,
         source_snaps: Option<&dyn Snapshots>,
     ) -> EngineResult<Chain> {
-        let latest = self
-            .catalog
-            .list_backups(Some(volume))?
-            .into_iter()
-            .rfind(|b| b.status == BackupStatus::Available && b.store == store_label);
-        let Some(latest) = latest else {
+        let Some(latest) = self.latest_available(volume, store_label)? else {
             return Ok(Chain::New { reason: None });
         };
         if mode == ChainMode::Full {
@@ -90,6 +85,20 @@ impl Engine<'_> {
                 reason: Some(reason),
             },
         })
+    }
+
+    /// The volume's newest available backup in the store labelled
+    /// `store_label`: the one a chain would continue from.
+    pub(super) fn latest_available(
+        &self,
+        volume: uuid::Uuid,
+        store_label: &str,
+    ) -> EngineResult<Option<BackupRecord>> {
+        Ok(self
+            .catalog
+            .list_backups(Some(volume))?
+            .into_iter()
+            .rfind(|b| b.status == BackupStatus::Available && b.store == store_label))
     }
 
     /// Why `latest`'s chain may not grow: it holds as many backups (base

@@ -5,6 +5,7 @@ mod adopt;
 mod adopt_checksums;
 mod backup;
 mod buffers;
+mod carry;
 mod chain;
 mod clock;
 mod collect;

@@ -41,7 +41,7 @@ impl Engine<'_> {
             _ => None,
         };
         let result = self.transfer_whole(req, record, parent).and_then(|t| {
-            snapshot_base(t.base.as_ref(), record, self.progress)?;
+            snapshot_base(t.base.as_ref(), &record.snapshot, self.progress)?;
             self.publish(req, record, t)
         });
         match result {
@@ -103,9 +103,11 @@ impl Engine<'_> {
         Ok(Transferred {
             base,
             checksum: stats.checksum.clone(),
+            // A new base holds what was written; an old one's diff says
+            // what changed (zeroed ranges too, which count nothing here).
+            added: record.created_base.then_some(stats.bytes_written),
             stats,
             digests: Some(NewDigests::Written(digests)),
-            added: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Backup checks: chains, broken chains, fallback, pruning.
 
 use super::faults::{is_injected, Faulty};
+use super::misled::Misled;
 use super::store_faults::SnapFailingPool;
 use super::support::{contents, ensure, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, Catalog};
@@ -331,6 +332,65 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     );
     noted(ctx, "falling back to a full backup")?;
     expect_restores(ctx, &b, &vol.mirror)
+}
+
+/// The early look at the source misses a change (a write landed right
+/// after it): the base snapshot made while the real answer was awaited
+/// goes again, the change is copied, and the base keeps one snapshot per
+/// backup.
+pub fn missed_change_is_copied(ctx: &Ctx<'_>) -> CheckResult {
+    let (vol, first) = changed_after_backup(ctx)?;
+    let misled = Misled::new(vol.head.as_ref());
+    let b = ctx.backup_with(&misled, &vol, How::default()).map_err(s)?;
+    ensure!(
+        misled.looks() >= 2,
+        "asked {} times what changed",
+        misled.looks()
+    );
+    ensure!(
+        b.kind == BackupKind::Incremental && b.parent == Some(first.id),
+        "{} backup with parent {:?}",
+        b.kind,
+        b.parent
+    );
+    ensure!(
+        b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
+        "backup records checksum {:?}",
+        b.checksum
+    );
+    ensure!(b.bytes_written > 0, "the change was not written");
+    let snaps = ctx.base_snaps(0, &b.image);
+    ensure!(
+        snaps == [first.snapshot.clone(), b.snapshot.clone()],
+        "base has {snaps:?}"
+    );
+    expect_restores(ctx, &b, &vol.mirror)
+}
+
+/// The base snapshot of a backup of an unchanged volume fails while the
+/// source's answer is awaited: nothing is published, the full fallback
+/// makes a chain of its own.
+pub fn unchanged_base_snapshot_failure_falls_back(ctx: &Ctx<'_>) -> CheckResult {
+    let mut vol = ctx.volume("unchanged-snapfail", 12 * MIB)?;
+    vol.scribble(MIB, MIB as usize, 13)?;
+    let first = expect_backup(ctx, &vol, BackupKind::Full)?;
+    let [(store, label), _] = ctx.fx.stores();
+    let faulty = SnapFailingPool::new(store, 1);
+    let b = ctx
+        .backup_into(vol.head.as_ref(), &vol, How::default(), &faulty, label)
+        .map_err(s)?;
+    ensure!(faulty.left() == 0, "no base snapshot failed");
+    fell_back_to_own_chain(ctx, &b, &first)?;
+    noted(ctx, "falling back to a full backup")?;
+    expect_restores(ctx, &b, &vol.mirror)?;
+    vol.scribble(4 * MIB, 10_000, 14)?;
+    let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
+    ensure!(
+        next.parent == Some(b.id),
+        "next continues {:?}",
+        next.parent
+    );
+    expect_restores(ctx, &next, &vol.mirror)
 }
 
 /// The base snapshot of an incremental fails after its transfer, with the

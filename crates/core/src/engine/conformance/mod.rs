@@ -12,6 +12,7 @@ mod backup;
 mod delete;
 mod digests;
 mod faults;
+mod misled;
 mod restore;
 mod retention;
 mod store_faults;
@@ -77,6 +78,14 @@ const CHECKS: &[Check] = &[
     check(
         "failed_transfer_falls_back_to_full",
         backup::failed_transfer_falls_back,
+    ),
+    check(
+        "change_the_early_look_missed_is_copied",
+        backup::missed_change_is_copied,
+    ),
+    check(
+        "failed_base_snapshot_of_an_unchanged_volume_falls_back",
+        backup::unchanged_base_snapshot_failure_falls_back,
     ),
     check(
         "failed_fallback_reports_the_first_cause",

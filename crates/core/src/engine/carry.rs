@@ -82,6 +82,7 @@ impl Engine<'_> {
                 (base, made)
             });
             let unchanged = self.unchanged_parent(req.source, snaps, chain, clean, record)?;
+            tracing::debug!("unchanged since the parent: {}", unchanged.is_some());
             let Some(parent) = unchanged else {
                 let (base, made) = joined(snapping);
                 made?;
@@ -122,7 +123,10 @@ pub(super) fn looks_unchanged(head: &dyn Image, latest: &BackupRecord) -> bool {
         return false;
     }
     match head.changed_since(&latest.snapshot) {
-        Ok(changed) => !changed,
+        Ok(changed) => {
+            tracing::debug!("early look: changed since {}: {changed}", latest.snapshot);
+            !changed
+        }
         Err(e) => {
             tracing::debug!("no early look at what changed: {e}");
             false

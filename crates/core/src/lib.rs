@@ -20,6 +20,7 @@ pub mod checksum;
 pub mod crypto;
 pub mod engine;
 pub mod image;
+pub mod iobuf;
 pub mod metadata;
 pub mod naming;
 pub mod objects;

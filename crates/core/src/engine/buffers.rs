@@ -10,14 +10,15 @@
 //! limit however many jobs run, and buffers are reused, not reallocated.
 
 use super::plan::SEGMENT;
+use crate::iobuf::IoBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// What one segment in flight holds: the data read, and the target's
 /// bytes when a transfer compares the target (restores onto a volume).
 #[derive(Default)]
 pub(crate) struct Buffers {
-    pub(crate) data: Vec<u8>,
-    pub(crate) target: Vec<u8>,
+    pub(crate) data: IoBuf,
+    pub(crate) target: IoBuf,
 }
 
 /// A pool of at most `limit` segment buffers, lent one per segment in flight.
@@ -148,7 +149,7 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..5 {
                         let mut lent = pool.take();
-                        lent.data.resize(16, 1);
+                        lent.data.set_len(16);
                         let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(2));

@@ -13,6 +13,7 @@ use super::unchanged::{changed_pieces, unchanged_ranges, TargetDigests};
 use super::zero::{is_zero, runs};
 use crate::checksum::{block_digest, zero_block_digest, CHECKSUM_BLOCK};
 use crate::image::{Extent, ExtentKind, Image, ImageError, Result};
+use crate::iobuf::IoBuf;
 use crate::progress::{cancelled, Progress};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -259,7 +260,7 @@ fn copy_segment(job: &Job<'_>, seg: &Segment, own: &mut Buffers) -> Result<Diges
     if bufs.data.len() < capacity as usize {
         // Zeroed by the allocator (calloc: fresh pages, not written), so
         // only the parts a transfer reads into become resident.
-        bufs.data = vec![0u8; capacity as usize];
+        bufs.data = IoBuf::zeroed(capacity as usize);
     }
     let digests = match job.hash {
         true => read_blocks(job, &blocks, window.start, &mut bufs.data)?,
@@ -461,7 +462,7 @@ fn write_data(
     offset: u64,
     data: &[u8],
     hashed: &Hashed<'_>,
-    target: &mut Vec<u8>,
+    target: &mut IoBuf,
 ) -> Result<()> {
     if job.opts.compare_target {
         return write_differences(job, offset, data, target);
@@ -484,7 +485,7 @@ fn write_data(
     Ok(())
 }
 
-fn write_zero(job: &Job<'_>, part: Extent, target: &mut Vec<u8>) -> Result<()> {
+fn write_zero(job: &Job<'_>, part: Extent, target: &mut IoBuf) -> Result<()> {
     if job.opts.target_is_zero {
         return Ok(());
     }
@@ -496,15 +497,15 @@ fn write_zero(job: &Job<'_>, part: Extent, target: &mut Vec<u8>) -> Result<()> {
 }
 
 /// Reads the target range and rewrites only the units that differ.
-fn write_differences(job: &Job<'_>, offset: u64, data: &[u8], target: &mut Vec<u8>) -> Result<()> {
+fn write_differences(job: &Job<'_>, offset: u64, data: &[u8], target: &mut IoBuf) -> Result<()> {
     let readable = job
         .dst
         .size()?
         .min(job.size)
         .saturating_sub(offset)
         .min(data.len() as u64);
-    target.clear();
-    target.resize(data.len(), 0);
+    target.set_len(data.len());
+    target[readable as usize..].fill(0);
     job.dst.read_at(offset, &mut target[..readable as usize])?;
     let unit = job.unit.max(4096);
     let mut pos = 0usize;

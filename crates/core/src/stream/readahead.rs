@@ -9,6 +9,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::error::{Result, StreamError};
 use crate::image::Image;
+use crate::iobuf::IoBuf;
 
 /// Reader threads.
 const READERS: usize = 3;
@@ -22,7 +23,7 @@ pub enum Piece {
     Zero { offset: u64, len: u64 },
 }
 
-type Reply = Result<Vec<u8>>;
+type Reply = Result<IoBuf>;
 
 struct Job {
     offset: u64,
@@ -43,10 +44,10 @@ pub fn for_each_piece(
     sink: &mut dyn FnMut(Piece, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let (job_tx, job_rx) = bounded::<Job>(IN_FLIGHT);
-    let (buf_tx, buf_rx) = bounded::<Vec<u8>>(IN_FLIGHT + 1);
+    let (buf_tx, buf_rx) = bounded::<IoBuf>(IN_FLIGHT + 1);
     for _ in 0..=IN_FLIGHT {
         // Cannot fail: the channel has room for every buffer.
-        let _ = buf_tx.send(Vec::new());
+        let _ = buf_tx.send(IoBuf::default());
     }
     thread::scope(|s| {
         for _ in 0..READERS {
@@ -60,10 +61,10 @@ pub fn for_each_piece(
     })
 }
 
-fn read_jobs(image: &dyn Image, jobs: Receiver<Job>, bufs: Receiver<Vec<u8>>) {
+fn read_jobs(image: &dyn Image, jobs: Receiver<Job>, bufs: Receiver<IoBuf>) {
     for job in jobs {
         let Ok(mut buf) = bufs.recv() else { return };
-        buf.resize(job.len, 0);
+        buf.set_len(job.len);
         let reply = image.read_at(job.offset, &mut buf).map(|()| buf);
         // The consumer may have stopped on an error; nobody to tell then.
         let _ = job.reply.send(reply.map_err(StreamError::from));
@@ -73,7 +74,7 @@ fn read_jobs(image: &dyn Image, jobs: Receiver<Job>, bufs: Receiver<Vec<u8>>) {
 fn drive(
     pieces: &[Piece],
     jobs: &Sender<Job>,
-    bufs: &Sender<Vec<u8>>,
+    bufs: &Sender<IoBuf>,
     sink: &mut dyn FnMut(Piece, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut pending: VecDeque<Pending> = VecDeque::new();
@@ -105,7 +106,7 @@ fn submit(p: Piece, jobs: &Sender<Job>) -> Result<Pending> {
 
 fn consume(
     p: Pending,
-    bufs: &Sender<Vec<u8>>,
+    bufs: &Sender<IoBuf>,
     sink: &mut dyn FnMut(Piece, &[u8]) -> Result<()>,
 ) -> Result<()> {
     match p {

@@ -281,7 +281,7 @@ impl Applier<'_> {
         while done < len {
             let n = (len - done).min(MAX_RECORD) as usize;
             let mut buf = pool.take_buffer()?;
-            buf.resize(n, 0);
+            buf.set_len(n);
             r.read_data(&mut buf)?;
             pool.submit(Job::Write {
                 offset: offset + done,

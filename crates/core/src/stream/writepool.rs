@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use super::error::{Result, StreamError};
 use super::zeros;
 use crate::image::{Image, ImageError};
+use crate::iobuf::IoBuf;
 
 /// Writer threads at least; a target that wants more requests in flight
 /// ([`Image::queue_depth`], a network backend) gets that many.
@@ -28,7 +29,7 @@ pub enum Job {
     /// Zero runs inside `buf` are written as write_zeroes.
     Write {
         offset: u64,
-        buf: Vec<u8>,
+        buf: IoBuf,
     },
     Zero {
         offset: u64,
@@ -54,7 +55,7 @@ struct Shared {
 pub struct WritePool<'s> {
     jobs: Option<Sender<Job>>,
     done: Receiver<(u64, u64)>,
-    bufs: Receiver<Vec<u8>>,
+    bufs: Receiver<IoBuf>,
     shared: &'s Shared,
     /// Ranges of the jobs queued or running (a few: the queue is bounded).
     in_flight: Vec<(u64, u64)>,
@@ -74,9 +75,9 @@ pub fn with_pool<T>(
     let buffers = writers + SPARE_BUFFERS;
     let (job_tx, job_rx) = bounded::<Job>(writers * 2);
     let (done_tx, done_rx) = unbounded::<(u64, u64)>();
-    let (buf_tx, buf_rx) = bounded::<Vec<u8>>(buffers);
+    let (buf_tx, buf_rx) = bounded::<IoBuf>(buffers);
     for _ in 0..buffers {
-        let _ = buf_tx.send(Vec::new()); // cannot fail: there is room
+        let _ = buf_tx.send(IoBuf::default()); // cannot fail: there is room
     }
     thread::scope(|s| {
         for _ in 0..writers {
@@ -104,7 +105,7 @@ fn work(
     target: &dyn Image,
     jobs: Receiver<Job>,
     done: Sender<(u64, u64)>,
-    bufs: Sender<Vec<u8>>,
+    bufs: Sender<IoBuf>,
     sh: &Shared,
 ) {
     for job in jobs {
@@ -142,7 +143,7 @@ fn run_job(target: &dyn Image, job: &Job) -> Result<(), ImageError> {
 
 impl WritePool<'_> {
     /// An empty buffer to fill for a [`Job::Write`]; blocks while all are busy.
-    pub fn take_buffer(&mut self) -> Result<Vec<u8>> {
+    pub fn take_buffer(&mut self) -> Result<IoBuf> {
         self.check()?;
         self.bufs.recv().map_err(|_| stopped())
     }

@@ -374,23 +374,7 @@ pub fn unchanged_base_snapshot_failure_falls_back(ctx: &Ctx<'_>) -> CheckResult 
     let mut vol = ctx.volume("unchanged-snapfail", 12 * MIB)?;
     vol.scribble(MIB, MIB as usize, 13)?;
     let first = expect_backup(ctx, &vol, BackupKind::Full)?;
-    let [(store, label), _] = ctx.fx.stores();
-    let faulty = SnapFailingPool::new(store, 1);
-    let b = ctx
-        .backup_into(vol.head.as_ref(), &vol, How::default(), &faulty, label)
-        .map_err(s)?;
-    ensure!(faulty.left() == 0, "no base snapshot failed");
-    fell_back_to_own_chain(ctx, &b, &first)?;
-    noted(ctx, "falling back to a full backup")?;
-    expect_restores(ctx, &b, &vol.mirror)?;
-    vol.scribble(4 * MIB, 10_000, 14)?;
-    let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
-    ensure!(
-        next.parent == Some(b.id),
-        "next continues {:?}",
-        next.parent
-    );
-    expect_restores(ctx, &next, &vol.mirror)
+    base_snapshot_failure_falls_back(ctx, vol, &first)
 }
 
 /// The base snapshot of an incremental fails after its transfer, with the
@@ -398,17 +382,26 @@ pub fn unchanged_base_snapshot_failure_falls_back(ctx: &Ctx<'_>) -> CheckResult 
 /// traces go, and the full fallback (same backup id) stores its own.
 pub fn failed_base_snapshot_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     let (vol, first) = changed_after_backup(ctx)?;
+    base_snapshot_failure_falls_back(ctx, vol, &first)
+}
+
+/// Backs `vol` up (after `first`) into a store whose first base snapshot
+/// fails: the backup falls back to a chain of its own, which the next
+/// incremental continues, with its digests.
+fn base_snapshot_failure_falls_back(
+    ctx: &Ctx<'_>,
+    mut vol: Vol,
+    first: &BackupRecord,
+) -> CheckResult {
     let [(store, label), _] = ctx.fx.stores();
     let faulty = SnapFailingPool::new(store, 1);
     let b = ctx
         .backup_into(vol.head.as_ref(), &vol, How::default(), &faulty, label)
         .map_err(s)?;
     ensure!(faulty.left() == 0, "no base snapshot failed");
-    fell_back_to_own_chain(ctx, &b, &first)?;
+    fell_back_to_own_chain(ctx, &b, first)?;
     noted(ctx, "falling back to a full backup")?;
     expect_restores(ctx, &b, &vol.mirror)?;
-    // The next incremental continues from the fallback, with its digests.
-    let mut vol = vol;
     vol.scribble(3 * MIB, 10_000, 12)?;
     let next = expect_backup(ctx, &vol, BackupKind::Incremental)?;
     ensure!(

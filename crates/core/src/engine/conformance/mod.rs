@@ -9,6 +9,7 @@
 
 mod adopt;
 mod backup;
+mod delegate;
 mod delete;
 mod digests;
 mod faults;

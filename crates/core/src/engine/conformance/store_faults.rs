@@ -2,11 +2,11 @@
 //! snapshot fails after its transfer (and after the objects stored beside
 //! the snapshot).
 
+use super::delegate::delegate_image_io;
 use super::faults::INJECTED;
 use crate::image::{
-    Extent, ExtentVisitor, Image, ImageError, ImageMetadata, Pool, Result, SnapshotInfo, Snapshots,
+    Extent, Image, ImageError, ImageMetadata, Pool, Result, SnapshotInfo, Snapshots,
 };
-use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -75,37 +75,9 @@ struct SnapFailingImage {
 }
 
 impl Image for SnapFailingImage {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn size(&self) -> Result<u64> {
-        self.inner.size()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_at(offset, buf)
-    }
-    fn changed_extents(
-        &self,
-        from: Option<&str>,
-        range: Range<u64>,
-        visit: &mut ExtentVisitor<'_>,
-    ) -> Result<()> {
-        self.inner.changed_extents(from, range, visit)
-    }
-    fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
-        self.inner.write_at(offset, data)
-    }
+    delegate_image_io!(inner);
     fn write_digested(&self, offset: u64, data: &[u8], digests: &[[u8; 32]]) -> Result<()> {
         self.inner.write_digested(offset, data, digests)
-    }
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
-        self.inner.write_zeroes(offset, len)
-    }
-    fn flush(&self) -> Result<()> {
-        self.inner.flush()
-    }
-    fn resize(&self, size: u64) -> Result<()> {
-        self.inner.resize(size)
     }
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         self.inner.snapshots().map(|_| self as &dyn Snapshots)

@@ -79,6 +79,20 @@ pub(super) struct Transferred {
     pub added: Option<u64>,
 }
 
+impl Transferred {
+    /// What the record takes from the transfer, and the digests to store
+    /// beside the backup.
+    pub(super) fn into_published(self) -> (Published, Option<NewDigests>) {
+        let published = Published {
+            base: self.base,
+            stats: self.stats,
+            checksum: self.checksum,
+            added: self.added,
+        };
+        (published, self.digests)
+    }
+}
+
 impl Engine<'_> {
     /// Backs up `req.source`; returns the record of the available backup.
     pub fn backup(&self, req: &BackupRequest<'_>) -> EngineResult<BackupRecord> {
@@ -99,23 +113,25 @@ impl Engine<'_> {
         if let Some(snaps) = req.source.snapshots().filter(|_| req.snapshot_source) {
             return self.backup_snapshotted(req, &volume, id, snaps);
         }
-        let chain = self.checked_chain(req, volume.id, None)?;
+        let latest = self.latest_available(volume.id, &req.store_label)?;
+        let chain = self.checked_chain(req, latest, None)?;
         let mut record = new_record(req, &volume, id, &chain, self.clock.now())?;
         self.catalog.insert_backup(&record)?;
         self.backup_whole(req, &chain, &mut record)?;
         Ok(record)
     }
 
-    /// The chain check, timed; in [`ChainMode::Incremental`] a chain that
-    /// cannot continue is an error.
+    /// The chain check from `latest` (the volume's newest available backup
+    /// in the request's store), timed; in [`ChainMode::Incremental`] a
+    /// chain that cannot continue is an error.
     pub(super) fn checked_chain(
         &self,
         req: &BackupRequest<'_>,
-        volume: Uuid,
+        latest: Option<BackupRecord>,
         snaps: Option<&dyn Snapshots>,
     ) -> EngineResult<Chain> {
         let chain = timed(self.progress, "chain check", || {
-            self.choose_chain(volume, req.store, &req.store_label, req.mode, snaps)
+            self.choose_chain(latest, req.store, req.mode, snaps)
         })?;
         if let Chain::New {
             reason: Some(reason),
@@ -216,13 +232,8 @@ impl Engine<'_> {
         t: Transferred,
     ) -> EngineResult<()> {
         let start = std::time::Instant::now();
-        self.store_backup_objects(req, record, t.digests)?;
-        let done = Published {
-            base: t.base,
-            stats: t.stats,
-            checksum: t.checksum,
-            added: t.added,
-        };
+        let (done, digests) = t.into_published();
+        self.store_backup_objects(req, record, digests)?;
         self.record_available(req, record, done)?;
         self.progress
             .phase_done("publish", start.elapsed().as_secs_f64());

@@ -11,7 +11,7 @@
 //! between), the base's new snapshot is removed again and the changes are
 //! copied as usual. Nothing is published before the answer.
 
-use super::backup::{snapshot_base, BackupRequest, Published, Transferred};
+use super::backup::{snapshot_base, BackupRequest, Transferred};
 use super::chain::Chain;
 use super::copy::CopyStats;
 use super::digest_objects::{segments_owner, DIGESTS_IN};
@@ -63,9 +63,10 @@ impl Engine<'_> {
         Ok((!changed).then_some(parent.as_ref()))
     }
 
-    /// Snapshots `base` while [`Self::unchanged_parent`] answers, and
-    /// publishes the backup when the source is unchanged; otherwise gives
-    /// `base` back without the snapshot, for the changes to be copied.
+    /// Snapshots `base` (which has no known damage) while
+    /// [`Self::unchanged_parent`] answers, and publishes the backup when
+    /// the source is unchanged; otherwise gives `base` back without the
+    /// snapshot, for the changes to be copied.
     pub(super) fn publish_if_unchanged(
         &self,
         req: &BackupRequest<'_>,
@@ -74,14 +75,13 @@ impl Engine<'_> {
         base: Box<dyn Image>,
         record: &mut BackupRecord,
     ) -> EngineResult<Option<Box<dyn Image>>> {
-        let clean = base_is_clean(Some(base.as_ref()))?;
         let name = record.snapshot.clone();
         std::thread::scope(|s| {
             let snapping = s.spawn(move || {
                 let made = snapshot_base(base.as_ref(), &name, self.progress);
                 (base, made)
             });
-            let unchanged = self.unchanged_parent(req.source, snaps, chain, clean, record)?;
+            let unchanged = self.unchanged_parent(req.source, snaps, chain, true, record)?;
             tracing::debug!("unchanged since the parent: {}", unchanged.is_some());
             let Some(parent) = unchanged else {
                 let (base, made) = joined(snapping);
@@ -95,12 +95,7 @@ impl Engine<'_> {
             let prune = s.spawn(move || self.prune_and_release(req, snaps, &pruned));
             let stored = self.store_backup_objects(req, record, Some(NewDigests::Shared));
             let (base, made) = joined(snapping);
-            let done = Published {
-                base,
-                stats: CopyStats::default(),
-                checksum: Some(checksum),
-                added: Some(0),
-            };
+            let (done, _shared) = carried(base, checksum).into_published();
             let published = self.publish_snapshotted(req, record, made.and(stored), done);
             joined(prune);
             published.map(|()| None)
@@ -134,20 +129,18 @@ pub(super) fn looks_unchanged(head: &dyn Image, latest: &BackupRecord) -> bool {
     }
 }
 
-/// Whether `chain` continues from `latest` in a way an unchanged source is
-/// carried forward in: with its digests, into the base the check opened.
-pub(super) fn carries_forward(chain: &Chain, latest: Option<&BackupRecord>) -> bool {
-    match (chain, latest) {
-        (
-            Chain::Continue {
-                parent,
-                digests: true,
-                base: Some(_),
-            },
-            Some(latest),
-        ) => parent.id == latest.id,
-        _ => false,
-    }
+/// Whether `chain` continues in a way an unchanged source is carried
+/// forward in: with its parent's digests, into the base the check opened.
+/// (Its parent is the latest backup the early look compared against.)
+pub(super) fn carries_forward(chain: &Chain) -> bool {
+    matches!(
+        chain,
+        Chain::Continue {
+            digests: true,
+            base: Some(_),
+            ..
+        }
+    )
 }
 
 /// Whether the store knows no damage in `base` (an unchanged backup would

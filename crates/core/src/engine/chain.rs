@@ -43,17 +43,17 @@ pub(super) enum Chain {
 }
 
 impl Engine<'_> {
-    /// The chain of a backup of `volume` into `store_label`.
+    /// The chain of a backup into the store `store` whose newest available
+    /// backup of the volume is `latest` ([`Self::latest_available`]).
     /// `source_snaps`: the source's snapshots, for a source that has them.
     pub(super) fn choose_chain(
         &self,
-        volume: uuid::Uuid,
+        latest: Option<BackupRecord>,
         store: &dyn Pool,
-        store_label: &str,
         mode: ChainMode,
         source_snaps: Option<&dyn Snapshots>,
     ) -> EngineResult<Chain> {
-        let Some(latest) = self.latest_available(volume, store_label)? else {
+        let Some(latest) = latest else {
             return Ok(Chain::New { reason: None });
         };
         if mode == ChainMode::Full {

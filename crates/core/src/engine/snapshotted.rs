@@ -43,18 +43,14 @@ impl Engine<'_> {
         self.catalog.insert_backup(&record)?;
         // The chain check and a first look at whether the source changed
         // since the latest backup run while the snapshot is made.
-        let latest = match req.mode {
-            ChainMode::Full => None,
-            _ => self.latest_available(volume.id, &req.store_label)?,
-        };
+        let latest = self.latest_available(volume.id, &req.store_label)?;
         let (chain, looked_unchanged, snapped) = std::thread::scope(|s| {
             let snapping = s.spawn(|| self.snapshot_source(snaps, &record));
             let looking = s.spawn(|| {
-                latest
-                    .as_ref()
-                    .is_some_and(|latest| looks_unchanged(req.source, latest))
+                let look = latest.as_ref().filter(|_| req.mode != ChainMode::Full);
+                look.is_some_and(|latest| looks_unchanged(req.source, latest))
             });
-            let chain = self.checked_chain(req, volume.id, Some(snaps));
+            let chain = self.checked_chain(req, latest.clone(), Some(snaps));
             (chain, joined(looking), joined(snapping))
         });
         if let Err(cause) = snapped {
@@ -68,7 +64,7 @@ impl Engine<'_> {
         if let Chain::Continue { parent, .. } = &chain {
             self.set_chain(&mut record, Some(parent))?;
         }
-        let looks_unchanged = looked_unchanged && carries_forward(&chain, latest.as_ref());
+        let looks_unchanged = looked_unchanged && carries_forward(&chain);
         let base = match &mut chain {
             Chain::Continue { base, .. } => base.take(),
             Chain::New { .. } => None,
@@ -189,15 +185,15 @@ impl Engine<'_> {
             base,
             looks_unchanged,
         } = attempt;
+        let clean = base_is_clean(base.as_deref())?;
         let (base, unchanged) = match base {
-            Some(base) if looks_unchanged => {
+            Some(base) if looks_unchanged && clean => {
                 match self.publish_if_unchanged(req, snaps, chain, base, record)? {
                     Some(changed) => (Some(changed), None),
                     None => return Ok(()),
                 }
             }
             base => {
-                let clean = base_is_clean(base.as_deref())?;
                 let parent = self.unchanged_parent(req.source, snaps, chain, clean, record)?;
                 (base, parent)
             }
@@ -213,26 +209,14 @@ impl Engine<'_> {
         // backup a full copy (as the fallback below makes one anyway), never
         // data: the parent's backup stays whole in the store.
         let pruned = record.clone();
-        let Transferred {
-            base,
-            stats,
-            checksum,
-            digests,
-            added,
-        } = transferred;
+        let (done, digests) = transferred.into_published();
         std::thread::scope(|s| {
             let prune = s.spawn(|| self.prune_and_release(req, snaps, &pruned));
             // The metadata object and the digests, a round trip or two
             // each, go while the base is snapshotted.
             let objects = s.spawn(|| self.store_backup_objects(req, &pruned, digests));
-            let snapped = snapshot_base(base.as_ref(), &record.snapshot, self.progress);
+            let snapped = snapshot_base(done.base.as_ref(), &record.snapshot, self.progress);
             let stored = joined(objects);
-            let done = Published {
-                base,
-                stats,
-                checksum,
-                added,
-            };
             let published = self.publish_snapshotted(req, record, snapped.and(stored), done);
             joined(prune);
             published

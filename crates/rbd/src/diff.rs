@@ -109,6 +109,9 @@ fn exact_passes_in_flight(depth: usize) -> usize {
 /// large image is cut into one window per core, passes run at once, and
 /// the first to find a change stops the others.
 pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
+    if let Some(answer) = crate::objectmap::changed_since(img, from_snap)? {
+        return Ok(answer);
+    }
     if !fast_diff_usable(&*img.handle()?).map_err(|e| img.err(e))? {
         return blockback_core::image::any_extent(img, Some(from_snap), |_| true);
     }

@@ -16,6 +16,7 @@ use libloading::Library;
 
 use crate::breaker::Breaker;
 
+mod cls;
 mod lock_info;
 mod locks;
 pub(crate) use lock_info::Locker;
@@ -129,9 +130,9 @@ api_table! {
     rbd rbd_get_size(ImageT, *mut u64) -> c_int;
     rbd rbd_get_features(ImageT, *mut u64) -> c_int;
     rbd rbd_get_flags(ImageT, *mut u64) -> c_int;
+    rbd rbd_get_id(ImageT, *mut c_char, usize) -> c_int;
     rbd rbd_get_stripe_count(ImageT, *mut u64) -> c_int;
     rbd rbd_read2(ImageT, u64, usize, *mut c_char, c_int) -> isize;
-    rbd rbd_write2(ImageT, u64, usize, *const c_char, c_int) -> isize;
     rbd rbd_write_zeroes(ImageT, u64, usize, c_int, c_int) -> isize;
     rbd rbd_flush(ImageT) -> c_int;
     rbd rbd_resize2(ImageT, u64, bool, ProgressCb, *mut c_void) -> c_int;
@@ -558,6 +559,22 @@ impl RbdHandle {
         self.guard(|| self.get_u64(self.api.rbd_get_flags))
     }
 
+    /// The image's id (what its header and object map objects are named by).
+    pub(crate) fn id(&self) -> Result<String, Errno> {
+        self.guard(|| {
+            let mut buf = [0u8; 128];
+            // Safety: live image, buffer valid for its length.
+            check(unsafe { (self.api.rbd_get_id)(self.ptr, buf.as_mut_ptr().cast(), buf.len()) })?;
+            let id = CStr::from_bytes_until_nul(&buf).map_err(|_| Errno(libc::EBADMSG))?;
+            Ok(id.to_string_lossy().into_owned())
+        })
+    }
+
+    /// The connection's pool, for calls on the image's own objects.
+    pub(crate) fn ioctx(&self) -> &IoCtx {
+        &self.io
+    }
+
     pub(crate) fn layout(&self) -> Result<Layout, Errno> {
         self.guard(|| {
             let mut info = ImageInfoC {
@@ -589,23 +606,6 @@ impl RbdHandle {
                     offset,
                     buf.len(),
                     buf.as_mut_ptr().cast(),
-                    STREAM_IO_FLAGS,
-                )
-            };
-            check_len(rc)
-        })
-    }
-
-    /// One `rbd_write2`; returns the bytes written.
-    pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
-        self.guard(|| {
-            // Safety: `data` is valid for `data.len()` bytes of reads.
-            let rc = unsafe {
-                (self.api.rbd_write2)(
-                    self.ptr,
-                    offset,
-                    data.len(),
-                    data.as_ptr().cast(),
                     STREAM_IO_FLAGS,
                 )
             };

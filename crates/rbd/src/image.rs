@@ -110,6 +110,13 @@ impl RbdImage {
         diff::fast_diff_usable(&*self.handle()?).map_err(|e| self.err(e))
     }
 
+    /// What the fast-diff object maps alone say about changes since
+    /// `from_snap` (what `changed_since` asks first); `None` when they
+    /// cannot tell and librbd's diff decides. For tests and diagnostics.
+    pub fn changed_since_by_object_maps(&self, from_snap: &str) -> Result<Option<bool>> {
+        crate::objectmap::changed_since(self, from_snap)
+    }
+
     pub(crate) fn err(&self, e: Errno) -> ImageError {
         from_errno(e, self.describe())
     }
@@ -219,15 +226,15 @@ impl Image for RbdImage {
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.check(offset, data.len())?;
-        let mut pos = offset;
-        for chunk in data.chunks(MAX_IO) {
-            let n = self.handle()?.write(pos, chunk).map_err(|e| self.err(e))?;
-            if n != chunk.len() {
-                return Err(self.short("write", pos, chunk.len(), n));
-            }
-            pos += n as u64;
-        }
-        Ok(())
+        // Through aio even for one piece: librbd writes an aio request
+        // from the caller's buffer (zero-copy, see cluster.rs) where a
+        // synchronous write always copies it first.
+        let mut ops: Vec<AioOp<'_>> = data
+            .chunks(MAX_IO)
+            .zip((offset..).step_by(MAX_IO))
+            .map(|(data, offset)| AioOp::Write { offset, data })
+            .collect();
+        self.handle()?.aio_batch(&mut ops).map_err(|e| self.err(e))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

@@ -17,12 +17,14 @@
 mod breaker;
 mod cluster;
 mod diff;
+mod encoding;
 mod error;
 mod ffi;
 mod image;
 mod layout;
 mod locks;
 mod metadata;
+mod objectmap;
 mod objects;
 mod pool;
 mod slot;

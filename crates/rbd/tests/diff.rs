@@ -135,6 +135,68 @@ fn changed_since_with_and_without_fast_diff() {
     check_changed_since(&pool, &exact, "dsincex");
 }
 
+/// The object maps read directly answer "changed since?" themselves (no
+/// fallback to librbd) and agree with what was done: writes, a whole
+/// object zeroed, a user snapshot in between, growth, and a snapshot
+/// as the end point; without fast-diff they give no answer.
+#[test]
+fn object_maps_answer_changed_since_directly() {
+    let Some(pool) = pool() else { return };
+    let name = unique("omaps");
+    pool.create_with(&name, SIZE, &CreateOptions::default())
+        .unwrap();
+    let img = TempImage::adopt(&pool, name.clone());
+    let h = pool.open_image(&name).unwrap();
+    let asked = |h: &blockback_rbd::RbdImage, from: &str| {
+        let by_maps = h.changed_since_by_object_maps(from).unwrap();
+        assert_eq!(
+            by_maps,
+            Some(h.changed_since(from).unwrap()),
+            "maps vs changed_since from {from}"
+        );
+        by_maps.unwrap()
+    };
+    h.write_at(0, &pattern(1, 9 * MIB as usize)).unwrap();
+    let snaps = h.snapshots().unwrap();
+    snaps.create("s1").unwrap();
+    assert!(!asked(&h, "s1"), "nothing written since s1");
+    h.write_at(13 * MIB, b"x").unwrap();
+    h.flush().unwrap();
+    assert!(asked(&h, "s1"), "a write into a new object");
+    snaps.create("s2").unwrap();
+    assert!(!asked(&h, "s2"));
+    assert!(asked(&h, "s1"), "the change before s2 counts from s1");
+    h.write_at(4 * MIB, b"y").unwrap();
+    snaps.create("user").unwrap();
+    snaps.create("s3").unwrap();
+    assert!(asked(&h, "s2"), "written before a user snapshot in between");
+    assert!(!asked(&h, "s3"));
+    h.write_zeroes(8 * MIB, 4 * MIB).unwrap();
+    h.flush().unwrap();
+    assert!(asked(&h, "s3"), "an object zeroed whole");
+    snaps.create("s4").unwrap();
+    h.resize(SIZE + 8 * MIB).unwrap();
+    assert!(asked(&h, "s4"), "grown");
+    snaps.create("s5").unwrap();
+    let at_s4 = pool.open_image_read_only(&name, Some("s4")).unwrap();
+    assert!(asked(&at_s4, "s3"), "from s3 to snapshot s4");
+    let at_s5 = pool.open_image_read_only(&name, Some("s5")).unwrap();
+    assert!(asked(&at_s5, "s4"), "from s4 to snapshot s5: grown");
+    assert!(!asked(&h, "s5"));
+    drop((h, at_s4, at_s5, img));
+
+    let exact = CreateOptions {
+        features: Some(features::LAYERING),
+        ..CreateOptions::default()
+    };
+    let name = unique("omapsx");
+    pool.create_with(&name, SIZE, &exact).unwrap();
+    let _img = TempImage::adopt(&pool, name.clone());
+    let h = pool.open_image(&name).unwrap();
+    h.snapshots().unwrap().create("s1").unwrap();
+    assert_eq!(h.changed_since_by_object_maps("s1").unwrap(), None);
+}
+
 /// The passes over a large thin image (one per core, at least 64 GiB
 /// each) see a change near its end or its start, and nothing when there
 /// is none.

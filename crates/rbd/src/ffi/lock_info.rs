@@ -11,11 +11,11 @@
 //! Each versioned struct is skipped to its end by its length, so fields a
 //! newer Ceph appends are ignored.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::CStr;
 use std::time::{Duration, SystemTime};
 
-use super::locks::lock_api;
 use super::{Errno, IoCtx};
+use crate::encoding::Reader;
 
 /// One holder of a lock, as the OSD records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,31 +31,15 @@ impl IoCtx {
     /// or the lock does not exist).
     pub(crate) fn lockers(&self, oid: &CStr, name: &CStr) -> Result<Vec<Locker>, Errno> {
         self.guard(|| {
-            let api = lock_api()?;
             let input = get_info_op(name.to_bytes());
-            let mut out = vec![0u8; 64 * 1024];
-            // Safety: live ioctx, valid strings, and buffers of the given lengths.
-            let rc = unsafe {
-                (api.exec)(
-                    self.ptr,
-                    oid.as_ptr(),
-                    c"lock".as_ptr(),
-                    c"get_info".as_ptr(),
-                    input.as_ptr().cast(),
-                    input.len(),
-                    out.as_mut_ptr().cast::<c_char>(),
-                    out.len(),
-                )
-            };
-            match rc {
-                rc if rc == -libc::ENOENT => Ok(Vec::new()),
-                rc if rc < 0 => Err(Errno(-rc)),
-                len => decode_reply(&out[..len as usize]).ok_or(Errno(libc::EBADMSG)),
+            match self.exec(oid, c"lock", c"get_info", &input, 64 * 1024) {
+                Err(e) if e.0 == libc::ENOENT => Ok(Vec::new()),
+                Err(e) => Err(e),
+                Ok(out) => decode_reply(&out).ok_or(Errno(libc::EBADMSG)),
             }
         })
     }
 }
-
 /// `cls_lock_get_info_op`: version 1, compat 1, length, the lock name.
 fn get_info_op(name: &[u8]) -> Vec<u8> {
     let mut out = vec![1u8, 1u8];
@@ -63,42 +47,6 @@ fn get_info_op(name: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
     out.extend_from_slice(name);
     out
-}
-
-/// A reader over Ceph-encoded bytes; `None` once they run out.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let len = self.u32()? as usize;
-        self.take(len)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    }
-
-    /// A versioned struct's body (after its version and compat bytes).
-    fn versioned(&mut self) -> Option<Reader<'a>> {
-        self.take(2)?;
-        let len = self.u32()? as usize;
-        self.take(len).map(Reader)
-    }
 }
 
 fn decode_reply(bytes: &[u8]) -> Option<Vec<Locker>> {

@@ -130,20 +130,10 @@ impl Cluster {
             // writearound mode, acknowledge writes before the OSD has them;
             // a backup writes each byte once and flushes anyway (~10% less
             // client CPU on a full backup without it, which the OSD gets on
-            // a small machine).
+            // a small machine). librbd still copies each aio write's buffer
+            // while `rbd_disable_zero_copy_writes` keeps its default.
             OptionDefault {
                 option: "rbd_cache",
-                builtin: "true",
-                ours: "false".into(),
-            },
-            // Without the cache librbd can send an aio write from the
-            // caller's buffer, holding its completion until the messenger
-            // lets go of it; by default it copies each one first (4 MiB per
-            // write in flight, freed by another thread: the copies and the
-            // malloc arenas they churned were a third of a full backup's
-            // peak memory).
-            OptionDefault {
-                option: "rbd_disable_zero_copy_writes",
                 builtin: "true",
                 ours: "false".into(),
             },
@@ -386,11 +376,6 @@ mod default_tests {
             },
             OptionDefault {
                 option: "rbd_cache",
-                builtin: "true",
-                ours: "false".into(),
-            },
-            OptionDefault {
-                option: "rbd_disable_zero_copy_writes",
                 builtin: "true",
                 ours: "false".into(),
             },

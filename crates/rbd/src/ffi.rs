@@ -133,6 +133,7 @@ api_table! {
     rbd rbd_get_id(ImageT, *mut c_char, usize) -> c_int;
     rbd rbd_get_stripe_count(ImageT, *mut u64) -> c_int;
     rbd rbd_read2(ImageT, u64, usize, *mut c_char, c_int) -> isize;
+    rbd rbd_write2(ImageT, u64, usize, *const c_char, c_int) -> isize;
     rbd rbd_write_zeroes(ImageT, u64, usize, c_int, c_int) -> isize;
     rbd rbd_flush(ImageT) -> c_int;
     rbd rbd_resize2(ImageT, u64, bool, ProgressCb, *mut c_void) -> c_int;
@@ -606,6 +607,23 @@ impl RbdHandle {
                     offset,
                     buf.len(),
                     buf.as_mut_ptr().cast(),
+                    STREAM_IO_FLAGS,
+                )
+            };
+            check_len(rc)
+        })
+    }
+
+    /// One `rbd_write2`; returns the bytes written.
+    pub(crate) fn write(&self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
+        self.guard(|| {
+            // Safety: `data` is valid for `data.len()` bytes of reads.
+            let rc = unsafe {
+                (self.api.rbd_write2)(
+                    self.ptr,
+                    offset,
+                    data.len(),
+                    data.as_ptr().cast(),
                     STREAM_IO_FLAGS,
                 )
             };

@@ -223,18 +223,22 @@ impl Image for RbdImage {
         diff::changed_since(self, from)
     }
 
+    fn changed_since_is_cheap(&self) -> bool {
+        self.uses_fast_diff().unwrap_or(false)
+    }
+
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.check(offset, data.len())?;
-        // Through aio even for one piece: librbd writes an aio request
-        // from the caller's buffer (zero-copy, see cluster.rs) where a
-        // synchronous write always copies it first.
-        let mut ops: Vec<AioOp<'_>> = data
-            .chunks(MAX_IO)
-            .zip((offset..).step_by(MAX_IO))
-            .map(|(data, offset)| AioOp::Write { offset, data })
-            .collect();
-        self.handle()?.aio_batch(&mut ops).map_err(|e| self.err(e))
+        let mut pos = offset;
+        for chunk in data.chunks(MAX_IO) {
+            let n = self.handle()?.write(pos, chunk).map_err(|e| self.err(e))?;
+            if n != chunk.len() {
+                return Err(self.short("write", pos, chunk.len(), n));
+            }
+            pos += n as u64;
+        }
+        Ok(())
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

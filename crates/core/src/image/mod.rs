@@ -110,6 +110,12 @@ pub trait Image: Send + Sync {
     fn changed_since(&self, from: &str) -> Result<bool> {
         any_extent(self, Some(from), |_| true)
     }
+    /// Whether [`Image::changed_since`] costs about the same whatever the
+    /// volume's size (RBD with usable fast-diff object maps: a few small
+    /// reads), so a caller may ask it speculatively of a large volume.
+    fn changed_since_is_cheap(&self) -> bool {
+        false
+    }
     /// Extents whose stored data is known to be bad (a content-addressed
     /// store whose only copy of a chunk this point uses was quarantined or
     /// lies in an unreadable pack): a writer that keeps the rest as it is

@@ -23,9 +23,15 @@
 #   transfer       bytes blockback wrote to the base / bytes changed (<= 1.2)
 #   diff. restore  blockback backup restore ID rbd:POOL/new  vs  rbd create +
 #                  rbd export-diff BASE@s2 - | rbd import-diff - POOL/new
+#   thin volume    with THIN_SIZE set (e.g. 1T): POOL/bench-dthin of that size,
+#                  2 GiB written at random 4 MiB offsets (`rbd bench`), a full
+#                  backup (its peak RSS is a row), then RUNS backups with
+#                  nothing changed: time beyond the two snapshot creations
+#                  (target: under 0.15 s, whatever the volume's size)
 #
 # Environment: CEPH_CONF (required), CEPH_ID (default admin), POOL (volumes),
-# BACKUP_POOL (backups); BENCH_DIR, BLOCKBACK, SKIP_BUILD as for bench/run.sh.
+# BACKUP_POOL (backups), THIN_SIZE (unset: no thin-volume rows); BENCH_DIR,
+# BLOCKBACK, SKIP_BUILD as for bench/run.sh.
 # Use a throwaway cluster: the script creates and removes bench-d* images.
 #
 # Results: a markdown table on stdout and in $BENCH_DIR/results-differential.md;
@@ -44,7 +50,8 @@ TARGET_RESTORE=0.5
 
 remove_bench_images() {
     local i
-    for i in "$POOL/bench-dvol" "$BACKUP_POOL/bench-dref" "$POOL/bench-drestore-ref" "$POOL/bench-drestore-bb"; do
+    for i in "$POOL/bench-dvol" "$BACKUP_POOL/bench-dref" "$POOL/bench-drestore-ref" "$POOL/bench-drestore-bb" \
+        "$POOL/bench-dthin"; do
         remove_image "$i"
     done
 }
@@ -176,6 +183,42 @@ cleanup_run() {
     rm -rf "$RUN_DIR"
 }
 
+# The thin volume: one full backup, then RUNS backups with nothing changed.
+thin_runs() {
+    local run
+    RUN_DIR=$BENCH_DIR/differential-thin
+    rm -rf "$RUN_DIR"
+    mkdir -p "$RUN_DIR"
+    BB=("$BLOCKBACK" --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.db"
+        --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID")
+    remove_bench_images
+    log "thin $THIN_SIZE volume: 2 GiB written, full backup"
+    r create --size "$THIN_SIZE" "$POOL/bench-dthin"
+    r bench --io-type write --io-size 4M --io-total 2G --io-pattern rand "$POOL/bench-dthin" >/dev/null
+    timed_bb --json --quiet backup create "rbd:$POOL/bench-dthin"
+    [[ $(json_field kind) == full ]] || { echo "$SCRIPT: the thin volume's first backup is not full" >&2; exit 1; }
+    T_THIN_FULL=$SECONDS_TAKEN RSS_THIN_FULL=$RSS_KIB
+    for run in $(seq 1 "$RUNS"); do
+        log "thin $THIN_SIZE volume: no-change backup $run/$RUNS"
+        timed_bb --json --quiet backup create "rbd:$POOL/bench-dthin"
+        [[ $(json_field kind) == incremental ]] || { echo "$SCRIPT: a thin no-change backup is not incremental" >&2; exit 1; }
+        T_THIN_SAME[run]=$SECONDS_TAKEN
+        T_THIN_EXTRA[run]=$(minus "$SECONDS_TAKEN" "$(phase 'source snapshot')" "$(phase 'base snapshot')")
+    done
+    [[ $KEEP == 1 ]] || cleanup_run
+}
+
+thin_rows() {
+    [[ -n ${THIN_SIZE:-} ]] || return 0
+    local extra
+    extra=$(median "${T_THIN_EXTRA[@]}")
+    printf '| no change, thin %s volume with 2 GiB written, beyond the two snapshot creations | - | %s s | - | < %s s | %s | blockback total %s s; full backup %s s |\n' \
+        "$THIN_SIZE" "$extra" "$TARGET_NO_CHANGE_SECS" \
+        "$(awk -v a="$extra" -v t="$TARGET_NO_CHANGE_SECS" 'BEGIN { print (a < t) ? "PASS" : "FAIL" }')" \
+        "$(median "${T_THIN_SAME[@]}")" "$T_THIN_FULL"
+    rss_row "full backup, thin $THIN_SIZE volume" "$RSS_THIN_FULL"
+}
+
 # ---- reporting --------------------------------------------------------------
 
 report() {
@@ -208,10 +251,12 @@ report() {
         "both equal v2 by sha256: ${RESTORES_CHECKED:-no}"
     rss_row "incremental" "$(max_of "${RSS_INC[@]}")"
     rss_row "differential restore" "$(max_of "${RSS_RESTORE[@]}")"
+    thin_rows
     echo
     echo "Per run (s): reference ${T_REF_INC[*]} (data ${T_REF_DATA[*]}) / bb ${T_BB_INC[*]}" \
         "(data ${T_BB_DATA[*]}); no change ${T_REF_SAME[*]} / bb ${T_BB_SAME[*]}" \
         "(extra ${T_BB_SAME_EXTRA[*]}); restore ${T_REF_RESTORE[*]} / bb ${T_BB_RESTORE[*]}."
+    [[ -z ${THIN_SIZE:-} ]] || echo "Thin $THIN_SIZE no change (s): ${T_THIN_SAME[*]} (extra ${T_THIN_EXTRA[*]})."
     echo "Order alternates per run (baseline first on odd runs). OSD caches are not dropped."
 }
 
@@ -222,10 +267,11 @@ main() {
     setup_rbd
     declare -ga T_SNAP=() T_REF_INC=() T_REF_DATA=() T_BB_INC=() T_BB_DATA=() WRITTEN=()
     declare -ga T_REF_SAME=() T_BB_SAME=() T_BB_SAME_EXTRA=() T_REF_RESTORE=() T_BB_RESTORE=()
-    declare -ga RSS_INC=() RSS_RESTORE=()
+    declare -ga RSS_INC=() RSS_RESTORE=() T_THIN_SAME=() T_THIN_EXTRA=()
     generate
     local run
     for run in $(seq 1 "$RUNS"); do one_run "$run"; done
+    [[ -z ${THIN_SIZE:-} ]] || thin_runs
     report >"$BENCH_DIR/results-differential.md"
     publish "$BENCH_DIR/results-differential.md"
 }

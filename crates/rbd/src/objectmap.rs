@@ -89,10 +89,6 @@ fn read_and_compare(
     if from_snap.size != h.size()? {
         return Ok(Some(true));
     }
-    let image_id = h.id()?;
-    let header = cstring(format!("rbd_header.{image_id}"))?;
-    let chain = map_chain(h.ioctx(), &header, from_snap.id, end_id)?;
-    let Some(chain) = chain else { return Ok(None) };
     let most = snaps
         .iter()
         .map(|s| s.size)
@@ -100,25 +96,53 @@ fn read_and_compare(
         .unwrap_or(0)
         .max(h.size()?);
     let objects = most.div_ceil(h.layout()?.object_size.max(1));
-    let maps = read_maps(h.ioctx(), &header, &image_id, &chain, objects)?;
-    Ok(maps.map(|maps| any_change(&maps)))
+    let image_id = h.id()?;
+    let maps = Maps {
+        io: h.ioctx(),
+        header: cstring(format!("rbd_header.{image_id}"))?,
+        image_id,
+        objects,
+    };
+    // Usually nothing lies between the two points: their maps are read
+    // while the header lists the snapshots (one round trip in all); only
+    // when it names others are those read after.
+    let usual = [from_snap.id, end_id];
+    let (ids, usual_maps) = std::thread::scope(|s| {
+        let ids = s.spawn(|| maps.snap_ids());
+        let usual_maps = maps.read(&usual);
+        (joined(ids), usual_maps)
+    });
+    let Some(chain) = chain_between(&ids?, from_snap.id, end_id) else {
+        return Ok(None);
+    };
+    let read = match chain == usual {
+        true => usual_maps?,
+        false => maps.read(&chain)?,
+    };
+    Ok(read.map(|maps| any_change(&maps)))
+}
+
+fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Where an image's maps and flags are.
+struct Maps<'a> {
+    io: &'a IoCtx,
+    header: CString,
+    image_id: String,
+    /// At least the objects of the largest map (sizes the reads).
+    objects: u64,
 }
 
 /// The snapshot ids whose maps to compare, ascending: `from`, every
-/// snapshot after it up to `end` (any namespace: `rbd_snap_list` shows
-/// only user snapshots), and HEAD when `end` is HEAD.
-fn map_chain(
-    io: &IoCtx,
-    header: &CString,
-    from: u64,
-    end: u64,
-) -> std::result::Result<Option<Vec<u64>>, Errno> {
-    let reply = io.exec(header, c"rbd", c"get_snapcontext", &[], 64 * 1024)?;
-    let Some(ids) = decode_snap_ids(&reply) else {
-        return Err(Errno(libc::EBADMSG));
-    };
+/// snapshot of `ids` after it up to `end` (any namespace:
+/// `rbd_snap_list` shows only user snapshots), and HEAD when `end` is
+/// HEAD; `None` when `end` is not among them or the chain is too long.
+fn chain_between(ids: &[u64], from: u64, end: u64) -> Option<Vec<u64>> {
     let mut chain: Vec<u64> = ids
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|&id| id > from && id <= end)
         .collect();
     chain.sort_unstable();
@@ -126,9 +150,9 @@ fn map_chain(
     if end == NOSNAP {
         chain.push(NOSNAP);
     } else if chain.last() != Some(&end) {
-        return Ok(None);
+        return None;
     }
-    Ok((chain.len() <= MAX_MAPS).then_some(chain))
+    (chain.len() <= MAX_MAPS).then_some(chain)
 }
 
 /// A `SnapContext` reply: the sequence number, then the ids.
@@ -139,50 +163,62 @@ fn decode_snap_ids(reply: &[u8]) -> Option<Vec<u64>> {
     (0..count).map(|_| r.u64()).collect()
 }
 
-/// Each map of `chain` (read at once), checked and decoded; `None` when
-/// one is flagged invalid.
-fn read_maps(
-    io: &IoCtx,
-    header: &CString,
-    image_id: &str,
-    chain: &[u64],
-    objects: u64,
-) -> std::result::Result<Option<Vec<Vec<u8>>>, Errno> {
-    let read = |snap: u64| -> std::result::Result<Option<Vec<u8>>, Errno> {
-        let flags = io.exec(header, c"rbd", c"get_flags", &snap.to_le_bytes(), 64)?;
-        let flags = Reader(&flags).u64().ok_or(Errno(libc::EBADMSG))?;
-        if flags & MAP_INVALID != 0 {
-            return Ok(None);
+impl Maps<'_> {
+    /// Every snapshot id the header holds (`rbd.get_snapcontext`).
+    fn snap_ids(&self) -> std::result::Result<Vec<u64>, Errno> {
+        let reply = self
+            .io
+            .exec(&self.header, c"rbd", c"get_snapcontext", &[], 64 * 1024)?;
+        decode_snap_ids(&reply).ok_or(Errno(libc::EBADMSG))
+    }
+
+    /// Each map of `chain`, checked and decoded, with every flag and map
+    /// read at once; `None` when one is flagged invalid.
+    fn read(&self, chain: &[u64]) -> std::result::Result<Option<Vec<Vec<u8>>>, Errno> {
+        let (flags, maps): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
+            let flags: Vec<_> = chain
+                .iter()
+                .map(|&snap| s.spawn(move || self.flags(snap)))
+                .collect();
+            let maps: Vec<_> = chain
+                .iter()
+                .map(|&snap| s.spawn(move || self.map(snap)))
+                .collect();
+            (
+                flags.into_iter().map(joined).collect(),
+                maps.into_iter().map(joined).collect(),
+            )
+        });
+        for flag in flags {
+            if flag? & MAP_INVALID != 0 {
+                return Ok(None);
+            }
         }
+        maps.into_iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// The flags of a snapshot (or HEAD): `rbd.get_flags`.
+    fn flags(&self, snap: u64) -> std::result::Result<u64, Errno> {
+        let reply = self
+            .io
+            .exec(&self.header, c"rbd", c"get_flags", &snap.to_le_bytes(), 64)?;
+        Reader(&reply).u64().ok_or(Errno(libc::EBADMSG))
+    }
+
+    fn map(&self, snap: u64) -> std::result::Result<Vec<u8>, Errno> {
         let name = match snap {
-            NOSNAP => format!("rbd_object_map.{image_id}"),
-            id => format!("rbd_object_map.{image_id}.{id:016x}"),
+            NOSNAP => format!("rbd_object_map.{}", self.image_id),
+            id => format!("rbd_object_map.{}.{id:016x}", self.image_id),
         };
-        let mut buf = vec![0u8; encoded_len_bound(objects)];
-        let n = io.read_object(&cstring(name)?, 0, &mut buf)?;
+        let mut buf = vec![0u8; encoded_len_bound(self.objects)];
+        let n = self.io.read_object(&cstring(name)?, 0, &mut buf)?;
         if n == buf.len() {
             return Err(Errno(libc::EFBIG));
         }
-        decode_map(&buf[..n]).map(Some).ok_or(Errno(libc::EBADMSG))
-    };
-    let results: Vec<_> = std::thread::scope(|s| {
-        let spawned: Vec<_> = chain
-            .iter()
-            .map(|&snap| s.spawn(move || read(snap)))
-            .collect();
-        spawned
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut maps = Vec::with_capacity(results.len());
-    for result in results {
-        match result? {
-            Some(map) => maps.push(map),
-            None => return Ok(None),
-        }
+        decode_map(&buf[..n]).ok_or(Errno(libc::EBADMSG))
     }
-    Ok(Some(maps))
 }
 
 /// More than an encoded map of `objects` elements can take (so a read
@@ -326,6 +362,20 @@ mod tests {
         // A change in any step of a chain counts, even if undone later.
         assert!(any_change(&[clean.clone(), written, clean.clone()]));
         assert!(!any_change(&[clean]));
+    }
+
+    #[test]
+    fn chains_run_from_the_snapshot_to_the_end_point() {
+        let ids = [12, 4, 9, 7];
+        assert_eq!(
+            chain_between(&ids, 4, NOSNAP),
+            Some(vec![4, 7, 9, 12, NOSNAP])
+        );
+        assert_eq!(chain_between(&ids, 7, 9), Some(vec![7, 9]));
+        assert_eq!(chain_between(&ids, 4, 12), Some(vec![4, 7, 9, 12]));
+        assert_eq!(chain_between(&ids, 4, 8), None, "8 is no snapshot");
+        let many: Vec<u64> = (1..=40).collect();
+        assert_eq!(chain_between(&many, 1, NOSNAP), None, "too many maps");
     }
 
     #[test]

@@ -70,14 +70,20 @@ minus() { awk -v a="$1" -v b="$2" -v c="${3:-0}" 'BEGIN { printf "%.3f", a - b -
 
 # ---- the benchmark ----------------------------------------------------------
 
-one_run() {
-    local run=$1
-    RUN_DIR=$BENCH_DIR/differential-run
+# fresh_run NAME: an empty RUN_DIR ($BENCH_DIR/NAME) with blockback's
+# catalog in it (BB), and no bench images left in the pools.
+fresh_run() {
+    RUN_DIR=$BENCH_DIR/$1
     rm -rf "$RUN_DIR"
     mkdir -p "$RUN_DIR"
     BB=("$BLOCKBACK" --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.db"
         --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID")
     remove_bench_images
+}
+
+one_run() {
+    local run=$1
+    fresh_run differential-run
     log "run $run/$RUNS: setup (full backups on both sides, then the change)"
     prepare
     log "run $run/$RUNS: incremental backup"
@@ -186,12 +192,7 @@ cleanup_run() {
 # The thin volume: one full backup, then RUNS backups with nothing changed.
 thin_runs() {
     local run
-    RUN_DIR=$BENCH_DIR/differential-thin
-    rm -rf "$RUN_DIR"
-    mkdir -p "$RUN_DIR"
-    BB=("$BLOCKBACK" --store "rbd:$BACKUP_POOL" --catalog "$RUN_DIR/catalog.db"
-        --ceph-conf "$CEPH_CONF" --ceph-id "$CEPH_ID")
-    remove_bench_images
+    fresh_run differential-thin
     log "thin $THIN_SIZE volume: 2 GiB written, full backup"
     r create --size "$THIN_SIZE" "$POOL/bench-dthin"
     r bench --io-type write --io-size 4M --io-total 2G --io-pattern rand "$POOL/bench-dthin" >/dev/null

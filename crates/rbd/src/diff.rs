@@ -34,9 +34,10 @@ use crate::image::RbdImage;
 use crate::pool::features::FAST_DIFF;
 use crate::spec::require_name;
 
-/// librbd.h RBD_FLAG_*.
-const FLAG_OBJECT_MAP_INVALID: u64 = 1;
-const FLAG_FAST_DIFF_INVALID: u64 = 2;
+/// librbd.h RBD_FLAG_OBJECT_MAP_INVALID | RBD_FLAG_FAST_DIFF_INVALID: the
+/// flags (of HEAD or of a snapshot) that say its object map cannot be
+/// trusted.
+pub(crate) const MAP_INVALID: u64 = 1 | 2;
 
 /// Window of an exact pass (memory: its extents); rounded up to whole object sets.
 const EXACT_WINDOW: u64 = 1 << 30;
@@ -182,8 +183,7 @@ fn snap_cstring(img: &RbdImage, snap: &str) -> Result<CString> {
 }
 
 pub(crate) fn fast_diff_usable(h: &RbdHandle) -> std::result::Result<bool, Errno> {
-    let invalid = FLAG_OBJECT_MAP_INVALID | FLAG_FAST_DIFF_INVALID;
-    Ok(h.features()? & FAST_DIFF != 0 && h.flags()? & invalid == 0)
+    Ok(h.features()? & FAST_DIFF != 0 && h.flags()? & MAP_INVALID == 0)
 }
 
 /// Object size x stripe count: the unit that maps to a fixed set of objects.

@@ -27,6 +27,7 @@ use std::ffi::CString;
 
 use blockback_core::image::Result;
 
+use crate::diff::MAP_INVALID;
 use crate::encoding::Reader;
 use crate::ffi::{Errno, IoCtx, RbdHandle};
 use crate::image::RbdImage;
@@ -36,9 +37,6 @@ use crate::pool::features::{FAST_DIFF, OBJECT_MAP};
 const NONEXISTENT: u8 = 0;
 const EXISTS: u8 = 1;
 const EXISTS_CLEAN: u8 = 3;
-
-/// librbd.h RBD_FLAG_OBJECT_MAP_INVALID | RBD_FLAG_FAST_DIFF_INVALID.
-const MAP_INVALID: u64 = 1 | 2;
 
 /// Ceph's id for HEAD.
 const NOSNAP: u64 = u64::MAX - 1;
@@ -86,7 +84,8 @@ fn read_and_compare(
     if end_id != NOSNAP && end_id <= from_snap.id {
         return Ok(None);
     }
-    if from_snap.size != h.size()? {
+    let end_size = h.size()?;
+    if from_snap.size != end_size {
         return Ok(Some(true));
     }
     let most = snaps
@@ -94,7 +93,7 @@ fn read_and_compare(
         .map(|s| s.size)
         .max()
         .unwrap_or(0)
-        .max(h.size()?);
+        .max(end_size);
     let objects = most.div_ceil(h.layout()?.object_size.max(1));
     let image_id = h.id()?;
     let maps = Maps {

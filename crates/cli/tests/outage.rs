@@ -63,15 +63,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {sig} {}", child.id());
-}
-
 /// Waits for `child` to exit; kills it and fails after `limit`.
 fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let start = Instant::now();

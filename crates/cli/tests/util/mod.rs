@@ -103,18 +103,66 @@ pub fn wait_for_creating(dir: &Dir, child: &mut std::process::Child) -> bool {
         if child.try_wait().expect("child status").is_some() {
             return false;
         }
-        let list = dir.json(&["backup", "list"]);
-        if list
-            .as_array()
-            .expect("list")
-            .iter()
-            .any(|b| b["status"] == "creating")
-        {
+        if any_creating(dir) {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     false
+}
+
+fn any_creating(dir: &Dir) -> bool {
+    let list = dir.json(&["backup", "list"]);
+    let backups = list.as_array().expect("list");
+    backups.iter().any(|b| b["status"] == "creating")
+}
+
+/// Sends `sig` ("-STOP", "-CONT", ...) to `child`.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
+/// Like [`wait_for_creating`], but leaves the backup stopped (SIGSTOP)
+/// while it is creating, so it still holds its volume lock however fast it
+/// would have finished; the caller sends "-CONT". It is only left stopped
+/// outside a catalog write: stopped inside one, it would hold the catalog
+/// from every other command. False when `child` exited first.
+pub fn stop_while_creating(dir: &Dir, child: &mut std::process::Child) -> bool {
+    for _ in 0..500 {
+        signal(child, "-STOP");
+        if child.try_wait().expect("child status").is_some() {
+            return false;
+        }
+        if catalog_writable_now(dir) && creating_in_catalog(dir) {
+            return true;
+        }
+        signal(child, "-CONT");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
+/// Whether no other process holds the catalog's write lock: a write
+/// transaction begun without waiting.
+fn catalog_writable_now(dir: &Dir) -> bool {
+    let conn = rusqlite::Connection::open(dir.path("catalog.sqlite")).expect("catalog");
+    conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK").is_ok()
+}
+
+/// Whether a committed backup record is creating, read without taking the
+/// catalog's write lock (which `blockback backup list` would).
+fn creating_in_catalog(dir: &Dir) -> bool {
+    use blockback_core::catalog::{BackupStatus, Catalog};
+    let catalog = blockback_catalog::SqliteCatalog::open_read_only(dir.path("catalog.sqlite"))
+        .expect("catalog");
+    let backups = catalog.list_backups(None).expect("list backups");
+    backups.iter().any(|b| b.status == BackupStatus::Creating)
 }
 
 /// Writes a sparse image: random and text extents at the given places.

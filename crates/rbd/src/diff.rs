@@ -148,14 +148,16 @@ pub(crate) fn changed_since(img: &RbdImage, from_snap: &str) -> Result<bool> {
             .collect();
         let mut result = pass(starts[0]);
         for other in others {
-            let joined = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            result = result.and(joined);
+            result = result.and(joined(other));
         }
         result
     })?;
     Ok(found.into_inner())
+}
+
+/// What a scoped thread returned; its panic goes on in the joining thread.
+pub(crate) fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Windows of at least [`CHANGED_SINCE_WINDOW`], at most one per core.

@@ -19,6 +19,7 @@ use crate::breaker::Breaker;
 mod cls;
 mod lock_info;
 mod locks;
+mod object_calls;
 pub(crate) use lock_info::Locker;
 pub(crate) use locks::LockSpec;
 

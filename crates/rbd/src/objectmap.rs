@@ -27,7 +27,7 @@ use std::ffi::CString;
 
 use blockback_core::image::Result;
 
-use crate::diff::MAP_INVALID;
+use crate::diff::{joined, MAP_INVALID};
 use crate::encoding::Reader;
 use crate::ffi::{Errno, IoCtx, RbdHandle};
 use crate::image::RbdImage;
@@ -119,10 +119,6 @@ fn read_and_compare(
         false => maps.read(&chain)?,
     };
     Ok(read.map(|maps| any_change(&maps)))
-}
-
-fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Where an image's maps and flags are.

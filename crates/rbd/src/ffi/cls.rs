@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, CStr};
 
-use super::locks::lock_api;
+use super::object_calls::object_calls;
 use super::{Errno, IoCtx};
 
 impl IoCtx {
@@ -20,7 +20,7 @@ impl IoCtx {
             return Err(Errno(libc::EINVAL));
         }
         self.guard(|| {
-            let api = lock_api()?;
+            let api = object_calls()?;
             let mut out = vec![0u8; max_reply];
             // Safety: live ioctx, valid strings, and buffers of the given lengths.
             let rc = unsafe {

@@ -1,92 +1,20 @@
 //! RADOS advisory locks (librados' `rados_lock_*`, the `lock` object
-//! class): the calls the crate's cluster-wide locks need, in a table of
-//! their own so the main one stays as it is.
+//! class): the calls the crate's cluster-wide locks need.
 //!
 //! A lock lives on an object; each holder names itself with a cookie, and
 //! a lock taken with a duration expires on the OSD when it is not renewed
 //! (`LIBRADOS_LOCK_FLAG_RENEW` re-takes it with the same cookie), after
 //! which anyone may take it. That is how a dead holder's lock goes away.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_int, CStr};
 use std::ptr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use libloading::Library;
-
-use super::{check, Errno, IoCtx, IoctxT, WriteOpT, MISSING_LIBS};
+use super::object_calls::object_calls;
+use super::{check, Errno, IoCtx};
 
 /// librados.h: take the lock again if this cookie holds it (a renewal).
 const LOCK_FLAG_RENEW: u8 = 0x1;
-
-type LockExclusive = unsafe extern "C" fn(
-    IoctxT,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *mut libc::timeval,
-    u8,
-) -> c_int;
-type LockShared = unsafe extern "C" fn(
-    IoctxT,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *mut libc::timeval,
-    u8,
-) -> c_int;
-type Unlock = unsafe extern "C" fn(IoctxT, *const c_char, *const c_char, *const c_char) -> c_int;
-type WriteOpExec =
-    unsafe extern "C" fn(WriteOpT, *const c_char, *const c_char, *const c_char, usize, *mut c_int);
-type WriteOpRemove = unsafe extern "C" fn(WriteOpT);
-type Exec = unsafe extern "C" fn(
-    IoctxT,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    *const c_char,
-    usize,
-    *mut c_char,
-    usize,
-) -> c_int;
-
-pub(super) struct LockApi {
-    _lib: Library,
-    lock_exclusive: LockExclusive,
-    lock_shared: LockShared,
-    unlock: Unlock,
-    write_op_exec: WriteOpExec,
-    write_op_remove: WriteOpRemove,
-    pub(super) exec: Exec,
-}
-
-static LOCK_API: OnceLock<Result<LockApi, String>> = OnceLock::new();
-
-pub(super) fn lock_api() -> Result<&'static LockApi, Errno> {
-    let loaded = LOCK_API.get_or_init(|| {
-        let missing = |e: libloading::Error| format!("{MISSING_LIBS} ({e})");
-        // Safety: the same librados the main table loaded (dlopen counts
-        // references); the signatures follow librados.h (stable since
-        // Luminous).
-        unsafe {
-            let lib = Library::new("librados.so.2").map_err(missing)?;
-            Ok(LockApi {
-                lock_exclusive: *lib.get(b"rados_lock_exclusive\0").map_err(missing)?,
-                lock_shared: *lib.get(b"rados_lock_shared\0").map_err(missing)?,
-                unlock: *lib.get(b"rados_unlock\0").map_err(missing)?,
-                write_op_exec: *lib.get(b"rados_write_op_exec\0").map_err(missing)?,
-                write_op_remove: *lib.get(b"rados_write_op_remove\0").map_err(missing)?,
-                exec: *lib.get(b"rados_exec\0").map_err(missing)?,
-                _lib: lib,
-            })
-        }
-    });
-    // Only reachable once a cluster is connected, so the library loaded.
-    loaded.as_ref().map_err(|_| Errno(libc::ENOSYS))
-}
 
 fn timeval(d: Duration) -> libc::timeval {
     libc::timeval {
@@ -112,7 +40,7 @@ impl IoCtx {
     /// cookie holds it already (without `renew`).
     pub(crate) fn lock(&self, spec: &LockSpec<'_>, renew: bool) -> Result<(), Errno> {
         self.guard(|| {
-            let api = lock_api()?;
+            let api = object_calls()?;
             let mut duration = timeval(spec.duration);
             let flags = if renew { LOCK_FLAG_RENEW } else { 0 };
             // Safety: live ioctx, valid strings and timeval for the call.
@@ -147,7 +75,7 @@ impl IoCtx {
     /// (any more).
     pub(crate) fn unlock(&self, spec: &LockSpec<'_>) -> Result<(), Errno> {
         self.guard(|| {
-            let api = lock_api()?;
+            let api = object_calls()?;
             // Safety: live ioctx, valid strings.
             check(unsafe {
                 (api.unlock)(
@@ -166,7 +94,7 @@ impl IoCtx {
     /// it (ENOENT from the unlock) the object stays.
     pub(crate) fn unlock_and_remove(&self, spec: &LockSpec<'_>) -> Result<(), Errno> {
         self.guard(|| {
-            let api = lock_api()?;
+            let api = object_calls()?;
             let input = unlock_op(spec.name.to_bytes(), spec.cookie.to_bytes());
             let mut exec_rc: c_int = 0;
             // Safety: the op is created, filled, run and released here;

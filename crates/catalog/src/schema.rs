@@ -133,6 +133,16 @@ fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
 
 /// Brings the schema up to [`VERSION`]; refuses a newer one.
 pub fn migrate(conn: &mut Connection) -> Result<(), SetupError> {
+    // Looked at first without the write lock: a current catalog then opens
+    // while another process is inside a write transaction (a WAL read does
+    // not wait for it) instead of queueing behind it for the busy timeout.
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > VERSION {
+        return Err(SetupError::Newer(current));
+    }
+    if current == VERSION {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > VERSION {

@@ -207,6 +207,22 @@ fn uses_wal_and_current_schema() {
 }
 
 #[test]
+fn a_current_catalog_opens_while_another_connection_writes() {
+    let (_dir, cat) = catalog();
+    let writer = Connection::open(cat.path()).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let start = std::time::Instant::now();
+    let again = SqliteCatalog::open(cat.path()).unwrap();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?} for the other connection's write lock",
+        start.elapsed()
+    );
+    assert!(again.list_volumes().unwrap().is_empty());
+    writer.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
 fn newer_schema_is_refused() {
     let (_dir, cat) = catalog();
     let path = cat.path().to_path_buf();

@@ -137,10 +137,10 @@ fn a_restore_onto_a_volume_being_backed_up_is_refused() {
         stop_while_creating(&dir, &mut backup),
         "backup not seen running"
     );
-    let refused = dir.run(&["backup", "restore", &id, src.to_str().unwrap()]);
+    let restore = ["backup", "restore", &id, src.to_str().unwrap()];
+    let refused = dir.run(&restore);
     signal(&backup, "-CONT");
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{err}");
+    let err = failed(&restore, refused);
     assert!(err.contains("is running"), "{err}");
     assert!(backup.wait().unwrap().success());
 }

@@ -75,24 +75,29 @@ impl Dir {
 
     /// Runs, requires failure with exit code 1 and one line on stderr; returns it.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "blockback {args:?} should fail: {stderr}"
-        );
-        let lines: Vec<_> = stderr
-            .lines()
-            .filter(|l| l.starts_with("blockback: error"))
-            .collect();
-        assert_eq!(lines.len(), 1, "one error line expected, got: {stderr}");
-        lines[0].to_string()
+        failed(args, self.run(args))
     }
 
     pub fn backup(&self, source: &Path) -> serde_json::Value {
         self.json(&["backup", "create", source.to_str().unwrap()])
     }
+}
+
+/// What `blockback args` printed as `out`, required to be a failure with
+/// exit code 1 and one error line on stderr; returns that line.
+pub fn failed(args: &[&str], out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "blockback {args:?} should fail: {stderr}"
+    );
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("blockback: error"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got: {stderr}");
+    lines[0].to_string()
 }
 
 /// Waits until a backup run by `child` has recorded itself as creating
@@ -131,14 +136,15 @@ pub fn signal(child: &std::process::Child, sig: &str) {
 /// while it is creating, so it still holds its volume lock however fast it
 /// would have finished; the caller sends "-CONT". It is only left stopped
 /// outside a catalog write: stopped inside one, it would hold the catalog
-/// from every other command. False when `child` exited first.
+/// from every command that writes (a restore marks its backup restoring).
+/// False when `child` exited first.
 pub fn stop_while_creating(dir: &Dir, child: &mut std::process::Child) -> bool {
     for _ in 0..500 {
         signal(child, "-STOP");
         if child.try_wait().expect("child status").is_some() {
             return false;
         }
-        if catalog_writable_now(dir) && creating_in_catalog(dir) {
+        if catalog_writable_now(dir) && any_creating(dir) {
             return true;
         }
         signal(child, "-CONT");
@@ -153,16 +159,6 @@ fn catalog_writable_now(dir: &Dir) -> bool {
     let conn = rusqlite::Connection::open(dir.path("catalog.sqlite")).expect("catalog");
     conn.busy_timeout(std::time::Duration::ZERO).unwrap();
     conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK").is_ok()
-}
-
-/// Whether a committed backup record is creating, read without taking the
-/// catalog's write lock (which `blockback backup list` would).
-fn creating_in_catalog(dir: &Dir) -> bool {
-    use blockback_core::catalog::{BackupStatus, Catalog};
-    let catalog = blockback_catalog::SqliteCatalog::open_read_only(dir.path("catalog.sqlite"))
-        .expect("catalog");
-    let backups = catalog.list_backups(None).expect("list backups");
-    backups.iter().any(|b| b.status == BackupStatus::Creating)
 }
 
 /// Writes a sparse image: random and text extents at the given places.

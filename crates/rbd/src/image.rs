@@ -142,6 +142,29 @@ impl RbdImage {
         }
     }
 
+    /// Runs `io` (a read or write) on `len` bytes from `offset` in pieces
+    /// of at most [`MAX_IO`], one after another; `io` gets the handle, the
+    /// piece's offset in the image and its range in the caller's buffer,
+    /// and must do the whole piece.
+    fn in_pieces(
+        &self,
+        op: &str,
+        offset: u64,
+        len: usize,
+        mut io: impl FnMut(&RbdHandle, u64, Range<usize>) -> std::result::Result<usize, Errno>,
+    ) -> Result<()> {
+        for start in (0..len).step_by(MAX_IO) {
+            let piece = start..len.min(start + MAX_IO);
+            let (at, want) = (offset + start as u64, piece.len());
+            let handle = self.handle()?;
+            let done = io(&handle, at, piece).map_err(|e| self.err(e))?;
+            if done != want {
+                return Err(self.short(op, at, want, done));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads several ranges with all requests in flight at once (librbd aio);
     /// each buffer is filled completely or the call fails.
     pub fn read_many(&self, reads: &mut [(u64, &mut [u8])]) -> Result<()> {
@@ -199,15 +222,9 @@ impl Image for RbdImage {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
-        let mut pos = offset;
-        for chunk in buf.chunks_mut(MAX_IO) {
-            let n = self.handle()?.read(pos, chunk).map_err(|e| self.err(e))?;
-            if n != chunk.len() {
-                return Err(self.short("read", pos, chunk.len(), n));
-            }
-            pos += n as u64;
-        }
-        Ok(())
+        self.in_pieces("read", offset, buf.len(), |h, at, piece| {
+            h.read(at, &mut buf[piece])
+        })
     }
 
     fn changed_extents(
@@ -230,15 +247,9 @@ impl Image for RbdImage {
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.check(offset, data.len())?;
-        let mut pos = offset;
-        for chunk in data.chunks(MAX_IO) {
-            let n = self.handle()?.write(pos, chunk).map_err(|e| self.err(e))?;
-            if n != chunk.len() {
-                return Err(self.short("write", pos, chunk.len(), n));
-            }
-            pos += n as u64;
-        }
-        Ok(())
+        self.in_pieces("write", offset, data.len(), |h, at, piece| {
+            h.write(at, &data[piece])
+        })
     }
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {

@@ -28,3 +28,4 @@ pub mod progress;
 pub mod retention;
 pub mod store;
 pub mod stream;
+pub mod zero;

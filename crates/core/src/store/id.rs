@@ -66,11 +66,3 @@ impl<'de> Deserialize<'de> for ChunkId {
         ChunkId::from_hex(&s).ok_or_else(|| serde::de::Error::custom("bad chunk id"))
     }
 }
-
-/// True when every byte of `data` is zero (such chunks are stored as holes).
-pub fn is_zero(data: &[u8]) -> bool {
-    // Compare 16 bytes at a time; the compiler vectorises this.
-    let words = data.chunks_exact(16);
-    let tail = words.remainder();
-    tail.iter().all(|&b| b == 0) && words.into_iter().all(|w| w == [0u8; 16])
-}

@@ -10,7 +10,7 @@
 use super::core::Store;
 use super::diff::{self, DiffError, TreeRef};
 use super::error::StoreError;
-use super::id::{self, ChunkId};
+use super::id::ChunkId;
 use super::meta::{self, SnapRecord, Version};
 use super::pack::BlobKind;
 use super::tree::{self, FANOUT};
@@ -19,6 +19,7 @@ use crate::image::{
     check_range, Extent, ExtentVisitor, Image, ImageError, ImageMetadata, Result, SnapshotInfo,
     Snapshots,
 };
+use crate::zero::is_zero;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Range;
@@ -223,7 +224,8 @@ impl StoreImage {
     /// chunks); a copy found damaged meanwhile is out of the map, so it is
     /// stored again. Content reused from elsewhere is checked by `put`.
     fn store_chunk_digested(&self, idx: u64, raw: &[u8], digest: Option<&[u8; 32]>) -> Result<()> {
-        let id = if id::is_zero(raw) {
+        // All-zero chunks are stored as holes.
+        let id = if is_zero(raw) {
             ChunkId::NULL
         } else {
             let key = self.store.blobs.key();

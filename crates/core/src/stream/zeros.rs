@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use super::format::ZERO_BLOCK;
+use crate::zero::is_zero;
 
 /// A maximal run of pieces of one kind; `range` indexes the data slice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +34,6 @@ pub fn runs(offset: u64, data: &[u8]) -> Vec<Run> {
         start = end;
     }
     out
-}
-
-/// Branch-free OR fold: vectorises, unlike an early-exit `all`.
-pub fn is_zero(piece: &[u8]) -> bool {
-    piece.iter().fold(0u8, |acc, b| acc | b) == 0
 }
 
 #[cfg(test)]

@@ -18,12 +18,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    arenas::limit();
     let cli = args::Cli::parse();
     if let args::Command::Serve(serve) = &cli.command {
+        arenas::limit(arenas::SERVICE_ARENAS);
         // The service sets up its own logging and signal handling.
         return commands::serve::run(serve);
     }
+    arenas::limit(arenas::TRANSFER_ARENAS);
     // Not in the service: a trim holds each arena's lock while it walks
     // it, which would land in its requests' latency.
     arenas::trim_in_background();

@@ -56,7 +56,9 @@ pub fn open_store(
         StoreLocation::Rbd(pool) if keys.given() => Err(OpsError::Invalid(format!(
             "store rbd:{pool}: RBD stores are not encrypted by blockback (docs/rbd.md, \"Encryption\"); drop the key options, or use an encrypted local store"
         ))),
-        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(connections.open_pool(ceph, pool)?)),
+        StoreLocation::Rbd(pool) => Ok(StoreHandle::Rbd(
+            connections.open_pool(ceph, pool)?.without_snapshot_quiesce(),
+        )),
     }
 }
 

@@ -141,7 +141,7 @@ api_table! {
     rbd rbd_snap_list(ImageT, *mut SnapInfoC, *mut c_int) -> c_int;
     rbd rbd_snap_list_end(*mut SnapInfoC);
     rbd rbd_snap_exists(ImageT, *const c_char, *mut bool) -> c_int;
-    rbd rbd_snap_create(ImageT, *const c_char) -> c_int;
+    rbd rbd_snap_create2(ImageT, *const c_char, u32, ProgressCb, *mut c_void) -> c_int;
     rbd rbd_snap_remove(ImageT, *const c_char) -> c_int;
     rbd rbd_snap_rollback(ImageT, *const c_char) -> c_int;
     rbd rbd_snap_get_timestamp(ImageT, u64, *mut libc::timespec) -> c_int;
@@ -759,10 +759,22 @@ impl RbdHandle {
         })
     }
 
-    pub(crate) fn snap_create(&self, name: &CStr) -> Result<(), Errno> {
+    /// Creates snapshot `name`; without `quiesce`, librbd does not ask the
+    /// image's users to quiesce first (`RBD_SNAP_CREATE_SKIP_QUIESCE`).
+    pub(crate) fn snap_create(&self, name: &CStr, quiesce: bool) -> Result<(), Errno> {
+        let flags = snap_create_flags(quiesce);
         self.guard(|| {
-            // Safety: live image, valid name.
-            check(unsafe { (self.api.rbd_snap_create)(self.ptr, name.as_ptr()) })
+            // Safety: live image, valid name; a no-op progress callback, as
+            // for resize.
+            check(unsafe {
+                (self.api.rbd_snap_create2)(
+                    self.ptr,
+                    name.as_ptr(),
+                    flags,
+                    no_progress,
+                    ptr::null_mut(),
+                )
+            })
         })
     }
 
@@ -930,6 +942,16 @@ impl AioOp<'_> {
     }
 }
 
+/// `RBD_SNAP_CREATE_SKIP_QUIESCE` (librbd.h).
+const SNAP_CREATE_SKIP_QUIESCE: u32 = 1 << 0;
+
+fn snap_create_flags(quiesce: bool) -> u32 {
+    match quiesce {
+        true => 0,
+        false => SNAP_CREATE_SKIP_QUIESCE,
+    }
+}
+
 extern "C" fn no_progress(_done: u64, _total: u64, _arg: *mut c_void) -> c_int {
     0
 }
@@ -968,5 +990,11 @@ mod tests {
             .unwrap_err();
         assert!(err.starts_with(MISSING_LIBS), "{err}");
         assert!(err.contains("libblockback-no-such-rados.so.2"), "{err}");
+    }
+
+    #[test]
+    fn only_a_snapshot_without_quiesce_sets_the_skip_flag() {
+        assert_eq!(snap_create_flags(true), 0);
+        assert_eq!(snap_create_flags(false), 1, "RBD_SNAP_CREATE_SKIP_QUIESCE");
     }
 }

@@ -35,6 +35,8 @@ pub struct RbdImage {
     read_only: bool,
     /// Requests the engine keeps in flight on this image (at least 1).
     pub(crate) queue_depth: usize,
+    /// Whether a snapshot asks the image's users to quiesce first.
+    pub(crate) quiesce_snapshots: bool,
 }
 
 impl RbdImage {
@@ -69,7 +71,15 @@ impl RbdImage {
             snap: snap.map(Into::into),
             read_only: read_only || snap.is_some(),
             queue_depth: queue_depth.max(1),
+            quiesce_snapshots: true,
         })
+    }
+
+    /// Sets whether [`Snapshots::create`] asks the image's users to quiesce
+    /// first (see [`crate::RbdPool::without_snapshot_quiesce`]).
+    pub(crate) fn quiescing_snapshots(mut self, quiesce: bool) -> Self {
+        self.quiesce_snapshots = quiesce;
+        self
     }
 
     /// The librbd handle, reopened when [`Image::release`] closed it.

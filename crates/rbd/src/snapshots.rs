@@ -73,7 +73,7 @@ impl Snapshots for RbdImage {
         }
         self.flush()?;
         let handle = self.handle()?;
-        self.with_snap(name, |c| handle.snap_create(c))
+        self.with_snap(name, |c| handle.snap_create(c, self.quiesce_snapshots))
     }
 
     fn remove(&self, name: &str) -> Result<()> {

@@ -64,6 +64,27 @@ fn snapshot_lifecycle() {
     assert!(snaps.list().unwrap().is_empty());
 }
 
+/// A backup store's pool skips librbd's quiesce notification; its
+/// snapshots must still hold every write made before them.
+#[test]
+fn snapshots_without_quiesce_hold_the_writes_before_them() {
+    let Some(pool) = pool() else { return };
+    let pool = pool.without_snapshot_quiesce();
+    let img = TempImage::create(&pool, "noquiesce", 8 * MIB);
+    let h = img.open();
+    let snaps = h.snapshots().expect("RBD images have snapshots");
+    let data = pattern(3, 6 * MIB as usize);
+    h.write_at(MIB, &data).unwrap();
+    snaps.create("kept").unwrap();
+    h.write_at(MIB, &pattern(4, 4096)).unwrap();
+
+    let kept = snaps.open_snapshot("kept").unwrap();
+    assert_eq!(read(kept.as_ref(), MIB, data.len()), data);
+    assert_eq!(read(h.as_ref(), MIB, 4096), pattern(4, 4096));
+    drop(kept);
+    snaps.remove("kept").unwrap();
+}
+
 #[test]
 fn missing_snapshots_are_not_found_naming_them() {
     let Some(pool) = pool() else { return };

@@ -113,7 +113,7 @@ incremental_baseline() {
     timed r snap create --no-progress "$POOL/bench-dvol@s2"
     T_SNAP[run]=$SECONDS_TAKEN
     timed export_import_diff s1 s2
-    T_REF_INC[run]=$(awk -v a="$SECONDS_TAKEN" -v b="${T_SNAP[run]}" 'BEGIN { printf "%.3f", a + b }')
+    T_REF_INC[run]=$(plus "$SECONDS_TAKEN" "${T_SNAP[run]}")
     T_REF_DATA[run]=$(minus "$SECONDS_TAKEN" "${T_SNAP[run]}")
 }
 
@@ -137,7 +137,7 @@ nochange_baseline() {
     timed r snap create --no-progress "$POOL/bench-dvol@s3"
     snap=$SECONDS_TAKEN
     timed export_import_diff s2 s3
-    T_REF_SAME[run]=$(awk -v a="$SECONDS_TAKEN" -v b="$snap" 'BEGIN { printf "%.3f", a + b }')
+    T_REF_SAME[run]=$(plus "$SECONDS_TAKEN" "$snap")
 }
 
 nochange_blockback() {

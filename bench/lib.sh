@@ -201,6 +201,8 @@ median() {
 
 max_of() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
+plus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
 
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "inf" && r <= t) ? "PASS" : "FAIL" }'; }

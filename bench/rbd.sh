@@ -80,7 +80,7 @@ full_baseline() {
     timed r import --no-progress "$BENCH_DIR/v1.img" "$BACKUP_POOL/bench-import"
     T_IMPORT[run]=$SECONDS_TAKEN
     timed r snap create --no-progress "$BACKUP_POOL/bench-import@s1"
-    T_IMPORT_SNAP[run]=$(awk -v a="$SECONDS_TAKEN" -v b="${T_IMPORT[run]}" 'BEGIN { printf "%.3f", a + b }')
+    T_IMPORT_SNAP[run]=$(plus "$SECONDS_TAKEN" "${T_IMPORT[run]}")
     remove_image "$BACKUP_POOL/bench-import"
 }
 
@@ -112,7 +112,7 @@ incremental_baseline() {
     timed r snap create --no-progress "$POOL/bench-vol@s2"
     T_SNAP[run]=$SECONDS_TAKEN
     timed export_import_diff
-    T_DIFF[run]=$(awk -v a="$SECONDS_TAKEN" -v b="${T_SNAP[run]}" 'BEGIN { printf "%.3f", a + b }')
+    T_DIFF[run]=$(plus "$SECONDS_TAKEN" "${T_SNAP[run]}")
 }
 
 export_import_diff() {
@@ -168,11 +168,10 @@ report() {
     echo
     echo '| metric | baseline | blockback | ratio | target | result | note |'
     echo '|---|---|---|---|---|---|---|'
-    local with_snap
-    with_snap=$(median "${T_IMPORT_SNAP[@]}")
+    local full with_snap
+    full=$(median "${T_BB_FULL[@]}") with_snap=$(median "${T_IMPORT_SNAP[@]}")
     row "full backup, file -> rbd:$BACKUP_POOL" "rbd import" "$(median "${T_IMPORT[@]}")" \
-        "$(median "${T_BB_FULL[@]}")" "$TARGET_FULL" \
-        "rbd import; rbd snap create $with_snap s: $(ratio "$(median "${T_BB_FULL[@]}")" "$with_snap")"
+        "$full" "$TARGET_FULL" "rbd import; rbd snap create $with_snap s: $(ratio "$full" "$with_snap")"
     row "incremental, RBD -> RBD" "snap + export-diff / import-diff" "$(median "${T_DIFF[@]}")" \
         "$(median "${T_BB_INC[@]}")" "$TARGET_INCREMENTAL" "of which snap create $(median "${T_SNAP[@]}") s"
     row "restore to a new file" "rbd export" "$(median "${T_EXPORT[@]}")" \

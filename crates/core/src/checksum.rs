@@ -7,10 +7,10 @@
 //! derives chunk ids from the same digests (its default chunk is one block),
 //! so each byte is hashed once. Printed as `blake3-32k:<hex>`.
 
+use crate::zero::is_zero;
+
 /// Size of the blocks whose digests make up the volume checksum.
 pub const CHECKSUM_BLOCK: u64 = 32 * 1024;
-
-use crate::zero::is_zero;
 
 const PREFIX: &str = "blake3-32k:";
 

@@ -62,7 +62,7 @@ impl OpsRunner {
         let connections = Connections::connecting_with(
             config.jobs.rbd_queue_depth,
             Box::new(move |cluster| {
-                super::thread::run_niced(nice, || Connections::connect(cluster))
+                super::thread::run_niced("ceph-connect", nice, || Connections::connect(cluster))
             }),
         );
         let buffers = TransferBuffers::with_bytes(config.jobs.transfer_memory_mib << 20);

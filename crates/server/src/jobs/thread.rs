@@ -29,18 +29,27 @@ pub fn spawn_job<T: Send + 'static>(
     }
 }
 
-/// Runs `work` on a scoped thread at nice value `nice` and waits for it.
-/// The service connects to Ceph this way: librados starts its messenger
-/// and finisher threads from the connecting thread, and they inherit its
-/// priority, so the I/O of jobs does not compete with the API's threads.
-pub fn run_niced<T: Send>(nice: i32, work: impl FnOnce() -> T + Send) -> T {
+/// Runs `work` on a scoped thread named `name` at nice value `nice` and
+/// waits for it. The service connects to Ceph this way: librados starts
+/// its messenger and finisher threads from the connecting thread, and they
+/// inherit its priority, so the I/O of jobs does not compete with the
+/// API's threads. The name matters: an unnamed thread takes its creator's
+/// (Linux copies the name with the thread), which would show a niced
+/// thread as one of the runtime's, and so would any thread librados
+/// starts without naming it.
+pub fn run_niced<T: Send>(name: &str, nice: i32, work: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| {
-        let thread = scope.spawn(|| {
+        let niced = || {
             if let Err(e) = lower_priority(nice) {
-                tracing::warn!("setting the connecting thread's nice value to {nice}: {e}");
+                tracing::warn!("setting the {name} thread's nice value to {nice}: {e}");
             }
             work()
-        });
+        };
+        // As `Scope::spawn`, which panics when the thread cannot start.
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn_scoped(scope, niced)
+            .expect("starting a thread");
         match thread.join() {
             Ok(value) => value,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -106,13 +115,15 @@ mod tests {
     }
 
     #[test]
-    fn run_niced_runs_at_the_nice_value_and_threads_it_starts_inherit_it() {
+    fn run_niced_runs_named_at_the_nice_value_and_threads_it_starts_inherit_it() {
         let caller = thread_nice().unwrap();
-        let (own, started) = run_niced(18, || {
+        let (own, started, name) = run_niced("niced-test", 18, || {
             let started = std::thread::spawn(|| thread_nice().unwrap());
-            (thread_nice().unwrap(), started.join().unwrap())
+            let name = std::thread::current().name().map(str::to_string);
+            (thread_nice().unwrap(), started.join().unwrap(), name)
         });
         assert_eq!((own, started), (18, 18));
+        assert_eq!(name.as_deref(), Some("niced-test"));
         assert_eq!(thread_nice().unwrap(), caller, "the caller's is unchanged");
     }
 

@@ -137,6 +137,15 @@ impl Cluster {
                 builtin: "true",
                 ours: "false".into(),
             },
+            // What librbd keeps in flight for whole-image work: rebuilding
+            // a filled base's object map (a stat of every object: 168 ms
+            // for 256 objects at 10 under the 2 ms profile, 68 ms at 64),
+            // removing an image, a rollback.
+            OptionDefault {
+                option: "rbd_concurrent_management_ops",
+                builtin: "10",
+                ours: "64".into(),
+            },
         ];
         configure_with_defaults(&rados, config, &what, &defaults)?;
         rados

@@ -138,6 +138,8 @@ api_table! {
     rbd rbd_write_zeroes(ImageT, u64, usize, c_int, c_int) -> isize;
     rbd rbd_flush(ImageT) -> c_int;
     rbd rbd_resize2(ImageT, u64, bool, ProgressCb, *mut c_void) -> c_int;
+    rbd rbd_update_features(ImageT, u64, u8) -> c_int;
+    rbd rbd_rebuild_object_map(ImageT, ProgressCb, *mut c_void) -> c_int;
     rbd rbd_snap_list(ImageT, *mut SnapInfoC, *mut c_int) -> c_int;
     rbd rbd_snap_list_end(*mut SnapInfoC);
     rbd rbd_snap_exists(ImageT, *const c_char, *mut bool) -> c_int;
@@ -653,6 +655,24 @@ impl RbdHandle {
             // unconditionally (a null one crashes), so pass a no-op.
             check(unsafe {
                 (self.api.rbd_resize2)(self.ptr, size, true, no_progress, ptr::null_mut())
+            })
+        })
+    }
+
+    /// Enables (or disables) `features` on the image.
+    pub(crate) fn update_features(&self, features: u64, enabled: bool) -> Result<(), Errno> {
+        self.guard(|| {
+            // Safety: live image; plain values.
+            check(unsafe { (self.api.rbd_update_features)(self.ptr, features, u8::from(enabled)) })
+        })
+    }
+
+    /// Rebuilds HEAD's object map from the objects the image has.
+    pub(crate) fn rebuild_object_map(&self) -> Result<(), Errno> {
+        self.guard(|| {
+            // Safety: live image; a no-op progress callback, as for resize.
+            check(unsafe {
+                (self.api.rbd_rebuild_object_map)(self.ptr, no_progress, ptr::null_mut())
             })
         })
     }

@@ -1,6 +1,7 @@
 //! One open RBD image (HEAD or a snapshot) as an [`Image`].
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use blockback_core::image::{
@@ -11,6 +12,7 @@ use crate::cluster::cstr;
 use crate::diff;
 use crate::error::from_errno;
 use crate::ffi::{AioOp, Errno, IoCtx, RbdHandle};
+use crate::pool::is_unsupported;
 use crate::slot::{HandleRef, HandleSlot, Reopen};
 use crate::spec::require_name;
 
@@ -37,6 +39,9 @@ pub struct RbdImage {
     pub(crate) queue_depth: usize,
     /// Whether a snapshot asks the image's users to quiesce first.
     pub(crate) quiesce_snapshots: bool,
+    /// Features the image was created without, to be enabled by the next
+    /// flush (see [`crate::RbdPool`]'s `create_to_fill`).
+    deferred_features: AtomicU64,
 }
 
 impl RbdImage {
@@ -72,7 +77,41 @@ impl RbdImage {
             read_only: read_only || snap.is_some(),
             queue_depth: queue_depth.max(1),
             quiesce_snapshots: true,
+            deferred_features: AtomicU64::new(0),
         })
+    }
+
+    /// Makes the next [`Image::flush`] enable `features` (object-map and
+    /// fast-diff, which an image being filled was created without) and
+    /// rebuild the object map.
+    pub(crate) fn deferring_features(self, features: u64) -> Self {
+        self.deferred_features.store(features, Ordering::SeqCst);
+        self
+    }
+
+    /// Enables the deferred features, once: object-map first, then its
+    /// map rebuilt from the objects written (until then it is flagged
+    /// invalid, which librbd's diffs treat as "everything changed").
+    /// librbd builds that refuse the features leave the image without
+    /// them, as creating it with them would have been refused.
+    fn enable_deferred_features(&self) -> Result<()> {
+        let features = self.deferred_features.swap(0, Ordering::SeqCst);
+        if features == 0 {
+            return Ok(());
+        }
+        let handle = self.handle()?;
+        match handle.update_features(features, true) {
+            Ok(()) => {}
+            Err(e) if is_unsupported(e) => {
+                tracing::debug!(
+                    "{}: features {features:#x} refused ({e:?})",
+                    self.describe()
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(self.err(e)),
+        }
+        handle.rebuild_object_map().map_err(|e| self.err(e))
     }
 
     /// Sets whether [`Snapshots::create`] asks the image's users to quiesce
@@ -282,7 +321,8 @@ impl Image for RbdImage {
         if self.read_only {
             return Ok(());
         }
-        self.handle()?.flush().map_err(|e| self.err(e))
+        self.handle()?.flush().map_err(|e| self.err(e))?;
+        self.enable_deferred_features()
     }
 
     fn resize(&self, size: u64) -> Result<()> {

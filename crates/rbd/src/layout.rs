@@ -105,6 +105,11 @@ fn check_dependencies(bits: u64) -> Result<()> {
 }
 
 impl CreateOptions {
+    /// The object size new images get, in bytes.
+    pub fn object_size(&self) -> u64 {
+        1 << self.order.unwrap_or(DEFAULT_ORDER)
+    }
+
     /// Checks the layout as librbd would, naming the offending option.
     pub fn validate(&self) -> Result<()> {
         let order = self.order.unwrap_or(DEFAULT_ORDER);

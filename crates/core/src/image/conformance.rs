@@ -18,6 +18,7 @@
 mod basic;
 mod concurrency;
 mod extents;
+mod fill;
 #[cfg(test)]
 mod mem;
 mod metadata;
@@ -31,6 +32,11 @@ use super::{Image, Pool};
 pub trait ImageFactory {
     /// A fresh, empty (all-zero), writable image of `size` bytes with a unique name.
     fn create(&self, size: u64) -> Box<dyn Image>;
+    /// The same through `Pool::create_to_fill`, told `size` bytes will be
+    /// written (backends without pools: [`Self::create`]).
+    fn create_to_fill(&self, size: u64) -> Box<dyn Image> {
+        self.create(size)
+    }
     /// Whether images of this backend support snapshots (`Image::snapshots()` is Some).
     fn has_snapshots(&self) -> bool;
     /// Whether images of this backend keep key/value metadata
@@ -86,6 +92,14 @@ const CHECKS: &[Check] = &[
     check("resize_grow_reads_zero", basic::resize_grow_reads_zero),
     check("resize_shrink_then_grow", basic::resize_shrink_then_grow),
     check("concurrent_writes", concurrency::concurrent_writes),
+    check(
+        "filled_image_is_whole_after_flush",
+        fill::filled_image_is_whole_after_flush,
+    ),
+    snap_check(
+        "filled_image_diffs_since_a_snapshot",
+        fill::filled_image_diffs_since_a_snapshot,
+    ),
     check("extents_cover_all_data", extents::cover_all_data),
     check("extents_within_subrange", extents::within_subrange),
     check("extents_not_beyond_size", extents::not_beyond_size),

@@ -164,6 +164,18 @@ pub trait Pool: Send + Sync {
     }
     /// Creates an empty (all-zero) image; [`ImageError::Exists`] if taken.
     fn create(&self, name: &str, size: u64) -> Result<()>;
+    /// Creates an empty image about to receive `data_bytes` of writes and
+    /// opens it read-write; the image is whole once flushed. A backend may
+    /// create it in a form that takes those writes faster and finish it in
+    /// the flush (RBD: the object map built once at the end instead of
+    /// updated before each new object's first write).
+    fn create_to_fill(&self, name: &str, size: u64, data_bytes: u64) -> Result<Box<dyn Image>> {
+        let _ = data_bytes;
+        self.create(name, size)?;
+        self.open(name).inspect_err(|_| {
+            let _ = self.remove(name);
+        })
+    }
     /// Opens HEAD read-write.
     fn open(&self, name: &str) -> Result<Box<dyn Image>>;
     /// Opens HEAD or snapshot `snap` read-only.

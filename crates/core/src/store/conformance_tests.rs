@@ -27,12 +27,25 @@ impl StoreImages {
     }
 }
 
+impl StoreImages {
+    fn next_name(&self) -> String {
+        self.next.set(self.next.get() + 1);
+        format!("volume-{}.backup.conformance", self.next.get())
+    }
+}
+
 impl ImageFactory for StoreImages {
     fn create(&self, size: u64) -> Box<dyn Image> {
-        self.next.set(self.next.get() + 1);
-        let name = format!("volume-{}.backup.conformance", self.next.get());
+        let name = self.next_name();
         self.store.create(&name, size).expect("create image");
         self.store.open(&name).expect("open image")
+    }
+
+    fn create_to_fill(&self, size: u64) -> Box<dyn Image> {
+        let name = self.next_name();
+        self.store
+            .create_to_fill(&name, size, size)
+            .expect("create image to fill")
     }
 
     fn has_snapshots(&self) -> bool {

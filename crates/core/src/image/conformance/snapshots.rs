@@ -17,7 +17,7 @@ fn snaps(img: &dyn Image) -> Result<&dyn Snapshots, String> {
         .ok_or_else(|| format!("{}: snapshots() is None", img.describe()))
 }
 
-fn create_snap(img: &dyn Image, name: &str) -> CheckResult {
+pub(super) fn create_snap(img: &dyn Image, name: &str) -> CheckResult {
     snaps(img)?
         .create(name)
         .ctx(img, format_args!("create snapshot {name}"))
@@ -29,7 +29,7 @@ fn open_snap(img: &dyn Image, name: &str) -> Result<Box<dyn Image>, String> {
         .ctx(img, format_args!("open_snapshot({name})"))
 }
 
-fn remove_snaps(img: &dyn Image, names: &[&str]) -> CheckResult {
+pub(super) fn remove_snaps(img: &dyn Image, names: &[&str]) -> CheckResult {
     for name in names {
         snaps(img)?
             .remove(name)
@@ -139,7 +139,7 @@ pub(super) fn read_only_frozen(f: &dyn ImageFactory) -> CheckResult {
 
 /// Checks `to.changed_extents(Some(from))` against both contents: outside
 /// the extents they are equal, Zero extents read zeros at `to`.
-fn check_diff(to: &dyn Image, from: &str, old: &[u8], new: &[u8]) -> CheckResult {
+pub(super) fn check_diff(to: &dyn Image, from: &str, old: &[u8], new: &[u8]) -> CheckResult {
     let size = new.len() as u64;
     let what = format!("{} changed_extents(Some({from}))", to.describe());
     let list = extents(to, Some(from), 0..size)?;

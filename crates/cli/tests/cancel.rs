@@ -41,12 +41,5 @@ fn ctrl_c_cancels_a_backup_and_cleans_up() {
     dir.ok(&["verify"]);
     let next = dir.backup(&src);
     assert_eq!(next["status"], "available");
-    let restored = dir.path("r.img");
-    dir.ok(&[
-        "backup",
-        "restore",
-        &id_of(&next),
-        restored.to_str().unwrap(),
-    ]);
-    assert_eq!(sha256(&restored), sha256(&src));
+    assert_eq!(dir.restored_sha256(&next), sha256(&src));
 }

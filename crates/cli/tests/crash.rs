@@ -171,3 +171,69 @@ fn kill_during_differential_backup_keeps_the_chain() {
         "no kill landed during a backup: the test proves nothing"
     );
 }
+
+/// A differential backup of a local-store volume killed as soon as it
+/// says it committed (its debug log line): whether it got to publish
+/// itself or recovery finishes it, it ends available, restores what the
+/// volume held, and the next backup continues from it. Returns whether
+/// recovery was what finished it.
+fn kill_right_after_commit(seed: u64) -> bool {
+    use std::io::BufRead;
+    let dir = Dir::new();
+    let src = dir.path("disk.img");
+    let extents = [(0, 60 * MIB), (100 * MIB, 60 * MIB)];
+    make_image(&src, DIFF_SIZE, &extents, seed);
+    load_volume(&dir, &src);
+    dir.json(&["backup", "create", "local:vol"]);
+    make_image(&src, DIFF_SIZE, &extents, seed + 100);
+    load_volume(&dir, &src);
+    let v2 = sha256(&src);
+    let mut child = dir
+        .command(&["--quiet", "backup", "create", "local:vol"])
+        .env("BLOCKBACK_LOG", "blockback_core=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let committed = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("committed: recovery finishes it"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = committed.expect("the backup never logged its commit");
+    let out = dir.run(&["--json", "backup", "list"]);
+    let notes = String::from_utf8_lossy(&out.stderr).to_string();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let killed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| line.contains(b["id"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("no record of the killed backup in {list}"))
+        .clone();
+    assert_eq!(killed["status"], "available", "{killed} ({notes})");
+    assert_eq!(dir.restored_sha256(&killed), v2);
+    make_image(&src, DIFF_SIZE, &extents, seed + 200);
+    load_volume(&dir, &src);
+    let next = dir.json(&["backup", "create", "local:vol"]);
+    assert_eq!(next["kind"], "incremental", "{next}");
+    assert_eq!(next["parent"], killed["id"], "{next}");
+    assert_eq!(dir.restored_sha256(&next), sha256(&src));
+    dir.ok(&["verify"]);
+    notes.contains("it was completed")
+}
+
+#[test]
+fn kill_right_after_the_commit_finishes_the_backup() {
+    let finished_by_recovery = (0..3u64)
+        .map(|i| kill_right_after_commit(2000 + i))
+        .filter(|&by_recovery| by_recovery)
+        .count();
+    eprintln!("recovery finished {finished_by_recovery} of 3 killed backups");
+    assert!(
+        finished_by_recovery > 0,
+        "every killed backup had published itself: the test proves nothing"
+    );
+}

@@ -81,6 +81,16 @@ impl Dir {
     pub fn backup(&self, source: &Path) -> serde_json::Value {
         self.json(&["backup", "create", source.to_str().unwrap()])
     }
+
+    /// Restores `backup` into a new file and returns the file's sha256.
+    pub fn restored_sha256(&self, backup: &serde_json::Value) -> String {
+        let id = id_of(backup);
+        let out = self.path(&format!("restored-{id}.img"));
+        self.ok(&["backup", "restore", &id, out.to_str().unwrap()]);
+        let sum = sha256(&out);
+        std::fs::remove_file(&out).unwrap();
+        sum
+    }
 }
 
 /// What `blockback args` printed as `out`, required to be a failure with

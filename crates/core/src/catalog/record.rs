@@ -106,7 +106,9 @@ pub struct BackupRecord {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub bytes_stored: u64,
-    /// Checksum of the logical volume (see [`crate::checksum`]).
+    /// Checksum of the logical volume (see [`crate::checksum`]). A
+    /// `creating` backup of a source with snapshots gets it at its commit,
+    /// which recovery finishes rather than undoes (design.md, "Crash safety").
     pub checksum: Option<String>,
     pub created_at: f64,
     pub updated_at: f64,

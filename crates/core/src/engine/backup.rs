@@ -109,6 +109,7 @@ impl Engine<'_> {
                     .volume_busy(&id, &req.store_label, &req.source_label)
             })?;
         let _watching = self.watch(&lock);
+        self.recover_volume(volume.id, req.store, &req.store_label)?;
         let id = req.id.unwrap_or_else(Uuid::new_v4);
         if let Some(snaps) = req.source.snapshots().filter(|_| req.snapshot_source) {
             return self.backup_snapshotted(req, &volume, id, snaps);
@@ -264,6 +265,55 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Stores the backup's objects, then records what it holds (checksum,
+    /// bytes read and written) while it is still `creating`: from here on
+    /// its data (the base HEAD, flushed), digests and metadata are all in
+    /// the store, and recovery finishes a backup killed after this point
+    /// instead of undoing it (see [`super::recover`]). The source's old
+    /// snapshots, its parent's among them, may go only after this.
+    pub(super) fn commit_backup(
+        &self,
+        req: &BackupRequest<'_>,
+        record: &mut BackupRecord,
+        committed: Committed,
+    ) -> EngineResult<()> {
+        let checksum = committed.checksum.ok_or_else(|| {
+            EngineError::Invalid(format!("backup {} has no checksum to commit", record.id))
+        })?;
+        self.store_backup_objects(req, record, committed.digests)?;
+        record.checksum = Some(checksum);
+        record.bytes_read = committed.bytes_read;
+        record.bytes_written = committed.bytes_written;
+        record.updated_at = unix_now();
+        self.check_leases()?;
+        self.catalog.update_backup(record)?;
+        tracing::debug!(
+            "backup {} committed: recovery finishes it from here",
+            record.id
+        );
+        Ok(())
+    }
+
+    /// Takes back `record`'s commit in the catalog before its data is
+    /// undone: killed during the undo, it must not be a record recovery
+    /// would finish over a rolled-back base. Returns whether the undo may
+    /// go on (when the catalog refuses, the record stays committed and its
+    /// data whole, for recovery to finish).
+    pub(super) fn uncommit(&self, record: &mut BackupRecord) -> bool {
+        let Some(checksum) = record.checksum.take() else {
+            return true;
+        };
+        record.updated_at = unix_now();
+        match self.catalog.update_backup(record) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("backup {} left committed: {e}", record.id);
+                record.checksum = Some(checksum);
+                false
+            }
+        }
+    }
+
     /// Records the snapshotted backup, whose objects are stored, as
     /// available.
     pub(super) fn record_available(
@@ -274,21 +324,9 @@ impl Engine<'_> {
     ) -> EngineResult<()> {
         record.bytes_read = done.stats.bytes_read;
         record.bytes_written = done.stats.bytes_written;
-        record.bytes_stored = match req.store.usage().ok().flatten() {
-            Some(after) => after.saturating_sub(record.bytes_stored),
-            // A figure only: never worth failing a finished backup for.
-            None => done.added.unwrap_or_else(|| {
-                added_data(done.base.as_ref(), record).unwrap_or_else(|e| {
-                    tracing::warn!("cannot tell what backup {} added: {e}", record.id);
-                    0
-                })
-            }),
-        };
+        record.bytes_stored = stored_growth(req.store, done.base.as_ref(), record, done.added);
         record.checksum = done.checksum;
-        record.status = BackupStatus::Available;
-        record.pid = None;
-        record.completed_at = Some(unix_now());
-        record.updated_at = unix_now();
+        mark_available(record);
         // Published only under a lock still held (a cluster lock whose
         // lease ran out may be someone else's by now).
         self.close_later(done.base);
@@ -312,6 +350,9 @@ impl Engine<'_> {
             // ours to touch. The record stays `creating` for recovery,
             // which runs under the lock.
             return cause;
+        }
+        if !self.uncommit(record) {
+            return cause; // left committed, for recovery to finish
         }
         let mut message = cause.to_string();
         for note in cleanup_notes {
@@ -415,6 +456,56 @@ pub fn volume_metadata(record: &BackupRecord) -> BackupMetadata {
 pub const DISPLAY_NAME: &str = "volume.display_name";
 pub const DISPLAY_DESCRIPTION: &str = "volume.display_description";
 const GIB: u64 = 1 << 30;
+
+/// What [`Engine::commit_backup`] records of a transferred backup.
+pub(super) struct Committed {
+    pub checksum: Option<String>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub digests: Option<NewDigests>,
+}
+
+impl Committed {
+    /// What `done` commits, with `digests`.
+    pub fn of(done: &Published, digests: Option<NewDigests>) -> Self {
+        Committed {
+            checksum: done.checksum.clone(),
+            bytes_read: done.stats.bytes_read,
+            bytes_written: done.stats.bytes_written,
+            digests,
+        }
+    }
+}
+
+/// How much the store grew by with `record` (whose `bytes_stored` holds
+/// the store's usage before it, when the store can tell), or, for a store
+/// that cannot tell (RBD), what the backup added to its base: `added`
+/// when the transfer knows, else a diff of `base` (its HEAD, snapshotted).
+pub(super) fn stored_growth(
+    store: &dyn Pool,
+    base: &dyn Image,
+    record: &BackupRecord,
+    added: Option<u64>,
+) -> u64 {
+    match store.usage().ok().flatten() {
+        Some(after) => after.saturating_sub(record.bytes_stored),
+        // A figure only: never worth failing a finished backup for.
+        None => added.unwrap_or_else(|| {
+            added_data(base, record).unwrap_or_else(|e| {
+                tracing::warn!("cannot tell what backup {} added: {e}", record.id);
+                0
+            })
+        }),
+    }
+}
+
+/// Sets `record` available, completed now.
+pub(super) fn mark_available(record: &mut BackupRecord) {
+    record.status = BackupStatus::Available;
+    record.pid = None;
+    record.completed_at = Some(unix_now());
+    record.updated_at = unix_now();
+}
 
 /// Records the base's HEAD as the snapshot `name` (the backup's; which
 /// flushes it).

@@ -11,7 +11,7 @@
 //! between), the base's new snapshot is removed again and the changes are
 //! copied as usual. Nothing is published before the answer.
 
-use super::backup::{snapshot_base, BackupRequest, Transferred};
+use super::backup::{snapshot_base, BackupRequest, Committed, Transferred};
 use super::chain::Chain;
 use super::copy::CopyStats;
 use super::digest_objects::{segments_owner, DIGESTS_IN};
@@ -89,15 +89,21 @@ impl Engine<'_> {
                 unsnapshot(base.as_ref(), &record.snapshot)?;
                 return Ok(Some(base));
             };
-            // Before the pruning, which may remove the parent's names.
+            // Before the pruning, which may remove the parent's names. The
+            // base HEAD, unchanged since the parent's snapshot, needs no
+            // flush before the commit.
             let checksum = carry_forward(self, parent, record)?;
-            let pruned = record.clone();
-            let prune = s.spawn(move || self.prune_and_release(req, snaps, &pruned));
-            let stored = self.store_backup_objects(req, record, Some(NewDigests::Shared));
+            let committed = Committed {
+                checksum: Some(checksum.clone()),
+                bytes_read: 0,
+                bytes_written: 0,
+                digests: Some(NewDigests::Shared),
+            };
+            let (committed, pruning) = self.commit_then_prune(s, req, snaps, record, committed);
             let (base, made) = joined(snapping);
             let (done, _shared) = carried(base, checksum).into_published();
-            let published = self.publish_snapshotted(req, record, made.and(stored), done);
-            joined(prune);
+            let published = self.publish_snapshotted(req, record, made.and(committed), done);
+            pruning.wait();
             published.map(|()| None)
         })
     }

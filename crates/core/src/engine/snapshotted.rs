@@ -9,7 +9,7 @@
 //! same name. When an incremental transfer fails, exactly what this run
 //! created is removed and a full backup into a new chain is made instead.
 
-use super::backup::{new_record, snapshot_base, BackupRequest, Published, Transferred};
+use super::backup::{new_record, snapshot_base, BackupRequest, Committed, Published, Transferred};
 use super::carry::{base_is_clean, carries_forward, carry_into, looks_unchanged};
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
@@ -137,6 +137,9 @@ impl Engine<'_> {
             Ok(()) => return Ok(()),
             Err(cause) => cause,
         };
+        if !self.uncommit(record) {
+            return Err(cause);
+        }
         let notes = self.undo_attempt(req.store, snaps, record);
         let incremental = matches!(chain, Chain::Continue { .. });
         if !incremental || req.mode == ChainMode::Incremental || self.progress.is_cancelled() {
@@ -202,25 +205,46 @@ impl Engine<'_> {
             Some(parent) => carry_into(self, base, parent, record)?,
             None => self.transfer_snapshot(req, snaps, chain, base, record)?,
         };
-        // Pruning the source's old snapshots needs nothing of what follows
-        // and each removal is a chain of round trips: it runs while the base
-        // is snapshotted and the backup published. Should those fail, the
-        // parent's source snapshot may be gone already; that costs the next
-        // backup a full copy (as the fallback below makes one anyway), never
-        // data: the parent's backup stays whole in the store.
-        let pruned = record.clone();
         let (done, digests) = transferred.into_published();
+        // The base HEAD holds the backup before it is committed (a local
+        // store's HEAD is otherwise published only by the snapshot).
+        done.base.flush()?;
+        let committed = Committed::of(&done, digests);
+        let name = record.snapshot.clone();
         std::thread::scope(|s| {
-            let prune = s.spawn(|| self.prune_and_release(req, snaps, &pruned));
-            // The metadata object and the digests, a round trip or two
-            // each, go while the base is snapshotted.
-            let objects = s.spawn(|| self.store_backup_objects(req, &pruned, digests));
-            let snapped = snapshot_base(done.base.as_ref(), &record.snapshot, self.progress);
-            let stored = joined(objects);
-            let published = self.publish_snapshotted(req, record, snapped.and(stored), done);
-            joined(prune);
+            let snapping = s.spawn(move || {
+                let made = snapshot_base(done.base.as_ref(), &name, self.progress);
+                (done, made)
+            });
+            let (committed, pruning) = self.commit_then_prune(s, req, snaps, record, committed);
+            let (done, made) = joined(snapping);
+            let published = self.publish_snapshotted(req, record, made.and(committed), done);
+            pruning.wait();
             published
         })
+    }
+
+    /// Commits the backup (its objects and record; a round trip or two
+    /// each, while the base is snapshotted), then prunes the source's old
+    /// snapshots in `scope`: each removal is a chain of round trips, and
+    /// none needs to wait for the publication. They wait for the commit:
+    /// the parent's source snapshot is among them, and a backup killed
+    /// after its commit is finished by recovery, so the chain continues
+    /// from it; killed before, the parent's snapshot is still there.
+    pub(super) fn commit_then_prune<'s, 'e: 's>(
+        &'e self,
+        scope: &'s std::thread::Scope<'s, 'e>,
+        req: &'e BackupRequest<'_>,
+        snaps: &'e dyn Snapshots,
+        record: &mut BackupRecord,
+        committed: Committed,
+    ) -> (EngineResult<()>, Pruning<'s>) {
+        let committed = self.commit_backup(req, record, committed);
+        let prune = committed.is_ok().then(|| {
+            let pruned = record.clone();
+            scope.spawn(move || self.prune_and_release(req, snaps, &pruned))
+        });
+        (committed, Pruning(prune))
     }
 
     /// Prunes the source's old backup snapshots, then lets the source go:
@@ -442,6 +466,17 @@ fn changes_plan(
         extents,
         covers_volume: false,
     })
+}
+
+/// The pruning a commit started, if it succeeded.
+pub(super) struct Pruning<'s>(Option<std::thread::ScopedJoinHandle<'s, ()>>);
+
+impl Pruning<'_> {
+    pub fn wait(self) {
+        if let Some(prune) = self.0 {
+            joined(prune);
+        }
+    }
 }
 
 /// One try at a backup of a source with snapshots.

@@ -1,14 +1,10 @@
 //! Adopt checks: a store whose catalog is gone is adopted back.
 
-use super::support::{ensure, CheckResult, Ctx, How, MIB};
+use super::support::{ensure, s, CheckResult, Ctx, How, MIB};
 use crate::catalog::{BackupKind, BackupRecord};
 use crate::checksum::checksum_of;
 use crate::engine::digest_objects::segment_name;
 use crate::engine::ChainMode;
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
 
 fn adopted<'r>(report: &'r [BackupRecord], b: &BackupRecord) -> Result<&'r BackupRecord, String> {
     report

@@ -3,15 +3,11 @@
 use super::faults::{is_injected, Faulty};
 use super::misled::Misled;
 use super::store_faults::SnapFailingPool;
-use super::support::{contents, ensure, CheckResult, Ctx, How, Vol, MIB};
+use super::support::{contents, ensure, s, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord, BackupStatus, Catalog};
 use crate::checksum::checksum_of;
 use crate::engine::{ChainMode, EngineError};
 use crate::naming::chain_base_name;
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
 
 /// A backup that must succeed with `kind`.
 pub(super) fn expect_backup(

@@ -1,14 +1,10 @@
 //! Delete checks: any order, source snapshots, never another backup's data.
 
 use super::faults::Faulty;
-use super::support::{contents, ensure, CheckResult, Ctx, How, MIB};
+use super::support::{contents, ensure, s, CheckResult, Ctx, How, MIB};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog};
 use crate::metadata::{read_backup_metadata, write_backup_metadata};
 use crate::naming::legacy_base_name;
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
 
 pub fn every_order(ctx: &Ctx<'_>) -> CheckResult {
     let orders = [

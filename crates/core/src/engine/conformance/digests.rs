@@ -3,14 +3,10 @@
 //! is never used, and the store's copies go with the backups.
 
 use super::backup::{expect_backup, expect_restores, noted};
-use super::support::{ensure, CheckResult, Ctx, How, Vol, MIB};
+use super::support::{ensure, s, CheckResult, Ctx, How, Vol, MIB};
 use crate::catalog::{BackupKind, BackupRecord};
 use crate::engine::digest_objects::{segment_name, segments_owner, DIGESTS_IN};
 use crate::engine::{ChainMode, EngineError};
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
 
 /// Whether the store holds the first digest segment of `b`.
 fn published(ctx: &Ctx<'_>, b: &BackupRecord) -> Result<bool, String> {

@@ -14,6 +14,7 @@ mod delete;
 mod digests;
 mod faults;
 mod misled;
+mod recovery;
 mod restore;
 mod retention;
 mod store_faults;
@@ -99,6 +100,14 @@ const CHECKS: &[Check] = &[
     check(
         "failed_read_among_many_in_flight_leaves_nothing",
         backup::failed_read_among_many_in_flight,
+    ),
+    check(
+        "backup_killed_after_its_commit_is_finished",
+        recovery::killed_after_commit_is_finished,
+    ),
+    check(
+        "backup_killed_before_its_commit_is_undone",
+        recovery::killed_before_commit_is_undone,
     ),
     check(
         "source_snapshots_pruned_per_chain",

@@ -1,7 +1,7 @@
 //! Restore checks: size at the restore point, targets, snapshots left.
 
 use super::faults::Faulty;
-use super::support::{contents, ensure, CheckResult, Ctx, MIB};
+use super::support::{contents, ensure, s, CheckResult, Ctx, MIB};
 use crate::engine::EngineError;
 use crate::engine::RestoreTarget;
 use crate::image::{ExtentKind, Image};
@@ -52,10 +52,6 @@ pub fn stay_sparse(ctx: &Ctx<'_>) -> CheckResult {
         "the restored volume has {restored} allocated bytes"
     );
     Ok(())
-}
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
 }
 
 pub fn extended_volume(ctx: &Ctx<'_>) -> CheckResult {

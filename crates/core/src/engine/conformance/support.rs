@@ -16,6 +16,11 @@ use std::time::Duration;
 
 pub(super) type CheckResult = std::result::Result<(), String>;
 
+/// An error as a check's failure message.
+pub(super) fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
 /// Fails the check with a message unless `cond` holds.
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {

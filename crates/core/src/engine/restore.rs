@@ -177,8 +177,17 @@ impl Engine<'_> {
             .store
             .open_read_only(&backup.image, backup.restore_point())?;
         let metadata = self.read_metadata(req.store, backup);
-        let target = open_target(&req.to, backup.size)?;
-        let result = self.restore_opened(backup, source.as_ref(), &target, label, &metadata);
+        // Before the target exists: a new RBD image is made for the data
+        // it is about to get (see Pool::create_to_fill).
+        let plan = timed(self.progress, "diff", || {
+            TransferPlan::full(source.as_ref())
+        })?;
+        let target = open_target(&req.to, backup.size, plan.data_bytes())?;
+        let opened = Opened {
+            source: source.as_ref(),
+            plan,
+        };
+        let result = self.restore_opened(backup, opened, &target, label, &metadata);
         if result.is_err() && target.created {
             drop(target);
             remove_target(&req.to);
@@ -195,7 +204,7 @@ impl Engine<'_> {
     fn restore_opened(
         &self,
         backup: &BackupRecord,
-        source: &dyn Image,
+        source: Opened<'_>,
         target: &OpenedTarget,
         label: String,
         metadata: &Option<BackupMetadata>,
@@ -265,7 +274,12 @@ impl Engine<'_> {
         target: &RestoreTarget<'_>,
     ) -> EngineResult<RestoreReport> {
         let restoring = self.begin_restore(backup)?;
-        let result = self.restore_data(&restoring.backup, source, target);
+        let result = timed(self.progress, "diff", || TransferPlan::full(source))
+            .map_err(EngineError::from)
+            .and_then(|plan| {
+                let opened = Opened { source, plan };
+                self.restore_data(&restoring.backup, opened, target)
+            });
         finish(result, self.end_restore(restoring))
     }
 
@@ -360,7 +374,7 @@ impl Engine<'_> {
     fn restore_data(
         &self,
         backup: &BackupRecord,
-        source: &dyn Image,
+        source: Opened<'_>,
         target: &RestoreTarget<'_>,
     ) -> EngineResult<RestoreReport> {
         let image = target.image;
@@ -374,14 +388,14 @@ impl Engine<'_> {
             });
         }
         let mut differential = target.is_new || self.differential_allowed(backup, target)?;
-        let mut result = self.copy_backup(backup, source, image, differential);
+        let mut result = self.copy_backup(backup, &source, image, differential);
         if differential && !target.is_new && !self.progress.is_cancelled() {
             if let Err(e) = &result {
                 self.progress.note(&format!(
                     "differential restore failed ({e}); falling back to a full restore"
                 ));
                 differential = false;
-                result = self.copy_backup(backup, source, image, false);
+                result = self.copy_backup(backup, &source, image, false);
             }
         }
         let stats = result?;
@@ -420,11 +434,11 @@ impl Engine<'_> {
     fn copy_backup(
         &self,
         backup: &BackupRecord,
-        source: &dyn Image,
+        source: &Opened<'_>,
         target: &dyn Image,
         target_is_zero: bool,
     ) -> EngineResult<CopyStats> {
-        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
+        let Opened { source, plan } = source;
         if plan.size != backup.size {
             return Err(EngineError::Invalid(format!(
                 "backup {} records {} bytes but its snapshot {} holds {}",
@@ -436,7 +450,7 @@ impl Engine<'_> {
             compare_target: !target_is_zero,
             ..self.copy
         };
-        self.run_copy("restore", source, target, &plan, opts)
+        self.run_copy("restore", *source, target, plan, opts)
     }
 }
 
@@ -449,8 +463,15 @@ fn finish<T>(result: EngineResult<T>, ended: EngineResult<()>) -> EngineResult<T
     }
 }
 
-/// Creates or opens the target as the request says.
-fn open_target(to: &RestoreTo<'_>, size: u64) -> EngineResult<OpenedTarget> {
+/// The restore point, opened, and what it holds.
+struct Opened<'a> {
+    source: &'a dyn Image,
+    plan: TransferPlan,
+}
+
+/// Creates or opens the target as the request says (`data_bytes`: what
+/// the restore writes into a new one).
+fn open_target(to: &RestoreTo<'_>, size: u64, data_bytes: u64) -> EngineResult<OpenedTarget> {
     let (image, created): (Box<dyn Image>, bool) = match to {
         RestoreTo::NewFile(path) => (Box::new(FileImage::create(path, size)?), true),
         RestoreTo::ExistingFile(path) => {
@@ -463,14 +484,7 @@ fn open_target(to: &RestoreTo<'_>, size: u64) -> EngineResult<OpenedTarget> {
             (Box::new(FileImage::open(path, true)?), false)
         }
         RestoreTo::NewImage { pool, name, .. } => {
-            pool.create(name, size)?;
-            match pool.open(name) {
-                Ok(image) => (image, true),
-                Err(e) => {
-                    let _ = pool.remove(name);
-                    return Err(e.into());
-                }
-            }
+            (pool.create_to_fill(name, size, data_bytes)?, true)
         }
         RestoreTo::ExistingImage { pool, name, .. } => (pool.open(name)?, false),
     };

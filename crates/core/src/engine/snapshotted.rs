@@ -321,9 +321,10 @@ impl Engine<'_> {
         source: &dyn Image,
         record: &BackupRecord,
     ) -> EngineResult<Transferred> {
-        store.create(&record.image, record.size)?;
-        let base = store.open(&record.image)?;
-        let (stats, digests) = self.copy_all_digested("backup", source, base.as_ref())?;
+        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
+        let base = store.create_to_fill(&record.image, record.size, plan.data_bytes())?;
+        let (stats, digests) =
+            self.copy_whole_digested("backup", (source, plan), base.as_ref(), true, None)?;
         Ok(Transferred {
             base,
             checksum: stats.checksum.clone(),

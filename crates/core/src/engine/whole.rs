@@ -41,6 +41,8 @@ impl Engine<'_> {
             _ => None,
         };
         let result = self.transfer_whole(req, record, parent).and_then(|t| {
+            // The base whole before its snapshot (see Pool::create_to_fill).
+            t.base.flush()?;
             snapshot_base(t.base.as_ref(), &record.snapshot, self.progress)?;
             self.publish(req, record, t)
         });
@@ -63,15 +65,17 @@ impl Engine<'_> {
         record: &BackupRecord,
         changed_since: Option<&BackupRecord>,
     ) -> EngineResult<Transferred> {
-        if record.created_base {
-            req.store.create(&record.image, record.size)?;
-        }
-        let base = req.store.open(&record.image)?;
+        let plan = timed(self.progress, "diff", || TransferPlan::full(req.source))?;
+        let base = match record.created_base {
+            true => req
+                .store
+                .create_to_fill(&record.image, record.size, plan.data_bytes())?,
+            false => req.store.open(&record.image)?,
+        };
         if base.size()? != record.size {
             base.resize(record.size)?;
         }
         if base.dedups_writes() {
-            let plan = timed(self.progress, "diff", || TransferPlan::full(req.source))?;
             let opts = CopyOptions {
                 target_is_zero: record.created_base,
                 ..self.copy
@@ -92,7 +96,7 @@ impl Engine<'_> {
         let held = held.as_ref().map(|h| h as &dyn TargetDigests);
         let (mut stats, digests) = self.copy_whole_digested(
             "backup",
-            req.source,
+            (req.source, plan),
             base.as_ref(),
             record.created_base,
             held,
@@ -119,22 +123,22 @@ impl Engine<'_> {
         source: &dyn Image,
         dst: &dyn Image,
     ) -> EngineResult<(CopyStats, DigestWriter)> {
-        self.copy_whole_digested(label, source, dst, true, None)
+        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
+        self.copy_whole_digested(label, (source, plan), dst, true, None)
     }
 
     /// Copies all of `source` into `dst`, writing the block digests to a
     /// new digest file as they come. `dst` reads as zeros when
     /// `target_is_zero`; `held`, when given, says what it holds (blocks
     /// whose digest it already has are not written).
-    fn copy_whole_digested(
+    pub(super) fn copy_whole_digested(
         &self,
         label: &str,
-        source: &dyn Image,
+        (source, plan): (&dyn Image, TransferPlan),
         dst: &dyn Image,
         target_is_zero: bool,
         held: Option<&dyn TargetDigests>,
     ) -> EngineResult<(CopyStats, DigestWriter)> {
-        let plan = timed(self.progress, "diff", || TransferPlan::full(source))?;
         let opts = CopyOptions {
             target_is_zero,
             ..self.copy

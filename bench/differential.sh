@@ -6,10 +6,14 @@
 #   CEPH_CONF=/path/to/ceph.conf bench/differential.sh [--size 4G] [--runs 3] [--keep]
 #       [--latency MS]
 #
-# Each run: POOL/bench-dvol holds v1 and has a full backup on both sides
-# (blockback: its chain in BACKUP_POOL; reference: BACKUP_POOL/bench-dref with
-# snapshot s1, made with export-diff | import-diff). Then the 2% change is
-# written to the source with `rbd import-diff` and:
+# Each run: POOL/bench-dvol holds v1 (`rbd import`, untimed), then
+#   full backup    the first backup of a chain, blockback backup create
+#                  rbd:POOL/bench-dvol (its chain in BACKUP_POOL)  vs
+#                  rbd snap create POOL/bench-dvol@s1 + rbd create
+#                  BACKUP_POOL/bench-dref + rbd export-diff POOL/bench-dvol@s1 - |
+#                  rbd import-diff - (which snapshots the base at its end), the
+#                  reference driver's steps for a new chain
+# Then the 2% change is written to the source with `rbd import-diff` and:
 #   incremental    blockback backup create rbd:POOL/bench-dvol  vs
 #                  rbd snap create POOL/bench-dvol@s2 + rbd export-diff
 #                  --from-snap s1 POOL/bench-dvol@s2 - | rbd import-diff - (which
@@ -42,6 +46,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRIPT=differential.sh
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+TARGET_FULL=0.8
 TARGET_INCREMENTAL=0.67
 TARGET_DATA=0.5
 TARGET_NO_CHANGE_SECS=0.15
@@ -84,8 +89,10 @@ fresh_run() {
 one_run() {
     local run=$1
     fresh_run differential-run
-    log "run $run/$RUNS: setup (full backups on both sides, then the change)"
-    prepare
+    log "run $run/$RUNS: full backup"
+    r import --no-progress "$BENCH_DIR/v1.img" "$POOL/bench-dvol"
+    in_turn "$run" full_baseline full_blockback
+    apply_change "$BENCH_DIR/change.rbd-diff" "$POOL/bench-dvol"
     log "run $run/$RUNS: incremental backup"
     in_turn "$run" incremental_baseline incremental_blockback
     log "run $run/$RUNS: no-change backup"
@@ -96,16 +103,25 @@ one_run() {
     [[ $KEEP == 1 ]] || cleanup_run
 }
 
-prepare() {
-    local size
+full_baseline() {
+    local run=$1 size
     size=$(stat -c %s "$BENCH_DIR/v1.img")
-    r import --no-progress "$BENCH_DIR/v1.img" "$POOL/bench-dvol"
+    timed full_pipe "$size"
+    T_REF_FULL[run]=$SECONDS_TAKEN
+}
+
+full_pipe() {
     r snap create --no-progress "$POOL/bench-dvol@s1"
-    r create --size "${size}B" "$BACKUP_POOL/bench-dref"
+    r create --size "$1B" "$BACKUP_POOL/bench-dref"
     r export-diff --no-progress "$POOL/bench-dvol@s1" - |
         r import-diff --no-progress - "$BACKUP_POOL/bench-dref"
-    "${BB[@]}" --json --quiet backup create "rbd:$POOL/bench-dvol" >"$RUN_DIR/stdout"
-    apply_change "$BENCH_DIR/change.rbd-diff" "$POOL/bench-dvol"
+}
+
+full_blockback() {
+    local run=$1
+    timed_bb --json --quiet backup create "rbd:$POOL/bench-dvol"
+    [[ $(json_field kind) == full ]] || { echo "$SCRIPT: blockback's first backup is $(json_field kind)" >&2; exit 1; }
+    T_BB_FULL[run]=$SECONDS_TAKEN RSS_FULL[run]=$RSS_KIB
 }
 
 incremental_baseline() {
@@ -235,6 +251,8 @@ report() {
     echo
     echo '| metric | baseline | blockback | ratio | target | result | note |'
     echo '|---|---|---|---|---|---|---|'
+    row "full backup RBD -> RBD (first of a chain)" "snap + create + export-diff / import-diff" \
+        "$(median "${T_REF_FULL[@]}")" "$(median "${T_BB_FULL[@]}")" "$TARGET_FULL" -
     row "incremental RBD -> RBD, end to end" "snap + export-diff / import-diff" \
         "$(median "${T_REF_INC[@]}")" "$(median "${T_BB_INC[@]}")" "$TARGET_INCREMENTAL" \
         "rbd snap create $(median "${T_SNAP[@]}") s"
@@ -250,11 +268,13 @@ report() {
     row "differential restore into a new RBD image" "rbd create + export-diff / import-diff" \
         "$(median "${T_REF_RESTORE[@]}")" "$(median "${T_BB_RESTORE[@]}")" "$TARGET_RESTORE" \
         "both equal v2 by sha256: ${RESTORES_CHECKED:-no}"
+    rss_row "full backup" "$(max_of "${RSS_FULL[@]}")"
     rss_row "incremental" "$(max_of "${RSS_INC[@]}")"
     rss_row "differential restore" "$(max_of "${RSS_RESTORE[@]}")"
     thin_rows
     echo
-    echo "Per run (s): reference ${T_REF_INC[*]} (data ${T_REF_DATA[*]}) / bb ${T_BB_INC[*]}" \
+    echo "Per run (s): full ${T_REF_FULL[*]} / bb ${T_BB_FULL[*]};" \
+        "reference ${T_REF_INC[*]} (data ${T_REF_DATA[*]}) / bb ${T_BB_INC[*]}" \
         "(data ${T_BB_DATA[*]}); no change ${T_REF_SAME[*]} / bb ${T_BB_SAME[*]}" \
         "(extra ${T_BB_SAME_EXTRA[*]}); restore ${T_REF_RESTORE[*]} / bb ${T_BB_RESTORE[*]}."
     [[ -z ${THIN_SIZE:-} ]] || echo "Thin $THIN_SIZE no change (s): ${T_THIN_SAME[*]} (extra ${T_THIN_EXTRA[*]})."

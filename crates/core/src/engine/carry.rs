@@ -22,6 +22,7 @@ use super::Engine;
 use crate::catalog::BackupRecord;
 use crate::image::{Image, Snapshots};
 use crate::progress::timed;
+use uuid::Uuid;
 
 impl Engine<'_> {
     /// The parent, when the chain continues from a source unchanged since
@@ -99,7 +100,8 @@ impl Engine<'_> {
                 bytes_written: 0,
                 digests: Some(NewDigests::Shared),
             };
-            let (committed, pruning) = self.commit_then_prune(s, req, snaps, record, committed);
+            let (committed, pruning) =
+                self.commit_then_prune(s, req, snaps, record, committed, None);
             let (base, made) = joined(snapping);
             let (done, _shared) = carried(base, checksum).into_published();
             let published = self.publish_snapshotted(req, record, made.and(committed), done);
@@ -119,23 +121,37 @@ impl Engine<'_> {
 /// profile).
 const EARLY_LOOK_MAX_SIZE: u64 = 64 << 30;
 
-/// Whether the source showed no change since `latest`'s snapshot just now
-/// (a guess to act on early, checked again once the new snapshot exists).
-pub(super) fn looks_unchanged(head: &dyn Image, latest: &BackupRecord) -> bool {
+/// What the early look saw: whether the source changed since the snapshot
+/// of backup `since` (the latest), just before or while its new snapshot
+/// was made.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct EarlyLook {
+    pub since: Uuid,
+    pub changed: bool,
+}
+
+/// Looks at whether the source changed since `latest`'s snapshot just now;
+/// `None` when it cannot tell cheaply. "Unchanged" is a guess to act on
+/// early, checked again once the new snapshot exists; "changed" stays
+/// true: what changed since a snapshot still has by any later moment.
+pub(super) fn early_look(head: &dyn Image, latest: &BackupRecord) -> Option<EarlyLook> {
     let size_fits = |size| {
         size == latest.size && (size <= EARLY_LOOK_MAX_SIZE || head.changed_since_is_cheap())
     };
     if !head.size().is_ok_and(size_fits) {
-        return false;
+        return None;
     }
     match head.changed_since(&latest.snapshot) {
         Ok(changed) => {
             tracing::debug!("early look: changed since {}: {changed}", latest.snapshot);
-            !changed
+            Some(EarlyLook {
+                since: latest.id,
+                changed,
+            })
         }
         Err(e) => {
             tracing::debug!("no early look at what changed: {e}");
-            false
+            None
         }
     }
 }

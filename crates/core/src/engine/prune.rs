@@ -15,22 +15,25 @@
 use super::digest_objects::Holders;
 use super::Engine;
 use crate::catalog::{BackupRecord, BackupStatus};
-use crate::image::{Pool, Snapshots};
+use crate::image::{Pool, SnapshotInfo, Snapshots};
 use crate::naming::parse_backup_snap;
 use std::collections::HashSet;
 use uuid::Uuid;
 
 impl Engine<'_> {
-    /// Prunes after `record` was published; problems are notes, not failures
-    /// (the backup is complete; the next one prunes again).
+    /// Prunes after `record` was committed; problems are notes, not failures
+    /// (the backup is complete; the next one prunes again). `listed`: the
+    /// source's snapshots if already listed since `record`'s was made (the
+    /// volume lock keeps other backups of it from adding any).
     pub(super) fn prune_source_snapshots(
         &self,
         store: &dyn Pool,
         snaps: &dyn Snapshots,
         record: &BackupRecord,
         keep: usize,
+        listed: Option<Vec<SnapshotInfo>>,
     ) {
-        if let Err(e) = self.try_prune(store, snaps, record, keep.max(1)) {
+        if let Err(e) = self.try_prune(store, snaps, record, keep.max(1), listed) {
             self.progress
                 .note(&format!("could not prune old source snapshots: {e}"));
         }
@@ -42,6 +45,7 @@ impl Engine<'_> {
         snaps: &dyn Snapshots,
         record: &BackupRecord,
         keep: usize,
+        listed: Option<Vec<SnapshotInfo>>,
     ) -> super::EngineResult<()> {
         // The backup being published as this process has it: its record in
         // the catalog may not yet say whose digest segments it shares.
@@ -58,7 +62,11 @@ impl Engine<'_> {
             .filter(|b| keepers.contains(&b.id))
             .collect();
         let ours: HashSet<Uuid> = same_store.iter().map(|b| b.id).collect();
-        for snap in snaps.list()? {
+        let listed = match listed {
+            Some(listed) => listed,
+            None => snaps.list()?,
+        };
+        for snap in listed {
             let doomed = parse_backup_snap(&snap.name)
                 .and_then(|p| Uuid::parse_str(&p.backup_id).ok())
                 .filter(|id| ours.contains(id) && !keepers.contains(id));

@@ -10,7 +10,7 @@
 //! created is removed and a full backup into a new chain is made instead.
 
 use super::backup::{new_record, snapshot_base, BackupRequest, Committed, Published, Transferred};
-use super::carry::{base_is_clean, carries_forward, carry_into, looks_unchanged};
+use super::carry::{base_is_clean, carries_forward, carry_into, early_look, EarlyLook};
 use super::chain::{Chain, ChainMode};
 use super::copy::{copy_changed, CopyOptions, CopyStats};
 use super::digests::{DigestWriter, NewDigests};
@@ -20,9 +20,10 @@ use super::unchanged::TargetDigests;
 use super::{unix_now, Engine, TransferPlan};
 use crate::catalog::{BackupKind, BackupRecord, VolumeRecord};
 use crate::checksum::CHECKSUM_BLOCK;
-use crate::image::{Extent, Image, Pool, Snapshots};
+use crate::image::{Extent, Image, Pool, SnapshotInfo, Snapshots};
 use crate::naming;
 use crate::progress::timed;
+use std::thread::ScopedJoinHandle;
 use uuid::Uuid;
 
 impl Engine<'_> {
@@ -44,11 +45,11 @@ impl Engine<'_> {
         // The chain check and a first look at whether the source changed
         // since the latest backup run while the snapshot is made.
         let latest = self.latest_available(volume.id, &req.store_label)?;
-        let (chain, looked_unchanged, snapped) = std::thread::scope(|s| {
+        let (chain, looked, snapped) = std::thread::scope(|s| {
             let snapping = s.spawn(|| self.snapshot_source(snaps, &record));
             let looking = s.spawn(|| {
                 let look = latest.as_ref().filter(|_| req.mode != ChainMode::Full);
-                look.is_some_and(|latest| looks_unchanged(req.source, latest))
+                look.and_then(|latest| early_look(req.source, latest))
             });
             let chain = self.checked_chain(req, latest.clone(), Some(snaps));
             (chain, joined(looking), joined(snapping))
@@ -64,13 +65,13 @@ impl Engine<'_> {
         if let Chain::Continue { parent, .. } = &chain {
             self.set_chain(&mut record, Some(parent))?;
         }
-        let looks_unchanged = looked_unchanged && carries_forward(&chain);
+        let since_parent = SinceParent::of(looked, &chain);
         let base = match &mut chain {
             Chain::Continue { base, .. } => base.take(),
             Chain::New { .. } => None,
         };
         let first = Attempt {
-            looks_unchanged,
+            since_parent,
             chain: &chain,
             base,
         };
@@ -154,7 +155,7 @@ impl Engine<'_> {
             let full = Attempt {
                 chain: &new,
                 base: None,
-                looks_unchanged: false,
+                since_parent: SinceParent::NotLooked,
             };
             self.transfer_chain(req, snaps, full, record)
         });
@@ -183,19 +184,45 @@ impl Engine<'_> {
         attempt: Attempt<'_>,
         record: &mut BackupRecord,
     ) -> EngineResult<()> {
+        std::thread::scope(|s| {
+            // The pruning's list of the source's snapshots, taken while the
+            // change is transferred (other paths list them on the way):
+            // RBD refreshes the source's handle after its new snapshot
+            // first, several round trips that would otherwise make the
+            // pruning outlast the base snapshot it runs beside.
+            let changed = attempt.since_parent == SinceParent::Changed;
+            let listing = changed.then(|| s.spawn(|| snaps.list()));
+            self.transfer_in_scope(s, req, snaps, attempt, record, listing)
+        })
+    }
+
+    /// [`Self::transfer_chain`]'s work, its threads in `s`.
+    fn transfer_in_scope<'s, 'e: 's>(
+        &'e self,
+        s: &'s std::thread::Scope<'s, 'e>,
+        req: &'e BackupRequest<'_>,
+        snaps: &'e dyn Snapshots,
+        attempt: Attempt<'_>,
+        record: &mut BackupRecord,
+        listing: Listing<'s>,
+    ) -> EngineResult<()> {
         let Attempt {
             chain,
             base,
-            looks_unchanged,
+            since_parent,
         } = attempt;
         let clean = base_is_clean(base.as_deref())?;
         let (base, unchanged) = match base {
-            Some(base) if looks_unchanged && clean => {
+            Some(base) if since_parent == SinceParent::Unchanged && clean => {
                 match self.publish_if_unchanged(req, snaps, chain, base, record)? {
                     Some(changed) => (Some(changed), None),
                     None => return Ok(()),
                 }
             }
+            // A second look could only say "changed" again (a round trip
+            // or two on the critical path: RBD refreshes the source's
+            // handle after its snapshot, then diffs).
+            base if since_parent == SinceParent::Changed => (base, None),
             base => {
                 let parent = self.unchanged_parent(req.source, snaps, chain, clean, record)?;
                 (base, parent)
@@ -211,17 +238,16 @@ impl Engine<'_> {
         done.base.flush()?;
         let committed = Committed::of(&done, digests);
         let name = record.snapshot.clone();
-        std::thread::scope(|s| {
-            let snapping = s.spawn(move || {
-                let made = snapshot_base(done.base.as_ref(), &name, self.progress);
-                (done, made)
-            });
-            let (committed, pruning) = self.commit_then_prune(s, req, snaps, record, committed);
-            let (done, made) = joined(snapping);
-            let published = self.publish_snapshotted(req, record, made.and(committed), done);
-            pruning.wait();
-            published
-        })
+        let snapping = s.spawn(move || {
+            let made = snapshot_base(done.base.as_ref(), &name, self.progress);
+            (done, made)
+        });
+        let (committed, pruning) =
+            self.commit_then_prune(s, req, snaps, record, committed, listing);
+        let (done, made) = joined(snapping);
+        let published = self.publish_snapshotted(req, record, made.and(committed), done);
+        pruning.wait();
+        published
     }
 
     /// Commits the backup (its objects and record; a round trip or two
@@ -238,11 +264,12 @@ impl Engine<'_> {
         snaps: &'e dyn Snapshots,
         record: &mut BackupRecord,
         committed: Committed,
+        listing: Listing<'s>,
     ) -> (EngineResult<()>, Pruning<'s>) {
         let committed = self.commit_backup(req, record, committed);
         let prune = committed.is_ok().then(|| {
             let pruned = record.clone();
-            scope.spawn(move || self.prune_and_release(req, snaps, &pruned))
+            scope.spawn(move || self.prune_and_release(req, snaps, &pruned, listing))
         });
         (committed, Pruning(prune))
     }
@@ -256,9 +283,13 @@ impl Engine<'_> {
         req: &BackupRequest<'_>,
         snaps: &dyn Snapshots,
         record: &BackupRecord,
+        listing: Listing<'_>,
     ) {
+        // A failed early list is taken again by the pruning.
+        let listed = listing.map(joined).and_then(|l| l.ok());
         timed(self.progress, "prune", || {
-            self.prune_source_snapshots(req.store, snaps, record, req.keep_source_snapshots)
+            let keep = req.keep_source_snapshots;
+            self.prune_source_snapshots(req.store, snaps, record, keep, listed)
         });
         req.source.release();
     }
@@ -469,8 +500,12 @@ fn changes_plan(
     })
 }
 
+/// The source's snapshots, being listed for the pruning (see
+/// `transfer_chain`); `None`: the pruning lists them.
+pub(super) type Listing<'s> = Option<ScopedJoinHandle<'s, crate::image::Result<Vec<SnapshotInfo>>>>;
+
 /// The pruning a commit started, if it succeeded.
-pub(super) struct Pruning<'s>(Option<std::thread::ScopedJoinHandle<'s, ()>>);
+pub(super) struct Pruning<'s>(Option<ScopedJoinHandle<'s, ()>>);
 
 impl Pruning<'_> {
     pub fn wait(self) {
@@ -485,9 +520,34 @@ struct Attempt<'c> {
     chain: &'c Chain,
     /// The chain's base HEAD when the chain check opened it.
     base: Option<Box<dyn Image>>,
-    /// The source showed no change since the parent's snapshot just before
-    /// its new snapshot was made (see [`looks_unchanged`]).
-    looks_unchanged: bool,
+    /// What the early look saw of the source since the parent's snapshot.
+    since_parent: SinceParent,
+}
+
+/// The early look's answer about the parent of the chain a backup goes to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SinceParent {
+    /// No change just before the new snapshot, and the chain carries an
+    /// unchanged source forward: try that (checked again first).
+    Unchanged,
+    /// Changed: the new snapshot differs from the parent's.
+    Changed,
+    NotLooked,
+}
+
+impl SinceParent {
+    fn of(looked: Option<EarlyLook>, chain: &Chain) -> Self {
+        let parent = match chain {
+            Chain::Continue { parent, .. } => parent.id,
+            Chain::New { .. } => return SinceParent::NotLooked,
+        };
+        match looked {
+            Some(look) if look.since != parent => SinceParent::NotLooked,
+            Some(look) if look.changed => SinceParent::Changed,
+            Some(_) if carries_forward(chain) => SinceParent::Unchanged,
+            _ => SinceParent::NotLooked,
+        }
+    }
 }
 
 /// What a scoped thread returned; its panic goes on.

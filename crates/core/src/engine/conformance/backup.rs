@@ -330,6 +330,32 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     expect_restores(ctx, &b, &vol.mirror)
 }
 
+/// The early look at the source sees its change: nothing looks again once
+/// the snapshot exists (the answer could only be the same), and the change
+/// is copied.
+pub fn seen_change_is_not_looked_at_again(ctx: &Ctx<'_>) -> CheckResult {
+    let (vol, first) = changed_after_backup(ctx)?;
+    let counted = Misled::counting(vol.head.as_ref());
+    let b = ctx.backup_with(&counted, &vol, How::default()).map_err(s)?;
+    ensure!(
+        counted.looks() == 1,
+        "asked {} times what changed",
+        counted.looks()
+    );
+    ensure!(
+        b.kind == BackupKind::Incremental && b.parent == Some(first.id),
+        "{} backup with parent {:?}",
+        b.kind,
+        b.parent
+    );
+    ensure!(
+        b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
+        "backup records checksum {:?}",
+        b.checksum
+    );
+    expect_restores(ctx, &b, &vol.mirror)
+}
+
 /// The early look at the source misses a change (a write landed right
 /// after it): the base snapshot made while the real answer was awaited
 /// goes again, the change is copied, and the base keeps one snapshot per

@@ -1,5 +1,6 @@
 //! A source whose first look at what changed misses a change, as when a
-//! write lands right after the look and before the backup's snapshot.
+//! write lands right after the look and before the backup's snapshot; or
+//! one that only counts the looks.
 
 use super::delegate::delegate_image_io;
 use crate::image::{Image, Result, Snapshots};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub(super) struct Misled<'a> {
     inner: &'a dyn Image,
     looks: AtomicU32,
+    misses_first: bool,
 }
 
 impl<'a> Misled<'a> {
@@ -17,6 +19,15 @@ impl<'a> Misled<'a> {
         Misled {
             inner,
             looks: AtomicU32::new(0),
+            misses_first: true,
+        }
+    }
+
+    /// `inner`, answering every look truly: only counts them.
+    pub fn counting(inner: &'a dyn Image) -> Self {
+        Misled {
+            misses_first: false,
+            ..Misled::new(inner)
         }
     }
 
@@ -33,7 +44,7 @@ impl Image for Misled<'_> {
     }
     fn changed_since(&self, from: &str) -> Result<bool> {
         match self.looks.fetch_add(1, Ordering::SeqCst) {
-            0 => Ok(false),
+            0 if self.misses_first => Ok(false),
             _ => self.inner.changed_since(from),
         }
     }

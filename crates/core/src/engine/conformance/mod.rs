@@ -86,6 +86,10 @@ const CHECKS: &[Check] = &[
         backup::missed_change_is_copied,
     ),
     check(
+        "seen_change_is_not_looked_at_again",
+        backup::seen_change_is_not_looked_at_again,
+    ),
+    check(
         "failed_base_snapshot_of_an_unchanged_volume_falls_back",
         backup::unchanged_base_snapshot_failure_falls_back,
     ),

@@ -145,6 +145,7 @@ api_table! {
     rbd rbd_snap_exists(ImageT, *const c_char, *mut bool) -> c_int;
     rbd rbd_snap_create2(ImageT, *const c_char, u32, ProgressCb, *mut c_void) -> c_int;
     rbd rbd_snap_remove(ImageT, *const c_char) -> c_int;
+    rbd rbd_snap_set(ImageT, *const c_char) -> c_int;
     rbd rbd_snap_rollback(ImageT, *const c_char) -> c_int;
     rbd rbd_snap_get_timestamp(ImageT, u64, *mut libc::timespec) -> c_int;
     rbd rbd_metadata_get(ImageT, *const c_char, *mut c_char, *mut usize) -> c_int;
@@ -795,6 +796,15 @@ impl RbdHandle {
                     ptr::null_mut(),
                 )
             })
+        })
+    }
+
+    /// Points this handle at snapshot `name` (librbd refreshes it first
+    /// when its watch heard of a header change).
+    pub(crate) fn snap_set(&self, name: &CStr) -> Result<(), Errno> {
+        self.guard(|| {
+            // Safety: live image, valid name.
+            check(unsafe { (self.api.rbd_snap_set)(self.ptr, name.as_ptr()) })
         })
     }
 

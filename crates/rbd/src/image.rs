@@ -14,6 +14,7 @@ use crate::error::from_errno;
 use crate::ffi::{AioOp, Errno, IoCtx, RbdHandle};
 use crate::pool::is_unsupported;
 use crate::slot::{HandleRef, HandleSlot, Reopen};
+use crate::spare::Spare;
 use crate::spec::require_name;
 
 /// librbd returns lengths as `int` internally: keep each call well below.
@@ -42,6 +43,9 @@ pub struct RbdImage {
     /// Features the image was created without, to be enabled by the next
     /// flush (see [`crate::RbdPool`]'s `create_to_fill`).
     deferred_features: AtomicU64,
+    /// A handle opened for reading a snapshot being made
+    /// ([`Snapshots::prepare_open`]), until `open_snapshot` takes it.
+    pub(crate) spare: Spare,
 }
 
 impl RbdImage {
@@ -68,17 +72,32 @@ impl RbdImage {
             snap: c_snap,
             read_only,
         };
-        Ok(RbdImage {
-            slot: HandleSlot::new(handle, reopen),
-            io: Arc::clone(io),
+        Ok(RbdImage::with_handle(handle, reopen, pool, queue_depth))
+    }
+
+    /// The image `handle` has open, as `reopen` would open it again.
+    pub(crate) fn with_handle(
+        handle: RbdHandle,
+        reopen: Reopen,
+        pool: &str,
+        queue_depth: usize,
+    ) -> RbdImage {
+        let read_only = reopen.read_only || reopen.snap.is_some();
+        RbdImage {
+            io: Arc::clone(&reopen.io),
             pool: pool.into(),
-            name: name.into(),
-            snap: snap.map(Into::into),
-            read_only: read_only || snap.is_some(),
+            name: reopen.name.to_string_lossy().into_owned(),
+            snap: reopen
+                .snap
+                .as_ref()
+                .map(|s| s.to_string_lossy().into_owned()),
+            slot: HandleSlot::new(handle, reopen),
+            read_only,
             queue_depth: queue_depth.max(1),
             quiesce_snapshots: true,
             deferred_features: AtomicU64::new(0),
-        })
+            spare: Spare::default(),
+        }
     }
 
     /// Makes the next [`Image::flush`] enable `features` (object-map and
@@ -164,6 +183,12 @@ impl RbdImage {
     /// cannot tell and librbd's diff decides. For tests and diagnostics.
     pub fn changed_since_by_object_maps(&self, from_snap: &str) -> Result<Option<bool>> {
         crate::objectmap::changed_since(self, from_snap)
+    }
+
+    /// The snapshot a handle was prepared for ([`Snapshots::prepare_open`])
+    /// and not yet taken by `open_snapshot`. For tests and diagnostics.
+    pub fn prepared_snapshot_read(&self) -> Option<String> {
+        self.spare.snapshot()
     }
 
     pub(crate) fn err(&self, e: Errno) -> ImageError {
@@ -335,7 +360,11 @@ impl Image for RbdImage {
     }
 
     fn release(&self) {
-        self.slot.release();
+        // Each close waits for its own round trips (the watch, the lock).
+        std::thread::scope(|s| {
+            s.spawn(|| self.spare.clear());
+            self.slot.release();
+        });
     }
 
     fn metadata(&self) -> Option<&dyn ImageMetadata> {

@@ -29,6 +29,7 @@ mod objects;
 mod pool;
 mod slot;
 mod snapshots;
+mod spare;
 mod spec;
 
 pub use cluster::{Cluster, ClusterConfig, DEFAULT_CONNECT_TIMEOUT};

@@ -1,13 +1,15 @@
 //! RBD snapshots (`rbd_snap_*`) as the image model's [`Snapshots`].
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use blockback_core::image::{Image, ImageError, Result, SnapshotInfo, Snapshots};
 
 use crate::cluster::cstr;
 use crate::error::from_errno;
-use crate::ffi::SnapEntry;
+use crate::ffi::{RbdHandle, SnapEntry};
 use crate::image::{describe, RbdImage};
+use crate::slot::Reopen;
 use crate::spec::require_name;
 
 impl RbdImage {
@@ -50,6 +52,21 @@ impl RbdImage {
     }
 }
 
+impl RbdImage {
+    /// A handle of HEAD for the spare (`None`, noted, when it cannot be
+    /// opened: the snapshot is then opened as usual). Opened writable,
+    /// though only ever read: librbd's read-only handles register no
+    /// watch, so they never hear of the new snapshot and cannot be set to
+    /// it; a writable one that writes nothing never takes the lock.
+    fn open_spare(&self) -> Option<RbdHandle> {
+        let what = describe(&self.pool, &self.name, None);
+        let c_name = cstr(&self.name, &what).ok()?;
+        RbdHandle::open(&self.io, &c_name, None, false)
+            .inspect_err(|e| tracing::debug!("spare handle of {what} not opened: {e:?}"))
+            .ok()
+    }
+}
+
 /// Seconds and nanoseconds since the epoch; pre-epoch clocks clamp to it.
 fn timestamp(secs: i64, nanos: i64) -> SystemTime {
     let secs = u64::try_from(secs).unwrap_or(0);
@@ -82,6 +99,19 @@ impl Snapshots for RbdImage {
     }
 
     fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>> {
+        let what = self.snap_what(name);
+        require_name("snapshot", name, || what.clone())?;
+        let c_snap = cstr(name, &what)?;
+        if let Some(handle) = self.spare.take_at(name, &c_snap) {
+            let reopen = Reopen {
+                io: Arc::clone(&self.io),
+                name: cstr(&self.name, &what)?,
+                snap: Some(c_snap),
+                read_only: true,
+            };
+            let img = RbdImage::with_handle(handle, reopen, &self.pool, self.queue_depth);
+            return Ok(Box::new(img));
+        }
         let img = RbdImage::open(
             &self.io,
             &self.pool,
@@ -91,6 +121,17 @@ impl Snapshots for RbdImage {
             self.queue_depth,
         )?;
         Ok(Box::new(img))
+    }
+
+    /// Opens the spare handle `open_snapshot(name)` then takes
+    /// (src/spare.rs); made beside the snapshot's creation, its open costs
+    /// nothing on the way.
+    fn prepare_open(&self, name: &str) {
+        if self.snap.is_none() {
+            if let Some(handle) = self.open_spare() {
+                self.spare.put(name, handle);
+            }
+        }
     }
 
     fn rollback(&self, name: &str) -> Result<()> {

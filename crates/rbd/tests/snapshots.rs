@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use blockback_core::image::{ImageError, Pool};
+use blockback_core::image::{Image, ImageError, Pool, Snapshots};
 use common::*;
 
 #[test]
@@ -83,6 +83,49 @@ fn snapshots_without_quiesce_hold_the_writes_before_them() {
     assert_eq!(read(h.as_ref(), MIB, 4096), pattern(4, 4096));
     drop(kept);
     snaps.remove("kept").unwrap();
+}
+
+/// A snapshot announced with `prepare_open` is read through the handle
+/// opened then (set to the snapshot once made), which sees the snapshot,
+/// not HEAD's later writes; a handle prepared for another snapshot is
+/// closed, and so is one nobody took, by the release.
+#[test]
+fn prepared_snapshots_are_read_through_the_handle_opened_beforehand() {
+    let Some(pool) = pool() else { return };
+    let img = TempImage::create(&pool, "spare", 8 * MIB);
+    let h = pool.open_image(&img.name).unwrap();
+    h.write_at(MIB, &pattern(5, 4096)).unwrap();
+    h.prepare_open("first");
+    assert_eq!(h.prepared_snapshot_read().as_deref(), Some("first"));
+    Snapshots::create(&h, "first").unwrap();
+    h.write_at(MIB, &pattern(6, 4096)).unwrap();
+
+    let first = h.open_snapshot("first").unwrap();
+    assert_eq!(h.prepared_snapshot_read(), None, "taken");
+    assert_eq!(first.describe(), format!("volumes/{}@first", img.name));
+    assert_eq!(read(first.as_ref(), MIB, 4096), pattern(5, 4096));
+    assert!(matches!(
+        first.write_at(0, b"x"),
+        Err(ImageError::ReadOnly { .. })
+    ));
+    // Reopened after a release, it is still the snapshot.
+    first.release();
+    assert_eq!(read(first.as_ref(), MIB, 4096), pattern(5, 4096));
+    drop(first);
+
+    h.prepare_open("third");
+    Snapshots::create(&h, "second").unwrap();
+    Snapshots::create(&h, "third").unwrap();
+    let second = h.open_snapshot("second").unwrap();
+    assert_eq!(read(second.as_ref(), MIB, 4096), pattern(6, 4096));
+    assert_eq!(h.prepared_snapshot_read(), None, "not second's: closed");
+    drop(second);
+    h.prepare_open("fourth");
+    h.release();
+    assert_eq!(h.prepared_snapshot_read(), None, "closed by the release");
+    for snap in ["first", "second", "third"] {
+        h.remove(snap).unwrap();
+    }
 }
 
 #[test]

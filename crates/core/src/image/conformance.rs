@@ -107,6 +107,10 @@ const CHECKS: &[Check] = &[
     check("snapshots_presence", snapshots::presence),
     snap_check("snapshot_create_list", snapshots::create_list),
     snap_check("snapshot_read_only_frozen", snapshots::read_only_frozen),
+    snap_check(
+        "prepared_snapshot_open_reads_the_snapshot",
+        snapshots::prepared_open_reads_the_snapshot,
+    ),
     snap_check("extents_since_snapshot", snapshots::extents_since_snapshot),
     snap_check(
         "extents_since_snapshot_grown",

@@ -142,6 +142,13 @@ pub trait Snapshots: Send + Sync {
     fn remove(&self, name: &str) -> Result<()>;
     /// Opens the image as it was at snapshot `name`, read-only.
     fn open_snapshot(&self, name: &str) -> Result<Box<dyn Image>>;
+    /// Says that `open_snapshot(name)` follows once snapshot `name` is
+    /// made (it may be in the making): a backend may open what it can
+    /// beforehand (RBD: a handle, later set to the snapshot). Nothing by
+    /// default; a preparation that fails or goes unused changes nothing.
+    fn prepare_open(&self, name: &str) {
+        let _ = name;
+    }
     /// Makes HEAD equal to snapshot `name` again (`rbd snap rollback`).
     fn rollback(&self, name: &str) -> Result<()>;
 }

@@ -137,6 +137,34 @@ pub(super) fn read_only_frozen(f: &dyn ImageFactory) -> CheckResult {
     remove_snaps(&*s.img, &["frozen"])
 }
 
+/// `prepare_open` before a snapshot is made changes nothing but perhaps
+/// speed: the snapshot opened after reads as it was made, though HEAD
+/// changed meanwhile; a preparation for another name, or for a snapshot
+/// never opened, is harmless.
+pub(super) fn prepared_open_reads_the_snapshot(f: &dyn ImageFactory) -> CheckResult {
+    let mut s = Shadow::new(f.create(3 * MIB))?;
+    s.write(100 * KIB, MIB, 4)?;
+    snaps(&*s.img)?.prepare_open("early");
+    create_snap(&*s.img, "early")?;
+    let at_early = s.data.clone();
+    s.write(200 * KIB, 50 * KIB, 5)?;
+    snaps(&*s.img)?.prepare_open("elsewhere");
+    create_snap(&*s.img, "late")?;
+    let at_late = s.data.clone();
+    s.write(300 * KIB, 50 * KIB, 6)?;
+    for (name, want) in [("early", &at_early), ("late", &at_late)] {
+        let snap = open_snap(&*s.img, name)?;
+        compare(
+            &format!("{} read", snap.describe()),
+            &read_all(&*snap)?,
+            want,
+        )?;
+    }
+    snaps(&*s.img)?.prepare_open("never");
+    s.verify("HEAD")?;
+    remove_snaps(&*s.img, &["early", "late"])
+}
+
 /// Checks `to.changed_extents(Some(from))` against both contents: outside
 /// the extents they are equal, Zero extents read zeros at `to`.
 pub(super) fn check_diff(to: &dyn Image, from: &str, old: &[u8], new: &[u8]) -> CheckResult {

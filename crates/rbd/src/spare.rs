@@ -1,9 +1,10 @@
-//! A read-only handle opened while a snapshot is made, for reading the
-//! snapshot right after: a backup's source. librbd's open is about a dozen
-//! round trips one after another (56 ms under the 0-2 ms profile); made
-//! beside the snapshot's creation (itself 0.1 s, mostly the monitor's
-//! snapshot id), only pointing the handle at the new snapshot is left: a
-//! refresh, 24-28 ms.
+//! A handle opened while a snapshot is made, for reading the snapshot
+//! right after (`Snapshots::prepare_open`: a backup's source, unless it
+//! looks unchanged; `open_spare` says why it is writable). librbd's open
+//! is about a dozen round trips one after another (56 ms under the 0-2 ms
+//! profile); made beside the snapshot's creation (itself 0.1 s, mostly the
+//! monitor's snapshot id), only pointing the handle at the new snapshot is
+//! left: a refresh, 24-28 ms.
 
 use std::ffi::CStr;
 use std::sync::Mutex;

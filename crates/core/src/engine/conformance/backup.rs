@@ -330,6 +330,22 @@ pub fn failed_transfer_falls_back(ctx: &Ctx<'_>) -> CheckResult {
     expect_restores(ctx, &b, &vol.mirror)
 }
 
+/// `b` is `first`'s incremental child and records `vol`'s checksum.
+fn continues_with_the_change(b: &BackupRecord, first: &BackupRecord, vol: &Vol) -> CheckResult {
+    ensure!(
+        b.kind == BackupKind::Incremental && b.parent == Some(first.id),
+        "{} backup with parent {:?}",
+        b.kind,
+        b.parent
+    );
+    ensure!(
+        b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
+        "backup records checksum {:?}",
+        b.checksum
+    );
+    Ok(())
+}
+
 /// The early look at the source sees its change: nothing looks again once
 /// the snapshot exists (the answer could only be the same), and the change
 /// is copied.
@@ -342,17 +358,7 @@ pub fn seen_change_is_not_looked_at_again(ctx: &Ctx<'_>) -> CheckResult {
         "asked {} times what changed",
         counted.looks()
     );
-    ensure!(
-        b.kind == BackupKind::Incremental && b.parent == Some(first.id),
-        "{} backup with parent {:?}",
-        b.kind,
-        b.parent
-    );
-    ensure!(
-        b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
-        "backup records checksum {:?}",
-        b.checksum
-    );
+    continues_with_the_change(&b, &first, &vol)?;
     expect_restores(ctx, &b, &vol.mirror)
 }
 
@@ -369,17 +375,7 @@ pub fn missed_change_is_copied(ctx: &Ctx<'_>) -> CheckResult {
         "asked {} times what changed",
         misled.looks()
     );
-    ensure!(
-        b.kind == BackupKind::Incremental && b.parent == Some(first.id),
-        "{} backup with parent {:?}",
-        b.kind,
-        b.parent
-    );
-    ensure!(
-        b.checksum.as_deref() == Some(checksum_of(&vol.mirror).as_str()),
-        "backup records checksum {:?}",
-        b.checksum
-    );
+    continues_with_the_change(&b, &first, &vol)?;
     ensure!(b.bytes_written > 0, "the change was not written");
     let snaps = ctx.base_snaps(0, &b.image);
     ensure!(
